@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from x2face_edit.errors import X2FaceError
+from x2face_edit.faces import FaceDetector, box_distance, crop, link_tracks, voxceleb_box
+from x2face_edit.synthetic import astronaut_face
+from x2face_edit.video import iter_frames, probe
+
+
+def test_voxceleb_box_is_square_and_centred():
+    box = voxceleb_box(np.array([10.0, 20.0, 110.0, 140.0]))
+    assert np.allclose(box, [60 - 96, 80 - 96, 60 + 96, 80 + 96])
+
+
+def test_crop_resamples_the_box_and_pads_outside_with_black():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[:, 100:] = 255
+    out = crop(frame, np.array([50.0, -50.0, 150.0, 50.0]), 20)
+    assert out.shape == (20, 20, 3)
+    assert out[:9].max() == 0  # above the frame
+    assert out[12:, :9].max() == 0 and out[12:, 11:].min() == 255  # left half dark, right half bright
+
+
+def test_detector_finds_the_astronaut_on_a_large_frame():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[200:520, 500:820] = astronaut_face(320)
+    boxes = FaceDetector().detect(frame)
+    assert len(boxes) == 1
+    x0, y0, x1, y1 = boxes[0]
+    assert 500 < x0 < x1 < 820 and 200 < y0 < y1 < 520
+
+
+def test_linking_keeps_two_faces_apart_and_bridges_short_gaps():
+    left, right = np.array([0.0, 0, 50, 50]), np.array([200.0, 0, 250, 50])
+    step = np.array([5.0, 0, 5, 0])
+    detections = [
+        (0, np.stack([left, right])),
+        (1, np.stack([right + step, left + step])),
+        (2, np.stack([left + 2 * step])),  # right face missed once
+        (3, np.stack([left + 3 * step, right + 3 * step])),
+    ]
+    tracks = sorted(link_tracks(detections), key=lambda t: t.boxes[0][0])
+    assert [t.frame_indices for t in tracks] == [[0, 1, 2, 3], [0, 1, 3]]
+    assert box_distance(left, left * 2) == float("inf")  # size changed too much to be the same face
+
+
+def test_video_facts_and_frame_times(synthetic_video):
+    info = probe(synthetic_video)
+    assert (info.width, info.height, info.frame_count, float(info.fps)) == (320, 240, 40, 25.0)
+    assert not info.has_audio
+    frames = list(iter_frames(synthetic_video))
+    assert [f.index for f in frames] == list(range(40))
+    assert np.allclose([f.time for f in frames], np.arange(40) / 25)
+    assert frames[0].rgb.shape == (240, 320, 3) and frames[0].rgb.dtype == np.uint8
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (b"plain text, not a video", "not a video file")])
+def test_bad_video_inputs(tmp_path, content, message):
+    path = tmp_path / "input.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(X2FaceError, match=message):
+        probe(path)

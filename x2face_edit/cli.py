@@ -1,0 +1,107 @@
+"""The ``x2face-edit`` command line: argument parsing and messages over the Python API.
+
+Heavy modules are imported inside each command so that ``train`` runs where PyAV and
+dlib are not installed (a GPU machine that only has the training dependencies).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .errors import X2FaceError
+
+
+class _Group(click.Group):
+    """Turns an ``X2FaceError`` into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except X2FaceError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="x2face-edit")
+def main() -> None:
+    """Edit faces in video with X2Face (Wiles, Koepke, Zisserman, ECCV 2018)."""
+
+
+@main.command()
+@click.argument("videos", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the face tracks.")
+@click.option("--size", default=256, show_default=True, help="Crop size in pixels (the model's resolution).")
+@click.option("--fps", "sample_fps", default=5.0, show_default=True, help="Frames per second analysed and kept.")
+@click.option("--min-frames", default=4, show_default=True, help="Shortest track kept, in analysed frames.")
+@click.option("--identities", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV/TSV of 'video file name,identity'; otherwise each video is its own identity.")
+@click.option("--workers", default=1, show_default=True, help="Videos processed in parallel.")
+def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frames: int, identities: Path | None, workers: int) -> None:
+    """Find and track faces in VIDEOS (a folder or one video) and write VoxCeleb-style crops.
+
+    Re-running the same command skips videos already done.
+    """
+    from rich.progress import Progress
+
+    from . import prepare as preparing
+
+    video_list = [videos] if videos.is_file() else preparing.find_videos(videos)
+    if not video_list:
+        raise X2FaceError(f"no videos in {videos}")
+    failures = []
+    with Progress(transient=False) as progress:
+        task = progress.add_task("preparing", total=len(video_list))
+
+        def done(video: Path, record: dict | None, error: str | None) -> None:
+            if error:
+                failures.append(error)
+                progress.console.print(f"[red]skipped[/red] {video.name}: {error}")
+            progress.advance(task)
+
+        manifest = preparing.prepare(
+            video_list,
+            out_dir,
+            options=preparing.PrepareOptions(size=size, sample_fps=sample_fps, min_frames=min_frames),
+            identities=preparing.read_identity_map(identities) if identities else None,
+            workers=workers,
+            on_video_done=done,
+        )
+    frames = sum(t["frames"] for t in manifest["tracks"])
+    identities_found = len({t["identity"] for t in manifest["tracks"]})
+    click.echo(f"{len(manifest['tracks'])} tracks, {frames} frames, {identities_found} identities in {out_dir}")
+    if failures and len(failures) == len(video_list):
+        raise X2FaceError("no video could be prepared")
+
+
+@main.command()
+@click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", default="runs/x2face", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for checkpoint.pt and log.jsonl.")
+@click.option("--resolution", default=256, show_default=True, help="Model input size (power of two).")
+@click.option("--width", default=64, show_default=True, help="Channels of the first layer (64 in the paper).")
+@click.option("--sources", default=1, show_default=True, help="Source frames averaged per training pair.")
+@click.option("--batch-size", default=16, show_default=True, help="Pairs per step and per process.")
+@click.option("--steps", "max_steps", default=100_000, show_default=True, help="Train until this step.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Learning rate; divided by 10 when validation stalls.")
+@click.option("--val-every", default=500, show_default=True, help="Validate (and maybe lower lr) every N steps.")
+@click.option("--plateau-patience", default=3, show_default=True, help="Validations without improvement before lr / 10.")
+@click.option("--checkpoint-every", default=500, show_default=True)
+@click.option("--log-every", default=10, show_default=True, help="Average and log the loss every N steps.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), help="Start from this checkpoint's weights.")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in --out (weights, optimizer, step).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--workers", "num_workers", default=2, show_default=True, help="Data-loading processes per training process.")
+@click.option("--progress/--no-progress", default=True)
+def train(tracks: Path, out_dir: Path, **options) -> None:
+    """Train X2Face (stage I, photometric L1) on face tracks from 'prepare'.
+
+    For several GPUs: torchrun --nproc_per_node=N -m x2face_edit train TRACKS
+    """
+    from .model.train import TrainConfig, train as run_training
+
+    checkpoint = run_training(TrainConfig(tracks=str(tracks), out_dir=str(out_dir), **options))
+    click.echo(f"checkpoint: {checkpoint}")

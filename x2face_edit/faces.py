@@ -1,0 +1,131 @@
+"""Faces in frames: dlib detection, linking detections into tracks, and VoxCeleb crops.
+
+Boxes are float arrays ``[x0, y0, x1, y1]`` in full-resolution pixel coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import dlib
+import numpy as np
+
+# VoxCeleb (and the X2Face release) crop the detector's box enlarged 1.6x about its centre.
+VOXCELEB_SCALE = 1.6
+
+
+class FaceDetector:
+    """dlib's HOG face detector, run on a frame resized for speed.
+
+    HOG finds faces down to about 80 pixels; ``max_side`` bounds the longer side of the
+    frame it searches, trading the smallest findable face for speed. Frames smaller than
+    ``min_side`` are usually tight face crops (VoxCeleb-style clips): their faces touch
+    the border, where HOG's window does not fit, so they are padded and enlarged first.
+    """
+
+    def __init__(self, max_side: int = 640, min_side: int = 448) -> None:
+        self.max_side = max_side
+        self.min_side = min_side
+        self._detector = dlib.get_frontal_face_detector()
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        """All faces in an (H, W, 3) uint8 frame, as (N, 4) boxes, largest first."""
+        longest = max(rgb.shape[:2])
+        pad = longest // 4 if longest < self.min_side else 0
+        if pad:
+            rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        height, width = rgb.shape[:2]
+        scale = min(self.max_side, max(self.min_side, longest)) / longest
+        resized = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        found = self._detector(np.ascontiguousarray(resized), 0)
+        boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in found], dtype=np.float64).reshape(-1, 4)
+        boxes = boxes / scale - pad
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return boxes[np.argsort(-areas, kind="stable")]
+
+
+def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:
+    """The square crop box: the face box's longer side times ``scale``, same centre."""
+    x0, y0, x1, y1 = face_box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = max(x1 - x0, y1 - y0) * scale / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
+    """The 2x3 affine map from frame pixels to a ``size`` x ``size`` crop of ``box``."""
+    x0, y0, x1, y1 = box
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    return np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
+
+
+def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """Resample ``box`` of ``frame`` to a square crop; parts outside the frame are black."""
+    scale = (box[2] - box[0]) / size
+    interpolation = cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR
+    if scale > 1:
+        # INTER_AREA is not applied by warpAffine; shrink first so the crop does not alias.
+        small = cv2.resize(frame, None, fx=1 / scale, fy=1 / scale, interpolation=interpolation)
+        return cv2.warpAffine(small, crop_matrix(box / scale, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(frame, crop_matrix(box, size), (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+
+
+def box_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two boxes are, in units of their mean side; inf if their sizes differ
+    by more than half (then they are not the same face at nearly the same time)."""
+    side_a, side_b = a[2] - a[0], b[2] - b[0]
+    if max(side_a, side_b) > 1.5 * min(side_a, side_b):
+        return float("inf")
+    centre_a, centre_b = (a[:2] + a[2:]) / 2, (b[:2] + b[2:]) / 2
+    return float(np.linalg.norm(centre_a - centre_b) / ((side_a + side_b) / 2))
+
+
+@dataclass
+class Track:
+    """One face followed through analysed frames (not necessarily every one)."""
+
+    frame_indices: list[int] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    box_numbers: list[int] = field(default_factory=list)  # each box's row in its frame's detections
+    missed: int = 0  # consecutive analysed frames without a detection, while linking
+
+    def __len__(self) -> int:
+        return len(self.frame_indices)
+
+
+def link_tracks(detections: Sequence[tuple[int, np.ndarray]], *, max_distance: float = 0.75, max_gap: int = 2) -> list[Track]:
+    """Link per-frame detections into tracks.
+
+    ``detections`` holds (frame index, (N, 4) boxes) for each analysed frame in order.
+    Each track takes, nearest first, a box within ``max_distance`` (``box_distance``) of
+    its last box; a box that no track takes starts a new track. Distance rather than
+    overlap links a moving head even when frames are analysed a fraction of a second apart. The detector misses faces
+    now and then (profiles, blur), so a track ends only after ``max_gap`` consecutive
+    analysed frames without a box.
+    """
+    finished: list[Track] = []
+    active: list[Track] = []
+    for frame_index, boxes in detections:
+        pairs = sorted((box_distance(track.boxes[-1], box), t, b) for t, track in enumerate(active) for b, box in enumerate(boxes))
+        taken_tracks: set[int] = set()
+        taken_boxes: set[int] = set()
+        for distance, t, b in pairs:
+            if distance > max_distance:
+                break
+            if t in taken_tracks or b in taken_boxes:
+                continue
+            active[t].frame_indices.append(frame_index)
+            active[t].boxes.append(boxes[b])
+            active[t].box_numbers.append(b)
+            active[t].missed = 0
+            taken_tracks.add(t)
+            taken_boxes.add(b)
+        for t, track in enumerate(active):
+            if t not in taken_tracks:
+                track.missed += 1
+        finished.extend(track for track in active if track.missed > max_gap)
+        active = [track for track in active if track.missed <= max_gap]
+        active.extend(Track([frame_index], [box], [b]) for b, box in enumerate(boxes) if b not in taken_boxes)
+    return finished + active

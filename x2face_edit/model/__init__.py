@@ -1,0 +1,6 @@
+"""The trainable X2Face model. Knows tensors and face crops, never video files."""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .networks import ModelConfig, X2Face, count_parameters
+
+__all__ = ["CheckpointError", "ModelConfig", "X2Face", "count_parameters", "load_checkpoint", "save_checkpoint"]

@@ -1,0 +1,115 @@
+"""Training data: (source frames, driving frame) pairs drawn from prepared face tracks.
+
+Reads only the folder that ``x2face-edit prepare`` writes (``manifest.json`` and JPEG
+crops), so training needs neither video decoding nor face detection.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..errors import X2FaceError
+
+SPLITS = ("train", "val", "test")
+# The paper splits VoxCeleb identities 75/15/10 into train/val/test.
+DEFAULT_FRACTIONS = (0.75, 0.15, 0.10)
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    folder: Path
+    identity: str
+    frames: tuple[str, ...]
+
+
+def load_tracks(tracks_dir: str | Path) -> list[TrackInfo]:
+    """Every track listed in ``tracks_dir/manifest.json`` with at least two frames."""
+    tracks_dir = Path(tracks_dir)
+    manifest_path = tracks_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise X2FaceError(f"no manifest.json in {tracks_dir}: make the folder with 'x2face-edit prepare'")
+    manifest = json.loads(manifest_path.read_text())
+    tracks = []
+    for entry in manifest["tracks"]:
+        folder = tracks_dir / entry["path"]
+        record = json.loads((folder / "track.json").read_text())
+        frames = tuple(f["file"] for f in record["frames"])
+        if len(frames) >= 2:
+            tracks.append(TrackInfo(folder, entry["identity"], frames))
+    if not tracks:
+        raise X2FaceError(f"{tracks_dir} holds no face track with two or more frames")
+    return tracks
+
+
+def split_identities(
+    identities: list[str], fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0
+) -> dict[str, str]:
+    """Assign each identity to 'train', 'val' or 'test' (shuffled with ``seed``).
+
+    Counts are rounded; training keeps at least one identity, so a set of one or two
+    identities is all training data.
+    """
+    unique = sorted(set(identities))
+    random.Random(seed).shuffle(unique)
+    count = len(unique)
+    n_test = min(round(count * fractions[2]), max(count - 1, 0))
+    n_val = min(round(count * fractions[1]), max(count - 1 - n_test, 0))
+    split = {}
+    for i, identity in enumerate(unique):
+        split[identity] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return split
+
+
+def tracks_in_split(tracks: list[TrackInfo], split: str, seed: int = 0,
+                    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> list[TrackInfo]:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    assignment = split_identities([t.identity for t in tracks], fractions, seed)
+    return [t for t in tracks if assignment[t.identity] == split]
+
+
+def load_image(path: Path, size: int | None = None) -> torch.Tensor:
+    """A (3, H, W) float tensor in [0, 1], resized to ``size`` if given."""
+    image = Image.open(path).convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div_(255)
+
+
+class TrackPairs(Dataset):
+    """Every frame of every track once as the driving frame, with ``num_sources``
+    other frames of the same track (drawn at random each time) as the sources.
+
+    Items are (sources (K, 3, H, W), driving (3, H, W)).
+    """
+
+    def __init__(self, tracks: list[TrackInfo], *, num_sources: int = 1, size: int | None = None) -> None:
+        if not tracks:
+            raise X2FaceError("no tracks for this split")
+        self.tracks = tracks
+        self.num_sources = num_sources
+        self.size = size
+        self.index = [(t, f) for t, track in enumerate(tracks) for f in range(len(track.frames))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        track_number, driving_number = self.index[item]
+        track = self.tracks[track_number]
+        others = [f for f in range(len(track.frames)) if f != driving_number]
+        # torch's generator is seeded per DataLoader worker, so this draw is reproducible.
+        picks = torch.randint(len(others), (self.num_sources,)).tolist()
+        sources = torch.stack([self._frame(track, others[p]) for p in picks])
+        return sources, self._frame(track, driving_number)
+
+    def _frame(self, track: TrackInfo, number: int) -> torch.Tensor:
+        return load_image(track.folder / track.frames[number], self.size)

@@ -1,0 +1,189 @@
+"""Face tracks for training: videos in, VoxCeleb-style crops out.
+
+Layout written under the output folder (what ``model.data`` reads)::
+
+    manifest.json                     every track: folder, identity, video, frame count
+    <video file name>/video.json      written last: the video is done (resumability)
+    <video file name>/track_000/track.json, 000000.jpg, 000001.jpg, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import X2FaceError
+from .faces import FaceDetector, crop, link_tracks, voxceleb_box
+from .video import iter_frames, probe
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
+MANIFEST = "manifest.json"
+VIDEO_RECORD = "video.json"
+TRACK_RECORD = "track.json"
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    size: int = 256
+    sample_fps: float = 5.0
+    min_frames: int = 4
+    jpeg_quality: int = 95
+
+
+def find_videos(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise X2FaceError(f"not a folder: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def read_identity_map(path: str | Path) -> dict[str, str]:
+    """A tab- or comma-separated file of ``video file name, identity`` lines."""
+    mapping = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = [f.strip() for f in line.replace("\t", ",").split(",")]
+        if len(fields) != 2 or not all(fields):
+            raise X2FaceError(f"{path}:{number}: expected 'video,identity', got {line!r}")
+        mapping[fields[0]] = fields[1]
+    return mapping
+
+
+def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOptions) -> dict:
+    """Track the faces of one video and write their crops; return its record."""
+    info = probe(video)
+    detector = FaceDetector()
+    times: dict[int, float] = {}
+    crops: dict[tuple[int, int], np.ndarray] = {}  # (frame index, box number) -> crop
+    detections = []
+    for frame in iter_frames(video, sample_fps=options.sample_fps):
+        boxes = detector.detect(frame.rgb)
+        detections.append((frame.index, boxes))
+        times[frame.index] = frame.time
+        for number, face_box in enumerate(boxes):
+            crops[frame.index, number] = crop(frame.rgb, voxceleb_box(face_box), options.size)
+    tracks = [t for t in link_tracks(detections) if len(t) >= options.min_frames]
+
+    video_dir = out_dir / video.name
+    if video_dir.exists():
+        shutil.rmtree(video_dir)  # left by an interrupted run
+    video_dir.mkdir(parents=True)
+    track_names = []
+    for number, track in enumerate(tracks):
+        track_dir = video_dir / f"track_{number:03d}"
+        track_dir.mkdir()
+        records = []
+        for position, (frame_index, face_box, box_number) in enumerate(zip(track.frame_indices, track.boxes, track.box_numbers)):
+            name = f"{position:06d}.jpg"
+            Image.fromarray(crops[frame_index, box_number]).save(track_dir / name, quality=options.jpeg_quality)
+            box = voxceleb_box(face_box)
+            records.append({"file": name, "frame": frame_index, "time": round(times[frame_index], 6), "box": [round(v, 2) for v in box.tolist()]})
+        _write_json(track_dir / TRACK_RECORD, {
+            "video": video.name,
+            "identity": identity,
+            "size": options.size,
+            "sample_fps": options.sample_fps,
+            "frames": records,
+        })
+        track_names.append(track_dir.name)
+    record = {
+        "video": str(video),
+        "identity": identity,
+        "width": info.width,
+        "height": info.height,
+        "fps": float(info.fps),
+        "frames_analysed": len(detections),
+        "tracks": track_names,
+    }
+    _write_json(video_dir / VIDEO_RECORD, record)
+    return record
+
+
+def prepare(
+    videos: Sequence[Path],
+    out_dir: str | Path,
+    *,
+    options: PrepareOptions = PrepareOptions(),
+    identities: dict[str, str] | None = None,
+    workers: int = 1,
+    on_video_done: Callable[[Path, dict | None, str | None], None] | None = None,
+) -> dict:
+    """Prepare face tracks for ``videos`` under ``out_dir`` and write its manifest.
+
+    Videos whose ``video.json`` already exists are skipped, so an interrupted run resumes.
+    Each video is tracked in its own process when ``workers`` > 1. A video that fails
+    (unreadable, say) is reported through ``on_video_done`` and the others go on.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    identities = identities or {}
+    pending = [v for v in videos if not (out_dir / v.name / VIDEO_RECORD).exists()]
+    for video in videos:
+        if video not in pending and on_video_done:
+            on_video_done(video, _read_json(out_dir / video.name / VIDEO_RECORD), None)
+
+    def job_args(video: Path) -> tuple:
+        return video, out_dir, identities.get(video.name, video.stem), options
+
+    if workers <= 1:
+        for video in pending:
+            _report(video, lambda: prepare_video(*job_args(video)), on_video_done)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(prepare_video, *job_args(v)): v for v in pending}
+            for future in as_completed(futures):
+                _report(futures[future], future.result, on_video_done)
+    return write_manifest(out_dir)
+
+
+def _report(video: Path, run: Callable[[], dict], on_video_done: Callable | None) -> None:
+    try:
+        record, error = run(), None
+    except X2FaceError as exc:
+        record, error = None, str(exc)
+    if on_video_done:
+        on_video_done(video, record, error)
+
+
+def write_manifest(out_dir: Path) -> dict:
+    """Collect every finished video's tracks into ``manifest.json``."""
+    tracks = []
+    for record_path in sorted(out_dir.glob(f"*/{VIDEO_RECORD}")):
+        record = _read_json(record_path)
+        for name in record["tracks"]:
+            track = _read_json(record_path.parent / name / TRACK_RECORD)
+            tracks.append({
+                "path": f"{record_path.parent.name}/{name}",
+                "identity": track["identity"],
+                "video": track["video"],
+                "frames": len(track["frames"]),
+            })
+    manifest = {"size": _single_size(out_dir, tracks), "tracks": tracks}
+    _write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _single_size(out_dir: Path, tracks: list[dict]) -> int | None:
+    sizes = {_read_json(out_dir / t["path"] / TRACK_RECORD)["size"] for t in tracks}
+    if len(sizes) > 1:
+        raise X2FaceError(f"{out_dir} mixes crop sizes {sorted(sizes)}; prepare each size into its own folder")
+    return sizes.pop() if sizes else None
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
