@@ -10,7 +10,6 @@ Layout written under the output folder (what ``model.data`` reads)::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,6 +21,7 @@ from PIL import Image
 
 from .errors import X2FaceError
 from .faces import FaceDetector, crop, link_tracks, voxceleb_box
+from .outputs import atomic_output
 from .video import iter_frames, probe
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
@@ -184,6 +184,5 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_output(path, force=True) as partial:
+        partial.write_text(json.dumps(data, indent=1))

@@ -47,11 +47,40 @@ def moving_face_frames(count: int, *, width: int = 320, height: int = 240, face_
     return frames
 
 
-def write_moving_face_video(path: str | Path, count: int = 50, *, fps: float = 25, seed: int = 0, **frame_options) -> Path:
-    """Write ``moving_face_frames`` to an H.264 video and return its path."""
+def write_moving_face_video(path: str | Path, count: int = 50, *, fps: float = 25, seed: int = 0,
+                            tone_hz: float | None = None, **frame_options) -> Path:
+    """Write ``moving_face_frames`` to an H.264 video and return its path.
+
+    With ``tone_hz`` the video gets an AAC sound track of that sine tone, as long as the video.
+    """
     frames = moving_face_frames(count, seed=seed, **frame_options)
     height, width = frames[0].shape[:2]
-    with VideoWriter(path, fps=fps, width=width, height=height) as writer:
+    path = Path(path)
+    if tone_hz is None:
+        silent = path
+    else:
+        silent = path.with_name(f".{path.stem}.silent{path.suffix}")
+        _write_tone(path.with_suffix(".m4a"), tone_hz, count / fps)
+    with VideoWriter(silent, fps=fps, width=width, height=height,
+                     audio_from=None if tone_hz is None else path.with_suffix(".m4a")) as writer:
         for frame in frames:
             writer.write(frame)
-    return Path(path)
+    if tone_hz is not None:
+        silent.replace(path)
+        path.with_suffix(".m4a").unlink()
+    return path
+
+
+def _write_tone(path: Path, hz: float, seconds: float, rate: int = 16000) -> None:
+    import av
+
+    samples = (0.3 * np.sin(2 * np.pi * hz * np.arange(round(seconds * rate)) / rate)).astype(np.float32)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

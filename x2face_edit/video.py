@@ -112,26 +112,45 @@ def iter_frames(path: str | Path, *, sample_fps: float | None = None) -> Iterato
             raise X2FaceError(f"no frames in {path}")
 
 
-class VideoWriter:
-    """Encode RGB frames to H.264 (yuv420p) at a fixed frame rate.
+# Audio codecs the MP4/MOV muxers take as they are; others are re-encoded to AAC there.
+_MP4_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus", "flac"}
 
-    Frame sizes are rounded down to even numbers, which yuv420p requires.
+
+class VideoWriter:
+    """Encode RGB frames to H.264 (yuv420p) at a fixed frame rate, optionally carrying
+    over the audio of another file (usually the input video).
+
+    The audio is copied packet for packet when the container accepts its codec, else
+    re-encoded to AAC, and interleaved with the frames as they are written. Frame sizes
+    are rounded down to even numbers, which yuv420p requires.
     """
 
-    def __init__(self, path: str | Path, *, fps: Fraction | float, width: int, height: int, crf: int = 18) -> None:
+    def __init__(self, path: str | Path, *, fps: Fraction | float, width: int, height: int,
+                 audio_from: str | Path | None = None, crf: int = 18) -> None:
         self.width, self.height = width - width % 2, height - height % 2
+        self._fps = Fraction(fps).limit_denominator(1001)
+        self._frames_written = 0
         self._container = av.open(str(path), mode="w")
-        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self._stream = self._container.add_stream("libx264", rate=self._fps)
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf)}
+        self._audio = _AudioCarrier(audio_from, self._container) if audio_from is not None else None
 
     def write(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
+        frame.pts = self._frames_written
+        frame.time_base = 1 / self._fps
         self._container.mux(self._stream.encode(frame))
+        self._frames_written += 1
+        if self._audio is not None:
+            self._audio.copy_until(self._frames_written / self._fps)
 
     def close(self) -> None:
         self._container.mux(self._stream.encode())
+        if self._audio is not None:
+            self._audio.copy_until(None)
+            self._audio.close()
         self._container.close()
 
     def __enter__(self) -> VideoWriter:
@@ -139,3 +158,67 @@ class VideoWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _AudioCarrier:
+    """Copies (or re-encodes) the first audio stream of a file into an output container,
+    timed relative to the file's first video frame."""
+
+    def __init__(self, source: str | Path, output: av.container.OutputContainer) -> None:
+        self._input = av.open(str(source), mode="r")
+        self._output = output
+        if not self._input.streams.audio:
+            self._input.close()
+            self._input = None
+            return
+        audio = self._input.streams.audio[0]
+        video = self._input.streams.video
+        self._start = float(video[0].start_time * video[0].time_base) if video and video[0].start_time is not None else 0.0
+        self._time_base = audio.time_base
+        self._copy = output.format.name.split(",")[0] not in ("mov", "mp4") or audio.codec_context.name in _MP4_AUDIO
+        if self._copy:
+            self._stream = output.add_stream_from_template(audio)
+        else:
+            self._stream = output.add_stream("aac", rate=audio.codec_context.sample_rate)
+            self._resampler = av.AudioResampler(format="fltp", layout=audio.layout.name, rate=audio.codec_context.sample_rate, frame_size=1024)
+        self._packets = self._input.demux(audio)
+        self._pending: av.Packet | None = None
+
+    def copy_until(self, until: float | None) -> None:
+        """Write the audio up to ``until`` seconds of output time (all of it for None)."""
+        while self._input is not None:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                if not self._copy:
+                    self._encode(None)
+                self.close()
+                return
+            if packet.pts is None:
+                continue
+            time = float(packet.pts * self._time_base) - self._start
+            if time < 0:
+                continue
+            if until is not None and time > until:
+                self._pending = packet
+                return
+            if self._copy:
+                shift = round(self._start / self._time_base)
+                packet.pts -= shift
+                packet.dts = packet.pts if packet.dts is None else packet.dts - shift
+                packet.stream = self._stream
+                self._output.mux(packet)
+            else:
+                for frame in packet.decode():
+                    self._encode(frame)
+
+    def _encode(self, frame: av.AudioFrame | None) -> None:
+        for resampled in self._resampler.resample(frame):
+            self._output.mux(self._stream.encode(resampled))
+        if frame is None:
+            self._output.mux(self._stream.encode(None))
+
+    def close(self) -> None:
+        if self._input is not None:
+            self._input.close()
+            self._input = None

@@ -6,14 +6,13 @@ Files are plain dicts of tensors and primitives so that they load with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import X2FaceError
+from ..outputs import atomic_output
 from .networks import ModelConfig, X2Face
 
 FORMAT = "x2face-edit"
@@ -51,15 +50,8 @@ def save_checkpoint(
     }
     if training_state is not None:
         payload["training_state"] = training_state
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, force=True) as partial:
+        torch.save(payload, partial)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,36 @@
+"""Writing output files safely: never a half-written file, never an unasked overwrite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import X2FaceError
+
+
+def check_output(path: str | Path, *, force: bool) -> Path:
+    """Fail early, before any work, if ``path`` cannot or may not be written."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise X2FaceError(f"output folder does not exist: {path.parent}")
+    if path.exists() and not force:
+        raise X2FaceError(f"{path} exists (pass --force to overwrite it)")
+    return path
+
+
+@contextmanager
+def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    After an error or Ctrl-C the temporary file is removed and ``path`` is untouched. The
+    temporary name keeps the suffix, so writers that pick a format by extension still can.
+    """
+    path = check_output(path, force=force)
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
