@@ -105,3 +105,92 @@ def train(tracks: Path, out_dir: Path, **options) -> None:
 
     checkpoint = run_training(TrainConfig(tracks=str(tracks), out_dir=str(out_dir), **options))
     click.echo(f"checkpoint: {checkpoint}")
+
+
+def _load(model_path: Path | None, device: str):
+    """The model and what sidecars record of it."""
+    from .model import default_model_path, load_model
+    from .model.checkpoint import file_fingerprint
+
+    path = Path(model_path or default_model_path())
+    model = load_model(path, device=device)
+    return model, {"path": str(path.resolve()), "fingerprint": file_fingerprint(path)}
+
+
+def _frame_progress(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+
+
+model_option = click.option("--model", "model_path", type=click.Path(path_type=Path),
+                            help="Checkpoint to use (default: the shipped model, or $X2FACE_MODEL).")
+device_option = click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+face_option = click.option("--face", default=0, show_default=True, help="Which face: 0 is the most prominent, 1 the next...")
+force_option = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="The embedded face PNG; FACE.edit.png and FACE.json are written beside it.")
+@click.option("--sources", default=3, show_default=True, help="Source frames averaged, chosen to cover different poses.")
+@click.option("--frames", help="Comma-separated frame numbers to use as sources instead.")
+@click.option("--size", default=512, show_default=True, help="Side of the embedded face in pixels.")
+@model_option
+@device_option
+@face_option
+@force_option
+def extract(video: Path, out: Path, sources: int, frames: str | None, size: int, model_path: Path | None,
+            device: str, face: int, force: bool) -> None:
+    """Write the embedded face of VIDEO, ready to paint on."""
+    from . import extract as extracting
+    from .outputs import check_output
+    from .tracking import track_video
+
+    for path in extracting.output_paths(out):
+        check_output(path, force=force)
+    try:
+        chosen = [int(f) for f in frames.split(",")] if frames else None
+    except ValueError:
+        raise X2FaceError(f"--frames takes comma-separated frame numbers, got {frames!r}") from None
+    model, model_info = _load(model_path, device)
+    with _frame_progress("tracking") as progress:
+        task = progress.add_task("tracking", total=None)
+        track = track_video(video, face=face, on_frame=lambda i: progress.update(task, completed=i + 1))
+    embedded = extracting.extract(model, model_info, video, track, sources=sources, frames=chosen, size=size)
+    written = extracting.save(embedded, out, force=force)
+    click.echo(f"frames {', '.join(map(str, embedded.sidecar['frames']))} -> {', '.join(str(p) for p in written)}")
+
+
+@main.command()
+@click.option("--edited", type=click.Path(path_type=Path), required=True,
+              help="The painted face: a painted copy of FACE.png, or the painted FACE.edit.png layer.")
+@click.option("--drive", type=click.Path(path_type=Path), required=True, help="The video the paint follows.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option("--sidecar", type=click.Path(path_type=Path), help="FACE.json from 'extract' (found beside --edited by default).")
+@click.option("--mode", type=click.Choice(["edit", "generate"]), default="edit", show_default=True,
+              help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
+@model_option
+@device_option
+@face_option
+@force_option
+def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, model_path: Path | None,
+           device: str, face: int, force: bool) -> None:
+    """Make the paint on an embedded face follow the face through a video."""
+    from .extract import read_sidecar
+    from .outputs import check_output
+    from .render import render as run_render
+
+    check_output(out, force=force)
+    if sidecar is None:
+        # face.edit.png and face.png both belong to face.json.
+        sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit") + ".json")
+    face_sidecar = read_sidecar(sidecar)
+    model, model_info = _load(model_path, device)
+    with _frame_progress("rendering") as progress:
+        task = progress.add_task("rendering", total=None)
+        report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, face=face, force=force,
+                            on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+    lost = sum(last - first + 1 for first, last in report.lost)
+    click.echo(f"{report.frames} frames -> {out}" + (f" (face not tracked in {lost} frames, left as they were)" if lost else ""))

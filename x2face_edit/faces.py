@@ -5,12 +5,16 @@ Boxes are float arrays ``[x0, y0, x1, y1]`` in full-resolution pixel coordinates
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import dlib
 import numpy as np
+
+from .errors import X2FaceError
 
 # VoxCeleb (and the X2Face release) crop the detector's box enlarged 1.6x about its centre.
 VOXCELEB_SCALE = 1.6
@@ -129,3 +133,60 @@ def link_tracks(detections: Sequence[tuple[int, np.ndarray]], *, max_distance: f
         active = [track for track in active if track.missed <= max_gap]
         active.extend(Track([frame_index], [box], [b]) for b, box in enumerate(boxes) if b not in taken_boxes)
     return finished + active
+
+
+def follow_face(detections: Sequence[np.ndarray], *, face: int = 0, max_gap: int = 5, smoothing: float = 2.0) -> np.ndarray:
+    """One face's box in every frame of a video, from per-frame detections.
+
+    ``detections[i]`` holds frame i's (N, 4) boxes. The detections are linked into tracks
+    and the ``face``-th most prominent track (by frames x area) is followed: boxes missed
+    for up to ``max_gap`` frames are interpolated, and all are smoothed over time with a
+    Gaussian of ``smoothing`` frames so that crops do not jitter. Frames where the face is
+    not tracked are NaN rows.
+    """
+    tracks = link_tracks(list(enumerate(detections)), max_gap=max_gap)
+    tracks.sort(key=lambda t: -sum((b[2] - b[0]) * (b[3] - b[1]) for b in t.boxes))
+    boxes = np.full((len(detections), 4), np.nan)
+    if face >= len(tracks):
+        return boxes
+    track = tracks[face]
+    frames = np.arange(track.frame_indices[0], track.frame_indices[-1] + 1)
+    known = np.array(track.boxes)
+    filled = np.stack([np.interp(frames, track.frame_indices, known[:, k]) for k in range(4)], axis=1)
+    boxes[frames] = _gaussian_smooth(filled, smoothing)
+    return boxes
+
+
+def _gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth (T, K) values along T, renormalising the kernel at the ends."""
+    if sigma <= 0 or len(values) < 2:
+        return values
+    radius = int(3 * sigma)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights = np.convolve(np.ones(len(values)), kernel, mode="same")
+    return np.stack([np.convolve(values[:, k], kernel, mode="same") / weights for k in range(values.shape[1])], axis=1)
+
+
+def dlib_model_file(name: str) -> Path:
+    """Path of one of dlib's model files shipped by ``face_recognition_models``.
+
+    Located without importing the package, whose ``__init__`` needs pkg_resources.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise X2FaceError("dlib's model files are missing: pip install face_recognition_models")
+    return Path(spec.submodule_search_locations[0]) / "models" / name
+
+
+class LandmarkDetector:
+    """dlib's 68-point facial landmarks inside a face box."""
+
+    def __init__(self) -> None:
+        self._predictor = dlib.shape_predictor(str(dlib_model_file("shape_predictor_68_face_landmarks.dat")))
+
+    def __call__(self, rgb: np.ndarray, face_box: np.ndarray) -> np.ndarray:
+        """(68, 2) landmark coordinates (x, y) in pixels."""
+        x0, y0, x1, y1 = (int(round(v)) for v in face_box)
+        shape = self._predictor(np.ascontiguousarray(rgb), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)

@@ -112,6 +112,20 @@ def iter_frames(path: str | Path, *, sample_fps: float | None = None) -> Iterato
             raise X2FaceError(f"no frames in {path}")
 
 
+def frames_at(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
+    """The RGB frames with the given indices (decoding up to the last one)."""
+    wanted, found = set(indices), {}
+    for frame in iter_frames(path):
+        if frame.index in wanted:
+            found[frame.index] = frame.rgb
+            if len(found) == len(wanted):
+                break
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise X2FaceError(f"{path} has no frame {missing[0]}")
+    return found
+
+
 # Audio codecs the MP4/MOV muxers take as they are; others are re-encoded to AAC there.
 _MP4_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus", "flac"}
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import hashlib
+import os
+
 import torch
 
 from ..errors import X2FaceError
 from ..outputs import atomic_output
 from .networks import ModelConfig, X2Face
 
+# The shipped default model; X2FACE_MODEL names another.
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "x2face-128.pt"
 FORMAT = "x2face-edit"
 FORMAT_VERSION = 1
 
@@ -84,3 +89,21 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
         reason = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path} does not match the model it describes: {reason}") from None
     return model.to(device).eval(), payload
+
+
+def default_model_path() -> Path:
+    return Path(os.environ.get("X2FACE_MODEL", DEFAULT_MODEL))
+
+
+def load_model(path: str | Path | None = None, *, device: str | torch.device = "cpu") -> X2Face:
+    """The model at ``path``, or the default one: float32, eval mode, on ``device``."""
+    return load_checkpoint(path or default_model_path(), device=device)[0]
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A short content hash that tells checkpoints apart (recorded in sidecars)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

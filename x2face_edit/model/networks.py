@@ -147,9 +147,19 @@ def offsets_to_grid(raw_offsets: torch.Tensor) -> torch.Tensor:
     return offsets + identity_grid(height, width, device=raw_offsets.device, dtype=offsets.dtype)
 
 
-def sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+def sample(image: torch.Tensor, grid: torch.Tensor, *, padding: str = "zeros") -> torch.Tensor:
     """Bilinearly sample ``image`` (B, C, H, W) at ``grid`` (B, h, w, 2) in [-1, 1]."""
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def resize_grid(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinearly resample a (B, h, w, 2) sampling grid to (B, height, width, 2).
+
+    Grid values are resolution-free image coordinates, so a grid predicted at the model's
+    resolution can sample a larger image of the same crop.
+    """
+    resized = F.interpolate(grid.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", align_corners=False)
+    return resized.permute(0, 2, 3, 1)
 
 
 def weighted_average(embedded: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
@@ -171,6 +181,13 @@ class X2Face(nn.Module):
         self.driving_encoder = Encoder(driving_channels)
         self.driving_decoder = Decoder(driving_channels, 2, skips=False)
 
+    def embedding_grid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For (N, 3, H, W) source frames: the (N, H, W, 2) grid that samples each into the
+        embedded face, and its (N, 1, H, W) confidence weight (exp(c) + 0.1)."""
+        out = self.embedding_decoder(self.embedding_encoder(frames))
+        confidence = out[:, 2:3].float().exp() + CONFIDENCE_FLOOR
+        return offsets_to_grid(out[:, :2]), confidence
+
     def embed_each(self, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed K source frames separately.
 
@@ -179,10 +196,8 @@ class X2Face(nn.Module):
         """
         batch, count = sources.shape[:2]
         flat = sources.flatten(0, 1)
-        out = self.embedding_decoder(self.embedding_encoder(flat))
-        grid = offsets_to_grid(out[:, :2])
+        grid, confidence = self.embedding_grid(flat)
         embedded = sample(flat, grid)
-        confidence = out[:, 2:3].float().exp() + CONFIDENCE_FLOOR
         return embedded.unflatten(0, (batch, count)), confidence.unflatten(0, (batch, count))
 
     def embed(self, sources: torch.Tensor) -> torch.Tensor:

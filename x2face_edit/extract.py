@@ -1,0 +1,167 @@
+"""The embedded face of a video: the pose-free texture a user paints on.
+
+``extract`` writes three files: ``face.png`` (the embedded face), ``face.edit.png`` (a
+transparent layer of the same size to paint on, or to paint over ``face.png`` in an
+editor) and ``face.json`` (the sidecar: video, frames, crop boxes and model, from which
+``render`` rebuilds the unpainted face to tell what was painted).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import X2FaceError
+from .faces import crop
+from .model import X2Face
+from .model.networks import resize_grid, sample, weighted_average
+from .outputs import atomic_output, check_output
+from .tracking import VideoTrack
+from .video import frames_at
+
+SIDECAR_FORMAT = "x2face-edit embedded face"
+# Candidate frames scored when choosing sources automatically.
+CANDIDATES = 48
+
+
+@dataclass
+class EmbeddedFace:
+    image: np.ndarray  # (S, S, 3) uint8
+    sidecar: dict
+
+
+def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """(N, 3, H, W) float in [0, 1] from HxWx3 uint8 arrays."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """HxWxC uint8 from a (C, H, W) tensor in [0, 1]."""
+    return (tensor.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+@torch.inference_mode()
+def driving_vectors(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], *, batch: int = 16) -> torch.Tensor:
+    resolution = model.config.resolution
+    device = next(model.parameters()).device
+    vectors = []
+    for start in range(0, len(frames), batch):
+        crops = [crop(f, b, resolution) for f, b in zip(frames[start : start + batch], boxes[start : start + batch])]
+        vectors.append(model.driving_vector(to_tensor(crops).to(device)).cpu())
+    return torch.cat(vectors)
+
+
+def choose_source_frames(model: X2Face, video: Path, track: VideoTrack, count: int) -> list[int]:
+    """``count`` tracked frames whose driving vectors are far apart: different poses.
+
+    Farthest-point sampling over up to ``CANDIDATES`` evenly spaced tracked frames, starting
+    from the one nearest the average pose.
+    """
+    tracked = np.flatnonzero(track.found)
+    candidates = sorted({int(tracked[round(i)]) for i in np.linspace(0, len(tracked) - 1, min(CANDIDATES, len(tracked)))})
+    frames = frames_at(video, candidates)
+    vectors = driving_vectors(model, [frames[i] for i in candidates], [track.crop_box(i) for i in candidates])
+    chosen = [int(torch.cdist(vectors.mean(0, keepdim=True), vectors).argmin())]
+    while len(chosen) < min(count, len(candidates)):
+        distance = torch.cdist(vectors, vectors[chosen]).min(dim=1).values
+        chosen.append(int(distance.argmax()))
+    return sorted(candidates[i] for i in chosen)
+
+
+@torch.inference_mode()
+def embed_frames(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], size: int) -> np.ndarray:
+    """The confidence-weighted embedded face of several frames at ``size`` pixels.
+
+    The model predicts each frame's embedding grid at its own resolution; the grid and the
+    confidence are upsampled and sample a ``size`` crop, so the texture keeps the video's
+    detail rather than the model's resolution.
+    """
+    device = next(model.parameters()).device
+    small = to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]).to(device)
+    large = to_tensor([crop(f, b, size) for f, b in zip(frames, boxes)]).to(device)
+    grid, confidence = model.embedding_grid(small)
+    embedded = sample(large, resize_grid(grid, size, size))
+    confidence = torch.nn.functional.interpolate(confidence, size=(size, size), mode="bilinear", align_corners=False)
+    return to_image(weighted_average(embedded.unsqueeze(0), confidence.unsqueeze(0))[0])
+
+
+def extract(
+    model: X2Face,
+    model_info: dict,
+    video: str | Path,
+    track: VideoTrack,
+    *,
+    sources: int = 3,
+    frames: list[int] | None = None,
+    size: int = 512,
+) -> EmbeddedFace:
+    """The embedded face of ``video`` from ``sources`` automatically chosen frames, or
+    from the given ``frames``. ``model_info`` (path, fingerprint) goes into the sidecar."""
+    video = Path(video).resolve()
+    if frames is None:
+        frames = choose_source_frames(model, video, track, sources)
+    else:
+        for index in frames:
+            if not 0 <= index < len(track.found):
+                raise X2FaceError(f"frame {index} is outside {video.name} (0 to {len(track.found) - 1})")
+            if not track.found[index]:
+                raise X2FaceError(f"no face tracked in frame {index} of {video.name}")
+    boxes = [track.crop_box(i) for i in frames]
+    decoded = frames_at(video, frames)
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "video": str(video),
+        "frames": list(frames),
+        "crop_boxes": [[round(float(v), 3) for v in b] for b in boxes],
+        "size": size,
+        "model": {**model_info, "config": model.config.to_dict()},
+    }
+    return EmbeddedFace(embed_frames(model, [decoded[i] for i in frames], boxes, size), sidecar)
+
+
+def rebuild(model: X2Face, sidecar: dict) -> np.ndarray:
+    """The unpainted embedded face a sidecar describes, recomputed from its video."""
+    video = Path(sidecar["video"])
+    if not video.is_file():
+        raise X2FaceError(f"the video the face was extracted from is gone: {video}")
+    decoded = frames_at(video, sidecar["frames"])
+    boxes = [np.array(b) for b in sidecar["crop_boxes"]]
+    return embed_frames(model, [decoded[i] for i in sidecar["frames"]], boxes, sidecar["size"])
+
+
+def output_paths(face_png: str | Path) -> tuple[Path, Path, Path]:
+    """``face.png`` -> (face.png, face.edit.png, face.json)."""
+    face_png = Path(face_png)
+    return face_png, face_png.with_suffix(".edit.png"), face_png.with_suffix(".json")
+
+
+def save(face: EmbeddedFace, face_png: str | Path, *, force: bool = False) -> tuple[Path, Path, Path]:
+    paths = output_paths(face_png)
+    for path in paths:
+        check_output(path, force=force)
+    image_path, layer_path, sidecar_path = paths
+    with atomic_output(image_path, force=force) as partial:
+        Image.fromarray(face.image).save(partial, format="PNG")
+    with atomic_output(layer_path, force=force) as partial:
+        Image.new("RGBA", face.image.shape[1::-1], (0, 0, 0, 0)).save(partial, format="PNG")
+    with atomic_output(sidecar_path, force=force) as partial:
+        partial.write_text(json.dumps(face.sidecar, indent=1))
+    return paths
+
+
+def read_sidecar(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise X2FaceError(f"sidecar not found: {path} (written by 'extract' beside the face image; pass --sidecar)")
+    try:
+        sidecar = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise X2FaceError(f"{path} is not a sidecar written by 'extract' (not JSON)") from None
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+        raise X2FaceError(f"{path} is not a sidecar written by 'extract'")
+    return sidecar

@@ -1,0 +1,163 @@
+"""Rendering a painted embedded face through a video.
+
+For every frame the driving network gives the grid that samples the embedded face in
+that frame's pose. Only the paint is warped: the grid is resampled at the frame's own
+pixels inside the crop box (so the edit lands at full resolution with sub-pixel
+placement) and the warped paint is alpha-composited onto the original frame. Pixels the
+paint does not reach keep the original frame's values exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import X2FaceError
+from .extract import rebuild, to_tensor
+from .faces import crop
+from .model import X2Face
+from .model.networks import sample
+from .outputs import atomic_output, check_output
+from .tracking import VideoTrack, track_video
+from .video import VideoWriter, iter_frames, probe
+
+MODES = ("edit", "generate")
+# Colour differences (0-255) below LOW are unpainted (editor round-off); above HIGH, fully painted.
+PAINT_LOW, PAINT_HIGH = 3.0, 15.0
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    frames: int
+    lost: list[tuple[int, int]]  # inclusive frame ranges left untouched: no face tracked
+
+
+def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
+    """The paint as a premultiplied RGBA (4, S, S) tensor in [0, 1].
+
+    An image with transparency is a layer: its alpha says where the paint is. An opaque
+    image is a painted copy of the embedded face: the paint is where it differs from it.
+    """
+    edited = Path(edited)
+    if not edited.is_file():
+        raise X2FaceError(f"no such file: {edited}")
+    try:
+        image = Image.open(edited)
+        image.load()
+    except (OSError, ValueError):
+        raise X2FaceError(f"not an image: {edited}") from None
+    if image.size != original.shape[1::-1]:
+        raise X2FaceError(
+            f"{edited.name} is {image.size[0]}x{image.size[1]} but the embedded face is "
+            f"{original.shape[1]}x{original.shape[0]}: paint on the image 'extract' wrote, without resizing it"
+        )
+    rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
+    if rgba[..., 3].min() < 255:
+        alpha = rgba[..., 3] / 255
+    else:
+        difference = np.abs(rgba[..., :3] - original.astype(np.float32)).max(axis=2)
+        alpha = np.clip((difference - PAINT_LOW) / (PAINT_HIGH - PAINT_LOW), 0, 1)
+    colour = rgba[..., :3] / 255 * alpha[..., None]
+    return torch.from_numpy(np.concatenate([colour, alpha[..., None]], axis=2)).permute(2, 0, 1).contiguous()
+
+
+def opaque_layer(image: np.ndarray) -> torch.Tensor:
+    """A fully opaque premultiplied RGBA layer of an RGB image."""
+    rgb = to_tensor([image])[0]
+    return torch.cat([rgb, torch.ones_like(rgb[:1])])
+
+
+def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
+    """Warp ``layer`` by the crop's (h, w, 2) ``grid`` and blend it into ``frame`` in place."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = crop_box
+    left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+    right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+    if right <= left or bottom <= top:
+        return
+    # Each frame pixel's centre in the crop's [-1, 1] coordinates.
+    u = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    v = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    positions = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+    frame_grid = sample(grid.permute(2, 0, 1).unsqueeze(0).float(), positions, padding="border").permute(0, 2, 3, 1)
+    warped = sample(layer.unsqueeze(0), frame_grid)[0]
+    alpha = warped[3].numpy()
+    painted = alpha > 0
+    if not painted.any():
+        return
+    region = frame[top:bottom, left:right]
+    blended = region.astype(np.float32) * (1 - alpha[..., None]) + warped[:3].permute(1, 2, 0).numpy() * 255
+    region[painted] = np.clip(np.round(blended[painted]), 0, 255).astype(np.uint8)
+
+
+@torch.inference_mode()
+def render(
+    model: X2Face,
+    model_info: dict,
+    sidecar: dict,
+    edited: str | Path,
+    drive: str | Path,
+    out: str | Path,
+    *,
+    mode: str = "edit",
+    face: int = 0,
+    force: bool = False,
+    batch: int = 8,
+    track: VideoTrack | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> RenderReport:
+    """Render the paint of ``edited`` through every frame of ``drive`` into ``out``.
+
+    ``model_info`` must name the model the sidecar was made with. ``mode`` "generate"
+    instead pastes the whole X2Face-generated face (the painted embedded face sampled by
+    the driving grid), the paper's output. ``on_frame(done, total)`` reports progress over
+    both passes (tracking, then rendering).
+    """
+    if mode not in MODES:
+        raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
+    made_with = sidecar["model"].get("fingerprint")
+    if made_with != model_info.get("fingerprint"):
+        raise X2FaceError(
+            f"the face was extracted with another model ({sidecar['model'].get('path')}, {made_with}) than this one "
+            f"({model_info.get('path')}, {model_info.get('fingerprint')}): pass that --model, or extract again"
+        )
+    check_output(out, force=force)
+    total = probe(drive).frame_count
+    original = rebuild(model, sidecar)
+    layer = paint_layer(edited, original)
+    if mode == "generate":
+        painted = (layer[:3] + to_tensor([original])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
+        layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
+    if track is None:
+        track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
+    device = next(model.parameters()).device
+    resolution = model.config.resolution
+    info = track.info
+    with atomic_output(out, force=force) as partial:
+        with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, audio_from=drive) as writer:
+            pending: list[tuple[int, np.ndarray]] = []
+
+            def flush() -> None:
+                tracked = [(i, f) for i, f in pending if track.found[i]]
+                if tracked:
+                    crops = [crop(f, track.crop_box(i), resolution) for i, f in tracked]
+                    grids = model.decode(model.driving_vector(to_tensor(crops).to(device))).cpu()
+                    for (i, f), grid in zip(tracked, grids):
+                        composite(f, track.crop_box(i), grid, layer)
+                for i, f in pending:
+                    writer.write(f)
+                    if on_frame:
+                        on_frame(total + i + 1, 2 * total)
+                pending.clear()
+
+            for frame in iter_frames(drive):
+                pending.append((frame.index, frame.rgb))
+                if len(pending) == batch:
+                    flush()
+            flush()
+    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())

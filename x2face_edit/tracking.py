@@ -1,0 +1,70 @@
+"""Following one face through every frame of a video, for editing and reenactment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import X2FaceError
+from .faces import FaceDetector, follow_face, voxceleb_box
+from .video import VideoInfo, iter_frames, probe
+
+
+@dataclass(frozen=True)
+class VideoTrack:
+    """A video's facts and its followed face: ``face_boxes[i]`` is NaN where the face is lost."""
+
+    info: VideoInfo
+    face_boxes: np.ndarray  # (frames, 4)
+
+    @property
+    def found(self) -> np.ndarray:
+        return ~np.isnan(self.face_boxes[:, 0])
+
+    def crop_box(self, index: int) -> np.ndarray | None:
+        """The VoxCeleb crop box of frame ``index``, or None where the face is lost."""
+        return voxceleb_box(self.face_boxes[index]) if self.found[index] else None
+
+    def lost_ranges(self) -> list[tuple[int, int]]:
+        """Inclusive (first, last) frame ranges where the face is not tracked."""
+        ranges, start = [], None
+        for i, found in enumerate(self.found):
+            if not found and start is None:
+                start = i
+            elif found and start is not None:
+                ranges.append((start, i - 1))
+                start = None
+        if start is not None:
+            ranges.append((start, len(self.found) - 1))
+        return ranges
+
+
+def track_video(
+    path: str | Path,
+    *,
+    face: int = 0,
+    smoothing: float = 2.0,
+    on_frame: Callable[[int], None] | None = None,
+) -> VideoTrack:
+    """Detect faces in every frame and follow the ``face``-th most prominent one.
+
+    The detector may miss a face for up to a second (profiles, blur) without losing it.
+    Raises ``X2FaceError`` if no face is found at all.
+    """
+    info = probe(path)
+    detector = FaceDetector()
+    detections = []
+    for frame in iter_frames(path):
+        detections.append(detector.detect(frame.rgb))
+        if on_frame:
+            on_frame(frame.index)
+    boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(float(info.fps))), smoothing=smoothing)
+    track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes)
+    if not track.found.any():
+        which = "no face" if face == 0 else f"no face number {face} (counting from 0)"
+        raise X2FaceError(f"{which} found in {path}")
+    return track
