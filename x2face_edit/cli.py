@@ -137,23 +137,37 @@ force_option = click.option("--force", is_flag=True, help="Overwrite existing ou
 @click.option("--sources", default=3, show_default=True, help="Source frames averaged, chosen to cover different poses.")
 @click.option("--frames", help="Comma-separated frame numbers to use as sources instead.")
 @click.option("--size", default=512, show_default=True, help="Side of the embedded face in pixels.")
+@click.option("--fit", "fit_seconds", type=float, default=None,
+              help="First adapt the model to VIDEO for this many seconds (see 'fit'); saved as FACE.model.pt.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
 @model_option
 @device_option
 @face_option
 @force_option
-def extract(video: Path, out: Path, sources: int, frames: str | None, size: int, model_path: Path | None,
-            device: str, face: int, force: bool) -> None:
-    """Write the embedded face of VIDEO, ready to paint on."""
+def extract(video: Path, out: Path, sources: int, frames: str | None, size: int, fit_seconds: float | None, seed: int,
+            model_path: Path | None, device: str, face: int, force: bool) -> None:
+    """Write the embedded face of VIDEO, ready to paint on.
+
+    'render' later uses the same model (recorded in FACE.json) unless told otherwise.
+    """
     from . import extract as extracting
     from .outputs import check_output
     from .tracking import track_video
 
-    for path in extracting.output_paths(out):
+    outputs = extracting.output_paths(out)
+    fitted = out.with_suffix(".model.pt")
+    for path in (*outputs, fitted) if fit_seconds else outputs:
         check_output(path, force=force)
     try:
         chosen = [int(f) for f in frames.split(",")] if frames else None
     except ValueError:
         raise X2FaceError(f"--frames takes comma-separated frame numbers, got {frames!r}") from None
+    if fit_seconds:
+        from .fit import fit as run_fit
+        from .model import default_model_path
+
+        model_path = run_fit(video, fitted, model_path=model_path or default_model_path(), max_seconds=fit_seconds,
+                             seed=seed, device=device, force=force)
     model, model_info = _load(model_path, device)
     with _frame_progress("tracking") as progress:
         task = progress.add_task("tracking", total=None)
@@ -169,9 +183,10 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
 @click.option("--drive", type=click.Path(path_type=Path), required=True, help="The video the paint follows.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
 @click.option("--sidecar", type=click.Path(path_type=Path), help="FACE.json from 'extract' (found beside --edited by default).")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
 @click.option("--mode", type=click.Choice(["edit", "generate"]), default="edit", show_default=True,
               help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
-@model_option
 @device_option
 @face_option
 @force_option
@@ -187,10 +202,31 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
         # face.edit.png and face.png both belong to face.json.
         sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit") + ".json")
     face_sidecar = read_sidecar(sidecar)
-    model, model_info = _load(model_path, device)
+    model, model_info = _load(model_path or Path(face_sidecar["model"]["path"]), device)
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
         report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, face=face, force=force,
                             on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}" + (f" (face not tracked in {lost} frames, left as they were)" if lost else ""))
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="The adapted checkpoint (default: VIDEO.fit.pt beside the video).")
+@click.option("--seconds", "max_seconds", default=180.0, show_default=True, help="Training time budget.")
+@click.option("--steps", "max_steps", default=10_000, show_default=True, help="Step budget (whichever ends first).")
+@click.option("--seed", default=0, show_default=True)
+@model_option
+@device_option
+@force_option
+def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, seed: int, model_path: Path | None,
+        device: str, force: bool) -> None:
+    """Adapt the model to the face in VIDEO (the paper's stage-I objective, on this video alone)."""
+    from .fit import fit as run_fit
+    from .model import default_model_path
+
+    out = out or video.with_suffix(".fit.pt")
+    written = run_fit(video, out, model_path=model_path or default_model_path(), max_seconds=max_seconds,
+                      max_steps=max_steps, seed=seed, device=device, force=force)
+    click.echo(f"adapted model: {written}  (use it with --model)")

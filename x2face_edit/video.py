@@ -66,6 +66,8 @@ def probe(path: str | Path) -> VideoInfo:
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or Fraction(25)
         frame_count = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        if frame_count == 0:
+            raise X2FaceError(f"no frames in {path}")
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:

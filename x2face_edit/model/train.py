@@ -45,6 +45,7 @@ class TrainConfig:
     sources: int = 1
     batch_size: int = 16  # per process
     max_steps: int = 100_000
+    max_seconds: float | None = None  # also stop after this much training time
     optimizer: str = "sgd"  # the paper's SGD with momentum, or "adam"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -235,6 +236,11 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     batches = _batches(loader, sampler, start_epoch=step // max(len(loader), 1))
     last_val: float | None = None
     window_loss, window_steps, window_frames, window_start = 0.0, 0, 0, time.perf_counter()
+    deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
+
+    def out_of_time() -> bool:
+        return deadline is not None and _from_rank0(float(time.perf_counter() > deadline), ddp, device) > 0
+
     with progress:
         while step < config.max_steps:
             sources, driving = next(batches)
@@ -250,8 +256,9 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
             window_loss += loss.item()
             window_steps += 1
             window_frames += driving.shape[0] * ddp.world_size
+            last = step == config.max_steps or out_of_time()
 
-            if step % config.log_every == 0 or step == config.max_steps:
+            if step % config.log_every == 0 or last:
                 now = time.perf_counter()
                 elapsed += now - window_start
                 frames_seen += window_frames
@@ -264,7 +271,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                 }
                 progress.update(task, completed=step, description=f"loss {record['loss']:.4f}  {record['frames_per_s']:.1f} frames/s")
                 window_loss, window_steps, window_frames, window_start = 0.0, 0, 0, now
-                if step % config.val_every == 0 or step == config.max_steps:
+                if step % config.val_every == 0 or last:
                     val = math.nan
                     if val_set is not None and ddp.main:
                         val = validation_l1(model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
@@ -277,8 +284,10 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                 if log is not None:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
-            if step % config.checkpoint_every == 0 or step == config.max_steps:
-                save(final=step == config.max_steps)
+            if step % config.checkpoint_every == 0 or last:
+                save(final=last)
+            if last:
+                break
     if log is not None:
         log.close()
     return checkpoint_path

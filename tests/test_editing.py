@@ -1,0 +1,170 @@
+"""extract, render and fit, through the command line, on synthetic and real videos."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from x2face_edit.cli import main
+from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
+from x2face_edit.synthetic import write_moving_face_video
+from x2face_edit.video import VideoWriter, iter_frames, probe
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained small model: enough for everything but where the paint lands."""
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, X2Face(ModelConfig(64, 8)).eval())
+    return path
+
+
+@pytest.fixture(scope="module")
+def talking_video(tmp_path_factory):
+    return write_moving_face_video(tmp_path_factory.mktemp("talk") / "talk.mp4", count=40, fps=25, tone_hz=330)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, talking_video, tiny_model):
+    out = tmp_path_factory.mktemp("face") / "face.png"
+    result = _run("extract", talking_video, "-o", out, "--model", tiny_model, "--size", "128")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _frames(path):
+    return [f.rgb for f in iter_frames(path)]
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_extract_writes_the_face_a_paint_layer_and_a_sidecar(extracted, talking_video, tiny_model):
+    face = Image.open(extracted)
+    layer = Image.open(extracted.with_suffix(".edit.png"))
+    sidecar = json.loads(extracted.with_suffix(".json").read_text())
+    assert face.size == layer.size == (128, 128) and face.mode == "RGB"
+    assert layer.mode == "RGBA" and np.asarray(layer)[..., 3].max() == 0
+    assert len(set(sidecar["frames"])) == 3 and all(0 <= f < 40 for f in sidecar["frames"])
+    assert sidecar["video"] == str(talking_video.resolve())
+    assert sidecar["model"]["config"] == {"resolution": 64, "width": 8}
+    # The embedded face is made of the video's pixels: the astronaut's colours, not the background's.
+    assert np.asarray(face).std() > 20
+
+
+def test_extract_with_chosen_frames_and_no_overwrite(extracted, talking_video, tiny_model):
+    result = _run("extract", talking_video, "-o", extracted, "--model", tiny_model, "--size", "128", "--frames", "3,20")
+    _one_line_error(result, "exists", "--force")
+    result = _run("extract", talking_video, "-o", extracted, "--model", tiny_model, "--size", "128", "--frames", "3,20", "--force")
+    assert result.exit_code == 0, result.output
+    assert json.loads(extracted.with_suffix(".json").read_text())["frames"] == [3, 20]
+
+
+def test_unpainted_render_is_the_input_reencoded_with_its_sound(tmp_path, extracted, talking_video):
+    out = tmp_path / "out.mp4"
+    result = _run("render", "--edited", extracted.with_suffix(".edit.png"), "--drive", talking_video, "-o", out)
+    assert result.exit_code == 0, result.output
+    source, rendered = probe(talking_video), probe(out)
+    assert (rendered.frame_count, rendered.fps, rendered.width, rendered.height) == (40, source.fps, 320, 240)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert float(audio.duration * audio.time_base) == pytest.approx(40 / 25, abs=0.07)
+    # Bit for bit what the same encoder makes of the untouched input.
+    reference = tmp_path / "reencoded.mp4"
+    with VideoWriter(reference, fps=source.fps, width=320, height=240) as writer:
+        for frame in _frames(talking_video):
+            writer.write(frame)
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(out), _frames(reference)))
+
+
+def test_paint_changes_the_face_and_nothing_else(tmp_path, extracted, talking_video):
+    layer = np.zeros((128, 128, 4), np.uint8)
+    layer[40:88, 40:88] = (255, 0, 255, 255)  # a big magenta square in the middle of the face
+    painted = tmp_path / "face.edit.png"
+    Image.fromarray(layer).save(painted)
+    out = tmp_path / "out.mp4"
+    result = _run("render", "--edited", painted, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video, "-o", out)
+    assert result.exit_code == 0, result.output
+    changed = [np.abs(a.astype(int) - b).max(axis=2) > 60 for a, b in zip(_frames(out), _frames(talking_video))]
+    assert all(c.sum() > 50 for c in changed)  # the paint is in every frame
+    # ... and only near the moving face: never in the frame's corners.
+    assert not any(c[:30, :30].any() or c[-30:, -30:].any() for c in changed)
+
+
+def test_generate_mode_pastes_the_whole_face(tmp_path, extracted, talking_video):
+    out = tmp_path / "generated.mp4"
+    result = _run("render", "--edited", extracted, "--drive", talking_video, "-o", out, "--mode", "generate")
+    assert result.exit_code == 0, result.output
+    changed = [np.abs(a.astype(int) - b).max(axis=2) > 30 for a, b in zip(_frames(out), _frames(talking_video))]
+    assert min(c.sum() for c in changed) > 2000
+
+
+def test_bad_inputs_fail_in_one_line(tmp_path, extracted, talking_video, tiny_model):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    empty = tmp_path / "empty.avi"  # a video stream with no frames (MP4 drops an empty track)
+    with av.open(str(empty), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 64
+        container.start_encoding()
+    faceless = tmp_path / "faceless.mp4"
+    with VideoWriter(faceless, fps=25, width=160, height=120) as writer:
+        for i in range(10):
+            writer.write(np.full((120, 160, 3), 20 * i, np.uint8))
+    wrong_size = tmp_path / "wrong.png"
+    Image.new("RGB", (100, 100)).save(wrong_size)
+    other_model = tmp_path / "other.pt"
+    save_checkpoint(other_model, X2Face(ModelConfig(64, 8)))
+    sidecar = extracted.with_suffix(".json")
+    layer = extracted.with_suffix(".edit.png")
+    out = tmp_path / "out.mp4"
+
+    _one_line_error(_run("extract", tmp_path / "missing.mp4", "-o", tmp_path / "f.png", "--model", tiny_model), "no such file")
+    _one_line_error(_run("extract", text, "-o", tmp_path / "f.png", "--model", tiny_model), "not a video file")
+    _one_line_error(_run("extract", empty, "-o", tmp_path / "f.png", "--model", tiny_model), "no frames")
+    _one_line_error(_run("extract", faceless, "-o", tmp_path / "f.png", "--model", tiny_model), "no face found")
+    _one_line_error(_run("extract", talking_video, "-o", tmp_path / "nowhere" / "f.png", "--model", tiny_model), "output folder does not exist")
+    _one_line_error(_run("render", "--edited", wrong_size, "--sidecar", sidecar, "--drive", talking_video, "-o", out),
+                    "100x100", "128x128")
+    _one_line_error(_run("render", "--edited", layer, "--drive", talking_video, "-o", out, "--model", other_model),
+                    "another model")
+    _one_line_error(_run("render", "--edited", layer, "--drive", talking_video, "-o", tmp_path / "nowhere" / "o.mp4"),
+                    "output folder does not exist")
+    _one_line_error(_run("render", "--edited", layer, "--sidecar", tmp_path / "none.json", "--drive", talking_video, "-o", out),
+                    "sidecar not found")
+    _one_line_error(_run("render", "--edited", layer, "--drive", faceless, "-o", out), "no face found")
+    bad_checkpoint = tmp_path / "bad.pt"
+    bad_checkpoint.write_bytes(b"\x00" * 100)
+    _one_line_error(_run("extract", talking_video, "-o", tmp_path / "f.png", "--model", bad_checkpoint), "not a readable checkpoint")
+    assert not out.exists() and not (tmp_path / "f.png").exists()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_fit_adapts_the_model_to_the_video(tmp_path, talking_video, tiny_model):
+    out = tmp_path / "fitted.pt"
+    result = _run("fit", talking_video, "-o", out, "--model", tiny_model, "--steps", "8", "--seconds", "60")
+    assert result.exit_code == 0, result.output
+    import torch
+
+    fitted = torch.load(out, weights_only=True)
+    original = torch.load(tiny_model, weights_only=True)
+    assert fitted["meta"]["step"] == 8 and "training_state" not in fitted
+    changed = [name for name, tensor in fitted["state_dict"].items()
+               if tensor.is_floating_point() and not torch.equal(tensor, original["state_dict"][name])]
+    assert len(changed) > 10
