@@ -90,6 +90,23 @@ def embed_frames(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray
     return to_image(weighted_average(embedded.unsqueeze(0), confidence.unsqueeze(0))[0])
 
 
+@torch.inference_mode()
+def locate_in_embedded_face(model: X2Face, frame: np.ndarray, crop_box: np.ndarray, point: np.ndarray, size: int) -> np.ndarray:
+    """Where a point of a source frame (x, y pixels) lies in its ``size`` embedded face.
+
+    The embedding grid says, for every embedded-face pixel, which crop position it samples;
+    the answer is the pixel whose sample position is nearest the point. Paint put there
+    lands on that point of the face.
+    """
+    device = next(model.parameters()).device
+    grid, _ = model.embedding_grid(to_tensor([crop(frame, crop_box, model.config.resolution)]).to(device))
+    grid = resize_grid(grid, size, size)[0].cpu()
+    x0, y0, x1, y1 = crop_box
+    target = torch.tensor([(point[0] - x0) / (x1 - x0) * 2 - 1, (point[1] - y0) / (y1 - y0) * 2 - 1])
+    nearest = int((grid - target).norm(dim=-1).argmin())
+    return np.array([nearest % size + 0.5, nearest // size + 0.5])
+
+
 def extract(
     model: X2Face,
     model_info: dict,
