@@ -73,3 +73,22 @@ def test_two_process_distributed_run_writes_one_checkpoint(tmp_path, synthetic_t
     log = _log(out)
     assert [r["step"] for r in log] == [3, 6]  # only rank 0 logs
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+
+
+def test_eval_prints_the_table_and_writes_json(tmp_path, synthetic_tracks):
+    from click.testing import CliRunner
+
+    from x2face_edit.cli import main
+
+    run = tmp_path / "run"
+    train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), max_steps=40, optimizer="adam", val_every=100, **TINY))
+    table = tmp_path / "table.json"
+    result = CliRunner().invoke(main, ["eval", str(synthetic_tracks), "--model", str(run / "checkpoint.pt"), "--split", "val",
+                                       "--json", str(table)])
+    assert result.exit_code == 0, result.output
+    assert "copy source frame" in result.output and "checkpoint.pt" in result.output
+    rows = json.loads(table.read_text())["rows"]
+    assert [(r["method"] == "copy source frame", r["sources"]) for r in rows] == [(True, 1), (False, 1), (True, 3), (False, 3)]
+    assert all(0 < r["l1"] < 1 and r["pairs"] > 0 for r in rows)
+    # The baseline does not depend on how many sources are drawn, only on the first one.
+    assert rows[0]["l1"] != rows[1]["l1"]

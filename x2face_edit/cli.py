@@ -230,3 +230,43 @@ def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, seed:
     written = run_fit(video, out, model_path=model_path or default_model_path(), max_seconds=max_seconds,
                       max_steps=max_steps, seed=seed, device=device, force=force)
     click.echo(f"adapted model: {written}  (use it with --model)")
+
+
+@main.command("eval")
+@click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_paths", multiple=True, type=click.Path(path_type=Path),
+              help="Checkpoint to score (repeat to compare, e.g. stage I and stage II); default: the shipped model.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="Which identities (the same split as training).")
+@click.option("--split-seed", default=0, show_default=True)
+@click.option("--sources", default="1,3", show_default=True, help="Numbers of source frames to compare.")
+@click.option("--max-batches", type=int, default=None, help="Score only this many batches of 16 pairs.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the table here.")
+@device_option
+def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed: int, sources: str,
+             max_batches: int | None, json_path: Path | None, device: str) -> None:
+    """The paper's Table 1 on held-out face tracks: L1 of generated vs driving frames."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .model import default_model_path, load_model
+    from .model.data import load_tracks, tracks_in_split
+    from .model.metrics import photometric_table
+
+    held_out = tracks_in_split(load_tracks(tracks), split, split_seed)
+    if not held_out:
+        raise X2FaceError(f"no {split} identities in {tracks} (too few identities to hold any out)")
+    paths = model_paths or (default_model_path(),)
+    models = {str(p): load_model(p, device=device) for p in paths}
+    rows = photometric_table(models, held_out, source_counts=tuple(int(s) for s in sources.split(",")),
+                             batches=max_batches, device=device)
+    table = Table(title=f"L1 on {split} identities ({len({t.identity for t in held_out})} identities, {len(held_out)} tracks)")
+    for column in ("method", "sources", "L1", "pairs"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["method"], str(row["sources"]), f"{row['l1']:.4f}", str(row["pairs"]))
+    Console().print(table)
+    if json_path:
+        json_path.write_text(json.dumps({"split": split, "rows": rows}, indent=1))

@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from ..errors import X2FaceError
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .data import TrackPairs, load_tracks, tracks_in_split
+from .metrics import model_l1
 from .networks import ModelConfig, X2Face
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
-VALIDATION_SEED = 1234
 
 
 @dataclass
@@ -116,24 +116,6 @@ def _from_rank0(value: float, ddp: _Dist, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.broadcast(tensor, src=0)
     return tensor.item()
-
-
-@torch.inference_mode()
-def validation_l1(model: X2Face, dataset: TrackPairs, *, batches: int, batch_size: int, device: torch.device) -> float:
-    """Mean L1 over the first ``batches`` batches, with the same source draws every call."""
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(VALIDATION_SEED)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        total, count = 0.0, 0
-        for i, (sources, driving) in enumerate(loader):
-            if i == batches:
-                break
-            sources, driving = sources.to(device), driving.to(device)
-            total += F.l1_loss(model(sources, driving), driving, reduction="sum").item()
-            count += driving.numel()
-    model.train()
-    return total / count
 
 
 def train(config: TrainConfig) -> Path:
@@ -274,7 +256,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                 if step % config.val_every == 0 or last:
                     val = math.nan
                     if val_set is not None and ddp.main:
-                        val = validation_l1(model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
+                        val = model_l1(model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
                     val = _from_rank0(val, ddp, device)
                     last_val = None if math.isnan(val) else val
                     record["val_l1"] = last_val
