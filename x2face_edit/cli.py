@@ -259,7 +259,8 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
     if not held_out:
         raise X2FaceError(f"no {split} identities in {tracks} (too few identities to hold any out)")
     paths = model_paths or (default_model_path(),)
-    models = {str(p): load_model(p, device=device) for p in paths}
+    names = [p.name for p in paths]
+    models = {(p.name if names.count(p.name) == 1 else str(p)): load_model(p, device=device) for p in paths}
     rows = photometric_table(models, held_out, source_counts=tuple(int(s) for s in sources.split(",")),
                              batches=max_batches, device=device)
     table = Table(title=f"L1 on {split} identities ({len({t.identity for t in held_out})} identities, {len(held_out)} tracks)")
