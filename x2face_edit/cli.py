@@ -271,3 +271,36 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
     Console().print(table)
     if json_path:
         json_path.write_text(json.dumps({"split": split, "rows": rows}, indent=1))
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("drive", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option("--sources", "count", default=3, show_default=True, help="Source frames averaged when the source is a video.")
+@click.option("--size", default=256, show_default=True, help="Side of the generated face in pixels.")
+@click.option("--side-by-side", is_flag=True, help="Show the driving face left of the result.")
+@click.option("--paste-back", is_flag=True, help="Paste the result into the source frame instead of writing the face alone.")
+@model_option
+@device_option
+@face_option
+@force_option
+def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size: int, side_by_side: bool,
+            paste_back: bool, model_path: Path | None, device: str, face: int, force: bool) -> None:
+    """Give the face in SOURCES (a video, or one or more images) the pose and expression
+    of the face in DRIVE, frame by frame."""
+    from .outputs import check_output
+    from .reenact import reenact as run_reenact
+    from .reenact import source_face
+
+    if side_by_side and paste_back:
+        raise X2FaceError("choose one of --side-by-side and --paste-back")
+    check_output(out, force=force)
+    model, _ = _load(model_path, device)
+    source = source_face(model, list(sources), count=count, size=size, face=face)
+    with _frame_progress("reenacting") as progress:
+        task = progress.add_task("reenacting", total=None)
+        report = run_reenact(model, source, drive, out, size=size, side_by_side=side_by_side, paste_back=paste_back,
+                             face=face, force=force, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+    lost = sum(last - first + 1 for first, last in report.lost)
+    click.echo(f"{report.frames} frames -> {out}" + (f" (driving face lost in {lost} frames: last result held)" if lost else ""))

@@ -9,7 +9,7 @@ paint does not reach keep the original frame's values exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +66,15 @@ def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([colour, alpha[..., None]], axis=2)).permute(2, 0, 1).contiguous()
 
 
-def opaque_layer(image: np.ndarray) -> torch.Tensor:
-    """A fully opaque premultiplied RGBA layer of an RGB image."""
+def opaque_layer(image: np.ndarray, feather: float = 0.06) -> torch.Tensor:
+    """A premultiplied RGBA layer of a whole RGB image, opaque but for a border of
+    ``feather`` x its side where alpha fades to 0, so a pasted face has no hard seam."""
     rgb = to_tensor([image])[0]
-    return torch.cat([rgb, torch.ones_like(rgb[:1])])
+    height, width = image.shape[:2]
+    ramp_y = torch.minimum(torch.arange(height) + 0.5, height - 0.5 - torch.arange(height)) / max(feather * height, 1e-6)
+    ramp_x = torch.minimum(torch.arange(width) + 0.5, width - 0.5 - torch.arange(width)) / max(feather * width, 1e-6)
+    alpha = torch.minimum(ramp_y[:, None], ramp_x[None, :]).clamp(0, 1).unsqueeze(0)
+    return torch.cat([rgb * alpha, alpha])
 
 
 def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
@@ -95,6 +100,29 @@ def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer
     region[painted] = np.clip(np.round(blended[painted]), 0, 255).astype(np.uint8)
 
 
+def driving_grids(model: X2Face, track: VideoTrack, video: str | Path, *, batch: int = 8) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+    """Every frame of ``video`` with the driving grid of its tracked face (None where the
+    face is lost), the network run on batches of frames."""
+    device = next(model.parameters()).device
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+        tracked = [(i, f) for i, f in pending if track.found[i]]
+        grids: dict[int, torch.Tensor] = {}
+        if tracked:
+            crops = to_tensor([crop(f, track.crop_box(i), model.config.resolution) for i, f in tracked]).to(device)
+            with torch.inference_mode():
+                grids = dict(zip((i for i, _ in tracked), model.decode(model.driving_vector(crops)).cpu()))
+        yield from ((i, f, grids.get(i)) for i, f in pending)
+        pending.clear()
+
+    for frame in iter_frames(video):
+        pending.append((frame.index, frame.rgb))
+        if len(pending) == batch:
+            yield from flush()
+    yield from flush()
+
+
 @torch.inference_mode()
 def render(
     model: X2Face,
@@ -107,7 +135,6 @@ def render(
     mode: str = "edit",
     face: int = 0,
     force: bool = False,
-    batch: int = 8,
     track: VideoTrack | None = None,
     on_frame: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
@@ -135,29 +162,13 @@ def render(
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
     if track is None:
         track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
-    device = next(model.parameters()).device
-    resolution = model.config.resolution
     info = track.info
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, audio_from=drive) as writer:
-            pending: list[tuple[int, np.ndarray]] = []
-
-            def flush() -> None:
-                tracked = [(i, f) for i, f in pending if track.found[i]]
-                if tracked:
-                    crops = [crop(f, track.crop_box(i), resolution) for i, f in tracked]
-                    grids = model.decode(model.driving_vector(to_tensor(crops).to(device))).cpu()
-                    for (i, f), grid in zip(tracked, grids):
-                        composite(f, track.crop_box(i), grid, layer)
-                for i, f in pending:
-                    writer.write(f)
-                    if on_frame:
-                        on_frame(total + i + 1, 2 * total)
-                pending.clear()
-
-            for frame in iter_frames(drive):
-                pending.append((frame.index, frame.rgb))
-                if len(pending) == batch:
-                    flush()
-            flush()
+            for index, rgb, grid in driving_grids(model, track, drive):
+                if grid is not None:
+                    composite(rgb, track.crop_box(index), grid, layer)
+                writer.write(rgb)
+                if on_frame:
+                    on_frame(total + index + 1, 2 * total)
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())

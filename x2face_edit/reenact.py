@@ -1,0 +1,122 @@
+"""Reenactment: the source face takes the pose and expression of each driving frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import X2FaceError
+from .extract import choose_source_frames, embed_frames, to_image, to_tensor
+from .faces import FaceDetector, crop, voxceleb_box
+from .model import X2Face
+from .model.networks import resize_grid, sample
+from .outputs import atomic_output, check_output
+from .render import RenderReport, composite, driving_grids, opaque_layer
+from .tracking import track_video
+from .video import VideoWriter, frames_at, probe
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+@dataclass
+class SourceFace:
+    """The source identity: its embedded face, and a frame with its crop box to paste into."""
+
+    embedded: np.ndarray  # (S, S, 3) uint8
+    background: np.ndarray
+    crop_box: np.ndarray
+
+
+def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size: int = 256, face: int = 0) -> SourceFace:
+    """The embedded face of a source video (``count`` frames chosen to differ in pose) or
+    of one or more face images (all of them)."""
+    if len(sources) == 1 and sources[0].suffix.lower() not in IMAGE_SUFFIXES:
+        video = sources[0]
+        track = track_video(video, face=face)
+        chosen = choose_source_frames(model, video, track, count)
+        frames = frames_at(video, chosen)
+        images, boxes = [frames[i] for i in chosen], [track.crop_box(i) for i in chosen]
+    else:
+        detector = FaceDetector()
+        images, boxes = [], []
+        for path in sources:
+            image = _read_image(path)
+            found = detector.detect(image)
+            if len(found) <= face:
+                raise X2FaceError(f"no face found in {path}")
+            images.append(image)
+            boxes.append(voxceleb_box(found[face]))
+    return SourceFace(embed_frames(model, images, boxes, size), images[0], boxes[0])
+
+
+def _read_image(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise X2FaceError(f"no such file: {path}")
+    try:
+        return np.asarray(Image.open(path).convert("RGB"))
+    except OSError:
+        raise X2FaceError(f"not an image: {path}") from None
+
+
+@torch.inference_mode()
+def reenact(
+    model: X2Face,
+    source: SourceFace,
+    drive: str | Path,
+    out: str | Path,
+    *,
+    size: int = 256,
+    side_by_side: bool = False,
+    paste_back: bool = False,
+    face: int = 0,
+    force: bool = False,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> RenderReport:
+    """Write a video of the source face driven by every frame of ``drive``.
+
+    Each output frame is the generated face (``size`` pixels square); ``side_by_side``
+    puts the driving face on its left; ``paste_back`` instead pastes the generated face
+    into the source frame. Where the driving face is lost the last result is held. The
+    driving video's sound is kept.
+    """
+    check_output(out, force=force)
+    total = probe(drive).frame_count
+    track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
+    device = next(model.parameters()).device
+    embedded = to_tensor([source.embedded]).to(device)
+    layer = opaque_layer(source.embedded)
+    if paste_back:
+        height, width = source.background.shape[:2]
+    else:
+        height, width = size, size * (2 if side_by_side else 1)
+    last_result: np.ndarray | None = None
+
+    def compose(driving_frame: np.ndarray, index: int, grid: torch.Tensor | None) -> np.ndarray:
+        nonlocal last_result
+        if paste_back:
+            frame = source.background.copy()
+            if grid is not None:
+                composite(frame, source.crop_box, grid, layer)
+                last_result = frame
+            return last_result if last_result is not None else frame
+        if grid is not None:
+            last_result = to_image(sample(embedded, resize_grid(grid.unsqueeze(0).to(device), size, size))[0])
+        result = last_result if last_result is not None else crop(source.background, source.crop_box, size)
+        if not side_by_side:
+            return result
+        box = track.crop_box(index)
+        left = crop(driving_frame, box, size) if box is not None else np.zeros_like(result)
+        return np.concatenate([left, result], axis=1)
+
+    with atomic_output(out, force=force) as partial:
+        with VideoWriter(partial, fps=track.info.fps, width=width, height=height, audio_from=drive) as writer:
+            for index, rgb, grid in driving_grids(model, track, drive):
+                writer.write(compose(rgb, index, grid))
+                if on_frame:
+                    on_frame(total + index + 1, 2 * total)
+    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())
