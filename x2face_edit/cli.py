@@ -304,3 +304,136 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
                              face=face, force=force, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}" + (f" (driving face lost in {lost} frames: last result held)" if lost else ""))
+
+
+def _maps_path(model_path: Path, kind: str) -> Path:
+    """Pose and audio maps live beside their model: x2face-128.pt -> x2face-128.pose.pt."""
+    return model_path.with_suffix(f".{kind}.pt")
+
+
+def _split_tracks(tracks: Path, split_seed: int):
+    from .model.data import load_tracks, tracks_in_split
+
+    every = load_tracks(tracks)
+    return tracks_in_split(every, "train", split_seed), tracks_in_split(every, "test", split_seed)
+
+
+@main.command("fit-pose")
+@click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
+@click.option("--split-seed", default=0, show_default=True)
+@model_option
+@device_option
+def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str) -> None:
+    """Fit the pose maps f_v->p and f_p->v (paper section 4.1) on TRACKS' training identities
+    and report f_v->p's error on the test identities."""
+    from .model import modalities
+
+    model, info = _load(model_path, device)
+    train_tracks, test_tracks = _split_tracks(tracks, split_seed)
+    maps = modalities.fit_pose_maps(*modalities.pose_pairs(model, train_tracks, device=device))
+    errors = modalities.pose_errors(maps, *modalities.pose_pairs(model, test_tracks, device=device)) if test_tracks else None
+    out = out or _maps_path(Path(info["path"]), "pose")
+    modalities.save_map(out, maps, kind=modalities.POSE_FORMAT, model_fingerprint=info["fingerprint"],
+                        meta={"tracks": str(tracks), "test_mae_degrees": errors})
+    if errors:
+        click.echo("f_v->p MAE on test identities: " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
+    click.echo(f"pose maps: {out}")
+
+
+@main.command("fit-audio")
+@click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: MODEL.audio.pt beside the model.")
+@click.option("--split-seed", default=0, show_default=True)
+@model_option
+@device_option
+def fit_audio(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str) -> None:
+    """Fit f_a->v (least squares from audio features to driving vectors) on TRACKS with sound."""
+    from .model import modalities
+
+    model, info = _load(model_path, device)
+    train_tracks, test_tracks = _split_tracks(tracks, split_seed)
+    features, vectors = modalities.audio_pairs(model, train_tracks, device=device)
+    audio_map = modalities.fit_audio_map(features, vectors)
+    meta = {"tracks": str(tracks), "frames": len(features)}
+    if test_tracks:
+        test_pairs = modalities.audio_pairs(model, test_tracks, device=device)
+        meta["test_explained_variance"] = modalities.explained_variance(audio_map, *test_pairs)
+        click.echo(f"f_a->v explains {meta['test_explained_variance']:.1%} of the driving vectors' variance on test identities")
+    out = out or _maps_path(Path(info["path"]), "audio")
+    modalities.save_map(out, audio_map, kind=modalities.AUDIO_FORMAT, model_fingerprint=info["fingerprint"], meta=meta)
+    click.echo(f"audio map: {out}")
+
+
+def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
+    from .reenact import source_face
+
+    return source_face(model, list(sources), count=count, size=size, face=face)
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option("--yaw", help="START:END in degrees (or one value); default: the source's own.")
+@click.option("--pitch", help="START:END in degrees (or one value).")
+@click.option("--roll", help="START:END in degrees (or one value).")
+@click.option("--frames", default=50, show_default=True)
+@click.option("--fps", default=25.0, show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-frame angles (default: OUT with .csv).")
+@click.option("--sources", "count", default=3, show_default=True)
+@click.option("--size", default=256, show_default=True)
+@click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
+@model_option
+@device_option
+@face_option
+@force_option
+def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pose_maps, model_path, device, face, force) -> None:
+    """Turn the face in SOURCES to commanded head poses (paper section 4.1, equation 1)."""
+    from .model import modalities
+    from .outputs import atomic_output, check_output
+    from .pose import drive_by_pose, parse_angle_range
+
+    ranges = {name: parse_angle_range(text, name) if text else None for name, text in (("yaw", yaw), ("pitch", pitch), ("roll", roll))}
+    csv_path = csv_path or out.with_suffix(".csv")
+    check_output(out, force=force)
+    check_output(csv_path, force=force)
+    model, info = _load(model_path, device)
+    maps, _ = modalities.load_map(pose_maps or _maps_path(Path(info["path"]), "pose"), kind=modalities.POSE_FORMAT,
+                                  model_fingerprint=info["fingerprint"])
+    table = drive_by_pose(model, maps, _source(model, sources, count, size, face), ranges, out, frames=frames, fps=fps,
+                          size=size, force=force)
+    with atomic_output(csv_path, force=force) as partial:
+        lines = ["frame,yaw,pitch,roll,read_yaw,read_pitch,read_roll"]
+        lines += [",".join([str(i), *(f"{v:.2f}" for v in row)]) for i, row in enumerate(table)]
+        partial.write_text("\n".join(lines) + "\n")
+    click.echo(f"{frames} frames -> {out}, angles -> {csv_path}")
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("speech", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option("--fps", default=25.0, show_default=True)
+@click.option("--sources", "count", default=3, show_default=True)
+@click.option("--size", default=256, show_default=True)
+@click.option("--audio-map", type=click.Path(path_type=Path), help="Default: MODEL.audio.pt beside the model.")
+@click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
+@model_option
+@device_option
+@face_option
+@force_option
+def audio(sources, speech, out, fps, count, size, audio_map, pose_maps, model_path, device, face, force) -> None:
+    """Make the face in SOURCES speak SPEECH (a sound file or a video with sound; paper section 4.2)."""
+    from .audio import drive_by_audio, load_audio
+    from .model import modalities
+    from .outputs import check_output
+
+    check_output(out, force=force)
+    load_audio(speech)  # a speech file without a readable sound track fails here, before any work
+    model, info = _load(model_path, device)
+    maps = {}
+    for kind, path, name in ((modalities.AUDIO_FORMAT, audio_map, "audio"), (modalities.POSE_FORMAT, pose_maps, "pose")):
+        maps[name], _ = modalities.load_map(path or _maps_path(Path(info["path"]), name), kind=kind, model_fingerprint=info["fingerprint"])
+    frames = drive_by_audio(model, maps["audio"], maps["pose"], _source(model, sources, count, size, face), speech, out,
+                            fps=fps, size=size, force=force)
+    click.echo(f"{frames} frames -> {out}")

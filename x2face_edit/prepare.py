@@ -5,6 +5,10 @@ Layout written under the output folder (what ``model.data`` reads)::
     manifest.json                     every track: folder, identity, video, frame count
     <video file name>/video.json      written last: the video is done (resumability)
     <video file name>/track_000/track.json, 000000.jpg, 000001.jpg, ...
+    <video file name>/track_000/audio.npy   per-frame audio features (videos with sound)
+
+``track.json`` records each frame's time, crop box and head pose (yaw, pitch, roll from
+the landmarks; null where the fit fails).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .audio import frame_features, load_audio
 from .errors import X2FaceError
-from .faces import FaceDetector, crop, link_tracks, voxceleb_box
+from .faces import FaceDetector, LandmarkDetector, crop, link_tracks, voxceleb_box
 from .outputs import atomic_output
+from .pose import MAX_ANGLE, head_pose
 from .video import iter_frames, probe
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
@@ -61,9 +67,10 @@ def read_identity_map(path: str | Path) -> dict[str, str]:
 def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOptions) -> dict:
     """Track the faces of one video and write their crops; return its record."""
     info = probe(video)
-    detector = FaceDetector()
+    detector, landmarks = FaceDetector(), LandmarkDetector()
     times: dict[int, float] = {}
     crops: dict[tuple[int, int], np.ndarray] = {}  # (frame index, box number) -> crop
+    poses: dict[tuple[int, int], list[float] | None] = {}
     detections = []
     for frame in iter_frames(video, sample_fps=options.sample_fps):
         boxes = detector.detect(frame.rgb)
@@ -71,12 +78,16 @@ def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOpt
         times[frame.index] = frame.time
         for number, face_box in enumerate(boxes):
             crops[frame.index, number] = crop(frame.rgb, voxceleb_box(face_box), options.size)
+            pose = head_pose(landmarks(frame.rgb, face_box), info.width, info.height)
+            # Fits that fail (profiles) give wild angles: no label rather than a wrong one.
+            poses[frame.index, number] = [round(float(a), 2) for a in pose] if np.all(np.abs(pose) <= MAX_ANGLE) else None
     tracks = [t for t in link_tracks(detections) if len(t) >= options.min_frames]
 
     video_dir = out_dir / video.name
     if video_dir.exists():
         shutil.rmtree(video_dir)  # left by an interrupted run
     video_dir.mkdir(parents=True)
+    samples = load_audio(video) if info.has_audio else None
     track_names = []
     for number, track in enumerate(tracks):
         track_dir = video_dir / f"track_{number:03d}"
@@ -86,7 +97,10 @@ def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOpt
             name = f"{position:06d}.jpg"
             Image.fromarray(crops[frame_index, box_number]).save(track_dir / name, quality=options.jpeg_quality)
             box = voxceleb_box(face_box)
-            records.append({"file": name, "frame": frame_index, "time": round(times[frame_index], 6), "box": [round(v, 2) for v in box.tolist()]})
+            records.append({"file": name, "frame": frame_index, "time": round(times[frame_index], 6),
+                            "box": [round(v, 2) for v in box.tolist()], "pose": poses[frame_index, box_number]})
+        if samples is not None:
+            np.save(track_dir / "audio.npy", frame_features(samples, np.array([r["time"] for r in records])))
         _write_json(track_dir / TRACK_RECORD, {
             "video": video.name,
             "identity": identity,

@@ -30,6 +30,14 @@ class SourceFace:
     embedded: np.ndarray  # (S, S, 3) uint8
     background: np.ndarray
     crop_box: np.ndarray
+    video: Path | None = None  # where the background frame came from, if a video
+    time: float = 0.0  # and when, in seconds
+
+    @torch.inference_mode()
+    def driving_vector(self, model: X2Face) -> torch.Tensor:
+        """(1, 128): the pose and expression of the source frame itself."""
+        frame = to_tensor([crop(self.background, self.crop_box, model.config.resolution)])
+        return model.driving_vector(frame.to(next(model.parameters()).device)).cpu()
 
 
 def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size: int = 256, face: int = 0) -> SourceFace:
@@ -41,6 +49,7 @@ def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size:
         chosen = choose_source_frames(model, video, track, count)
         frames = frames_at(video, chosen)
         images, boxes = [frames[i] for i in chosen], [track.crop_box(i) for i in chosen]
+        return SourceFace(embed_frames(model, images, boxes, size), images[0], boxes[0], video, chosen[0] / float(track.info.fps))
     else:
         detector = FaceDetector()
         images, boxes = [], []
@@ -120,3 +129,17 @@ def reenact(
                 if on_frame:
                     on_frame(total + index + 1, 2 * total)
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())
+
+
+@torch.inference_mode()
+def generate_video(model: X2Face, source: SourceFace, vectors: torch.Tensor, out: str | Path, *, fps: float,
+                   size: int = 256, audio_from: str | Path | None = None, force: bool = False, batch: int = 16) -> None:
+    """Write the source face driven by each of the (T, 128) driving vectors, one frame each."""
+    device = next(model.parameters()).device
+    embedded = to_tensor([source.embedded]).to(device)
+    with atomic_output(out, force=force) as partial:
+        with VideoWriter(partial, fps=fps, width=size, height=size, audio_from=audio_from) as writer:
+            for chunk in vectors.split(batch):
+                grids = resize_grid(model.decode(chunk.to(device)), size, size)
+                for generated in sample(embedded.expand(len(chunk), -1, -1, -1), grids):
+                    writer.write(to_image(generated))

@@ -49,6 +49,15 @@ def load_tracks(tracks_dir: str | Path) -> list[TrackInfo]:
     return tracks
 
 
+def track_labels(track: TrackInfo) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-frame labels that prepare recorded: (frames, 3) head poses in degrees (NaN where
+    none could be estimated) and (frames, D) audio features, or None for a silent video."""
+    record = json.loads((track.folder / "track.json").read_text())
+    poses = np.array([f.get("pose") or [np.nan] * 3 for f in record["frames"]], dtype=np.float32)
+    audio_path = track.folder / "audio.npy"
+    return poses, (np.load(audio_path) if audio_path.exists() else None)
+
+
 def split_identities(
     identities: list[str], fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0
 ) -> dict[str, str]:

@@ -1,0 +1,177 @@
+"""Head pose labels, the pose and audio maps, and the pose and audio commands."""
+
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from x2face_edit.audio import FEATURE_SIZE, frame_features, load_audio
+from x2face_edit.cli import main
+from x2face_edit.errors import X2FaceError
+from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
+from x2face_edit.model.checkpoint import file_fingerprint
+from x2face_edit.model.modalities import (
+    AUDIO_FORMAT,
+    POSE_FORMAT,
+    fit_audio_map,
+    fit_pose_maps,
+    pose_errors,
+    save_map,
+)
+from x2face_edit.pose import PoseEstimator, parse_angle_range
+from x2face_edit.prepare import PrepareOptions, prepare
+from x2face_edit.synthetic import astronaut_face, write_moving_face_video
+from x2face_edit.video import probe
+
+
+def test_frontal_face_has_small_yaw_and_mirroring_flips_it():
+    estimate = PoseEstimator()
+    face = astronaut_face(320)
+    yaw, pitch, roll = estimate(face)
+    mirrored = estimate(np.ascontiguousarray(face[:, ::-1]))
+    assert abs(yaw) < 10 and abs(roll) < 10
+    assert np.sign(mirrored[0]) == -np.sign(yaw) and np.sign(mirrored[2]) == -np.sign(roll)
+    assert mirrored[1] == pytest.approx(pitch, abs=4)
+
+
+def test_rotating_the_image_clockwise_raises_roll():
+    estimate = PoseEstimator()
+    face = astronaut_face(320)
+    rotated = cv2.warpAffine(face, cv2.getRotationMatrix2D((160, 160), -15, 1.0), (320, 320), borderMode=cv2.BORDER_REFLECT)
+    assert estimate(rotated)[2] - estimate(face)[2] == pytest.approx(15, abs=5)
+
+
+def test_angle_ranges():
+    assert parse_angle_range("-30:30", "yaw") == (-30, 30)
+    assert parse_angle_range("12", "roll") == (12, 12)
+    with pytest.raises(X2FaceError, match="within -90 and 90"):
+        parse_angle_range("0:120", "yaw")
+    with pytest.raises(X2FaceError, match="START:END"):
+        parse_angle_range("left", "yaw")
+
+
+def _linear_pose_data(count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    poses = torch.rand(count, 3, generator=generator) * 60 - 30
+    mixing = torch.randn(3, 128, generator=torch.Generator().manual_seed(99)) / 10
+    vectors = poses @ mixing + 0.05 * torch.randn(count, 128, generator=generator)
+    return vectors, poses
+
+
+def test_pose_maps_read_and_set_pose():
+    maps = fit_pose_maps(*_linear_pose_data(800, seed=0), steps=1500)
+    vectors, poses = _linear_pose_data(200, seed=1)
+    assert pose_errors(maps, vectors, poses)["mean"] < 2.0
+    # Equation (1): moving a vector to a target pose yields a vector f_v->p reads as that pose.
+    targets = torch.tensor([[20.0, -10.0, 5.0]]).expand(200, 3)
+    with torch.no_grad():
+        moved = maps.repose(vectors, targets)
+        assert (maps.vector_to_pose(moved) - targets).abs().mean() < 3.0
+        assert torch.allclose(maps.repose(vectors, maps.vector_to_pose(vectors)), vectors, atol=1e-4)
+
+
+def test_audio_map_is_least_squares():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(500, 20, generator=generator) * 3 + 1
+    truth = torch.randn(20, 128, generator=generator)
+    vectors = features @ truth + 0.5
+    audio_map = fit_audio_map(features, vectors)
+    with torch.no_grad():
+        assert torch.allclose(audio_map(features), vectors, atol=1e-3)
+
+
+def test_audio_features_follow_the_sound_in_time():
+    rate = 16000
+    samples = np.zeros(3 * rate, np.float32)
+    samples[rate : rate + rate // 10] = np.sin(2 * np.pi * 700 * np.arange(rate // 10) / rate)  # a 0.1 s beep at 1.0 s
+    features = frame_features(samples, np.array([0.5, 1.05, 2.0]))
+    assert features.shape == (3, FEATURE_SIZE)
+    loudness = features.mean(axis=1)
+    assert loudness[1] > loudness[0] + 3 and loudness[1] > loudness[2] + 3
+
+
+def test_audio_from_files(tmp_path):
+    video = write_moving_face_video(tmp_path / "tone.mp4", count=25, tone_hz=440)
+    samples = load_audio(video)
+    assert len(samples) / 16000 == pytest.approx(1.0, abs=0.05)
+    silent = write_moving_face_video(tmp_path / "silent.mp4", count=10)
+    with pytest.raises(X2FaceError, match="no sound track"):
+        load_audio(silent)
+    broken = tmp_path / "speech.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(X2FaceError):
+        load_audio(broken)
+
+
+def test_prepare_records_pose_and_audio(tmp_path):
+    video = write_moving_face_video(tmp_path / "talk.mp4", count=30, tone_hz=300)
+    manifest = prepare([video], tmp_path / "tracks", options=PrepareOptions(size=64, sample_fps=10))
+    track_dir = tmp_path / "tracks" / manifest["tracks"][0]["path"]
+    frames = json.loads((track_dir / "track.json").read_text())["frames"]
+    poses = np.array([f["pose"] for f in frames if f["pose"] is not None])
+    assert len(poses) >= len(frames) - 1 and np.abs(poses).max() < 45
+    assert np.load(track_dir / "audio.npy").shape == (len(frames), FEATURE_SIZE)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_with_maps(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    model = folder / "tiny.pt"
+    save_checkpoint(model, X2Face(ModelConfig(64, 8)).eval())
+    fingerprint = file_fingerprint(model)
+    save_map(folder / "tiny.pose.pt", fit_pose_maps(*_linear_pose_data(200, 0), steps=50), kind=POSE_FORMAT,
+             model_fingerprint=fingerprint, meta={})
+    generator = torch.Generator().manual_seed(0)
+    save_map(folder / "tiny.audio.pt", fit_audio_map(torch.randn(300, FEATURE_SIZE, generator=generator),
+                                                     torch.randn(300, 128, generator=generator)),
+             kind=AUDIO_FORMAT, model_fingerprint=fingerprint, meta={})
+    return model
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_pose_command_writes_frames_and_angles(tmp_path, tiny_model_with_maps):
+    source = write_moving_face_video(tmp_path / "source.mp4", count=20)
+    out = tmp_path / "turn.mp4"
+    result = _run("pose", source, "--yaw", "-30:30", "--frames", "12", "-o", out, "--model", tiny_model_with_maps, "--size", "64")
+    assert result.exit_code == 0, result.output
+    assert probe(out).frame_count == 12
+    rows = (tmp_path / "turn.csv").read_text().splitlines()
+    assert rows[0].startswith("frame,yaw") and len(rows) == 13
+    assert [float(r.split(",")[1]) for r in (rows[1], rows[-1])] == [-30.0, 30.0]
+    result = _run("pose", source, "--yaw", "-100:0", "-o", tmp_path / "x.mp4", "--model", tiny_model_with_maps)
+    assert result.exit_code == 1 and "within -90 and 90" in result.output
+
+
+def test_audio_command_matches_the_speech(tmp_path, tiny_model_with_maps):
+    source = write_moving_face_video(tmp_path / "source.mp4", count=20)
+    speech = write_moving_face_video(tmp_path / "speech.mp4", count=45, fps=30, tone_hz=250)  # 1.5 s of sound
+    out = tmp_path / "talk.mp4"
+    result = _run("audio", source, speech, "-o", out, "--model", tiny_model_with_maps, "--size", "64")
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    speech_seconds = len(load_audio(speech)) / 16000  # 1.5 s and the AAC encoder's padding
+    assert info.frame_count == int(np.ceil(speech_seconds * 25)) and float(info.fps) == 25
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx(1.5, abs=0.07)
+
+
+def test_audio_and_pose_bad_inputs(tmp_path, tiny_model_with_maps):
+    source = write_moving_face_video(tmp_path / "source.mp4", count=20)
+    silent = write_moving_face_video(tmp_path / "silent.mp4", count=20)
+    result = _run("audio", source, silent, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps)
+    assert result.exit_code == 1 and "has no sound track" in result.output
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, X2Face(ModelConfig(64, 8)))
+    result = _run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other,
+                  "--pose-maps", tiny_model_with_maps.with_suffix(".pose.pt"))
+    assert result.exit_code == 1 and "fitted for another model" in result.output
+    result = _run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other)
+    assert result.exit_code == 1 and "fit-pose" in result.output

@@ -1,0 +1,166 @@
+"""Driving X2Face from head pose and from audio (paper section 4).
+
+Both work in driving-vector space: small maps fitted on (driving vector, label) pairs of
+face tracks, stored beside the model they were fitted for.
+
+- Pose: f_v->p, a linear layer 128 -> 3 fitted with an L1 loss, reads a vector's pose;
+  f_p->v, a linear layer 3 -> 128 then BatchNorm1d, fitted with an L1 loss to regress the
+  vector from the pose, turns a pose change into a vector change. Equation (1):
+  v = v_src + f_p->v(p_target - f_v->p(v_src)), applied as the map's change from a zero
+  pose change so that "no change" leaves the source as it is.
+- Audio: ordinary least squares from normalised audio features to driving vectors.
+  v = v_src + Δ - f_p->v(f_v->p(Δ)), Δ = f_a->v(a_t) - f_a->v(a_src): the audio's change
+  to the vector, less the pose change it implies (audio should move the mouth, not the head).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..errors import X2FaceError
+from ..outputs import atomic_output
+from .data import TrackInfo, load_image, track_labels
+from .networks import DRIVING_VECTOR_SIZE, X2Face
+
+POSE_FORMAT = "x2face-edit pose maps"
+AUDIO_FORMAT = "x2face-edit audio map"
+
+
+class PoseMaps(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.vector_to_pose = nn.Linear(DRIVING_VECTOR_SIZE, 3)
+        self.pose_to_vector = nn.Sequential(nn.Linear(3, DRIVING_VECTOR_SIZE), nn.BatchNorm1d(DRIVING_VECTOR_SIZE))
+
+    def vector_change(self, pose_change: torch.Tensor) -> torch.Tensor:
+        """f_p->v(Δp) - f_p->v(0): the vector change for a (N, 3) pose change in degrees."""
+        return self.pose_to_vector(pose_change) - self.pose_to_vector(torch.zeros_like(pose_change))
+
+    def pose_change(self, vector_change: torch.Tensor) -> torch.Tensor:
+        """f_v->p's linear part: the pose change a (N, 128) vector change implies."""
+        return vector_change @ self.vector_to_pose.weight.T
+
+    def repose(self, vector: torch.Tensor, target_pose: torch.Tensor) -> torch.Tensor:
+        """Equation (1): the (N, 128) vector moved to (N, 3) target poses."""
+        return vector + self.vector_change(target_pose - self.vector_to_pose(vector))
+
+
+class AudioMap(nn.Module):
+    """f_a->v: normalised features -> driving vector, by least squares."""
+
+    def __init__(self, feature_size: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(feature_size))
+        self.register_buffer("std", torch.ones(feature_size))
+        self.linear = nn.Linear(feature_size, DRIVING_VECTOR_SIZE)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.std)
+
+
+@torch.inference_mode()
+def track_vectors(model: X2Face, tracks: list[TrackInfo], *, batch_size: int = 32, device: str = "cpu") -> list[torch.Tensor]:
+    """The driving vector of every frame of every track: one (frames, 128) tensor per track."""
+    model = model.to(device).eval()
+    frames = [(track, name) for track in tracks for name in track.frames]
+    loader = DataLoader(frames, batch_size=batch_size, collate_fn=lambda items: torch.stack(
+        [load_image(track.folder / name, model.config.resolution) for track, name in items]))
+    vectors = torch.cat([model.driving_vector(batch.to(device)).cpu() for batch in loader])
+    return list(vectors.split([len(t.frames) for t in tracks]))
+
+
+def fit_pose_maps(vectors: torch.Tensor, poses: torch.Tensor, *, steps: int = 3000, seed: int = 0) -> PoseMaps:
+    """Fit both maps with L1 losses on (N, 128) vectors and (N, 3) poses (full batch, Adam)."""
+    torch.manual_seed(seed)
+    maps = PoseMaps()
+    optimizer = torch.optim.Adam(maps.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    maps.train()
+    for _ in range(steps):
+        loss = (maps.vector_to_pose(vectors) - poses).abs().mean() + (maps.pose_to_vector(poses) - vectors).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return maps.eval()
+
+
+def fit_audio_map(features: torch.Tensor, vectors: torch.Tensor) -> AudioMap:
+    """Ordinary least squares from normalised (N, D) features to (N, 128) vectors."""
+    audio_map = AudioMap(features.shape[1])
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
+    normalised = (features - mean) / std
+    design = torch.cat([normalised, torch.ones(len(normalised), 1)], dim=1).double()
+    solution = torch.linalg.lstsq(design, vectors.double()).solution.float()
+    with torch.no_grad():
+        audio_map.mean.copy_(mean)
+        audio_map.std.copy_(std)
+        audio_map.linear.weight.copy_(solution[:-1].T)
+        audio_map.linear.bias.copy_(solution[-1])
+    return audio_map.eval()
+
+
+def save_map(path: str | Path, module: nn.Module, *, kind: str, model_fingerprint: str, meta: dict) -> None:
+    payload = {"format": kind, "model_fingerprint": model_fingerprint, "state_dict": module.state_dict(), "meta": meta}
+    with atomic_output(path, force=True) as partial:
+        torch.save(payload, partial)
+
+
+def load_map(path: str | Path, *, kind: str, model_fingerprint: str) -> tuple[nn.Module, dict]:
+    """Load pose maps or an audio map, refusing one fitted for another model."""
+    path = Path(path)
+    if not path.is_file():
+        what = "pose maps" if kind == POSE_FORMAT else "audio map"
+        command = "fit-pose" if kind == POSE_FORMAT else "fit-audio"
+        raise X2FaceError(f"no {what} at {path}: make them with 'x2face-edit {command}'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise X2FaceError(f"{path} is not readable (corrupt or not a PyTorch file)") from None
+    if not isinstance(payload, dict) or payload.get("format") != kind:
+        raise X2FaceError(f"{path} is not a file of {kind}")
+    if payload["model_fingerprint"] != model_fingerprint:
+        raise X2FaceError(f"{path} was fitted for another model ({payload['model_fingerprint']}, not {model_fingerprint})")
+    state = payload["state_dict"]
+    module = PoseMaps() if kind == POSE_FORMAT else AudioMap(state["mean"].shape[0])
+    module.load_state_dict(state)
+    return module.eval(), payload["meta"]
+
+
+def pose_pairs(model: X2Face, tracks: list[TrackInfo], **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 128) driving vectors and (N, 3) pose labels of every labelled track frame."""
+    vectors, poses = [], []
+    for track, track_vectors_ in zip(tracks, track_vectors(model, tracks, **options)):
+        labels = torch.from_numpy(track_labels(track)[0])
+        keep = ~labels.isnan().any(dim=1)
+        vectors.append(track_vectors_[keep])
+        poses.append(labels[keep])
+    return torch.cat(vectors), torch.cat(poses)
+
+
+def audio_pairs(model: X2Face, tracks: list[TrackInfo], **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) audio features and (N, 128) driving vectors of every frame of tracks with sound."""
+    with_sound = [(t, a) for t in tracks if (a := track_labels(t)[1]) is not None]
+    if not with_sound:
+        raise X2FaceError("none of these tracks has sound: prepare videos with a sound track")
+    vectors = track_vectors(model, [t for t, _ in with_sound], **options)
+    return torch.from_numpy(np.concatenate([a for _, a in with_sound])), torch.cat(vectors)
+
+
+def pose_errors(maps: PoseMaps, vectors: torch.Tensor, poses: torch.Tensor) -> dict[str, float]:
+    """Mean absolute error of f_v->p in degrees, per angle and overall (the paper's Table 2)."""
+    with torch.no_grad():
+        errors = (maps.vector_to_pose(vectors) - poses).abs().mean(0).tolist()
+    return {"yaw": errors[0], "pitch": errors[1], "roll": errors[2], "mean": sum(errors) / 3}
+
+
+def explained_variance(audio_map: AudioMap, features: torch.Tensor, vectors: torch.Tensor) -> float:
+    """1 - residual / total variance of the driving vectors that f_a->v predicts."""
+    with torch.no_grad():
+        residual = (audio_map(features) - vectors).pow(2).mean()
+    return float(1 - residual / (vectors - vectors.mean(0)).pow(2).mean())
