@@ -2,7 +2,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +94,29 @@ def test_eval_prints_the_table_and_writes_json(tmp_path, synthetic_tracks):
     assert all(0 < r["l1"] < 1 and r["pairs"] > 0 for r in rows)
     # The baseline does not depend on how many sources are drawn, only on the first one.
     assert rows[0]["l1"] != rows[1]["l1"]
+
+
+IDENTITY_NET = Path(__file__).resolve().parents[2] / "shared" / "data" / "identity_net"
+
+
+def test_stage_two_identity_losses_are_finite_and_fall(tmp_path, synthetic_tracks):
+    if not IDENTITY_NET.is_dir():
+        pytest.skip("../shared/data/identity_net is absent")
+    stage_one = tmp_path / "stage1"
+    train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(stage_one), max_steps=30, optimizer="adam", val_every=100, **TINY))
+    stage_two = tmp_path / "stage2"
+    train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(stage_two), max_steps=60, stage=2, identity_net=str(IDENTITY_NET),
+                      init=str(stage_one / "checkpoint.pt"), optimizer="adam", lr=1e-3, identity_weight=5.0,
+                      log_every=10, val_every=100, **TINY))
+    log = _log(stage_two)
+    for term in ("photometric", "content", "identity"):
+        values = [r[term] for r in log]
+        assert all(np.isfinite(values)), term
+        assert np.mean(values[-2:]) < np.mean(values[:2]), (term, values)
+    _, payload = load_checkpoint(stage_two / "checkpoint.pt")
+    assert payload["meta"]["stage"] == 2
+
+
+def test_stage_two_needs_the_identity_network(tmp_path, synthetic_tracks):
+    with pytest.raises(Exception, match="identity-net"):
+        train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(tmp_path), max_steps=2, stage=2, **TINY))

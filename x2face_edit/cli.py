@@ -85,7 +85,12 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--batch-size", default=16, show_default=True, help="Pairs per step and per process.")
 @click.option("--steps", "max_steps", default=100_000, show_default=True, help="Train until this step.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
-@click.option("--lr", default=1e-3, show_default=True, help="Learning rate; divided by 10 when validation stalls.")
+@click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3 for stage I, 1e-4 for stage II); divided by 10 when validation stalls.")
+@click.option("--stage", type=click.Choice(["1", "2"]), default="1", show_default=True, callback=lambda c, p, v: int(v),
+              help="2 adds the identity losses; start it from a stage-I model with --init.")
+@click.option("--identity-net", type=click.Path(exists=True, path_type=str),
+              help="Stage II: dlib's face descriptor weights (face-api's manifest JSON or its folder).")
+@click.option("--identity-weight", default=1.0, show_default=True, help="Stage II content-loss weight (the other identity loss gets a tenth).")
 @click.option("--val-every", default=500, show_default=True, help="Validate (and maybe lower lr) every N steps.")
 @click.option("--plateau-patience", default=3, show_default=True, help="Validations without improvement before lr / 10.")
 @click.option("--checkpoint-every", default=500, show_default=True)
@@ -97,7 +102,7 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--workers", "num_workers", default=2, show_default=True, help="Data-loading processes per training process.")
 @click.option("--progress/--no-progress", default=True)
 def train(tracks: Path, out_dir: Path, **options) -> None:
-    """Train X2Face (stage I, photometric L1) on face tracks from 'prepare'.
+    """Train X2Face on face tracks from 'prepare': stage I (photometric L1) or stage II (identity losses).
 
     For several GPUs: torchrun --nproc_per_node=N -m x2face_edit train TRACKS
     """

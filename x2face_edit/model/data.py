@@ -97,28 +97,39 @@ class TrackPairs(Dataset):
     """Every frame of every track once as the driving frame, with ``num_sources``
     other frames of the same track (drawn at random each time) as the sources.
 
-    Items are (sources (K, 3, H, W), driving (3, H, W)).
+    Items are (sources (K, 3, H, W), driving (3, H, W)); with ``other_identity`` a third,
+    a random frame of another identity (for the stage-II identity loss).
     """
 
-    def __init__(self, tracks: list[TrackInfo], *, num_sources: int = 1, size: int | None = None) -> None:
+    def __init__(self, tracks: list[TrackInfo], *, num_sources: int = 1, size: int | None = None,
+                 other_identity: bool = False) -> None:
         if not tracks:
             raise X2FaceError("no tracks for this split")
         self.tracks = tracks
         self.num_sources = num_sources
         self.size = size
+        self.other_identity = other_identity
+        if other_identity and len({t.identity for t in tracks}) < 2:
+            raise X2FaceError("stage II needs at least two identities in the training split")
         self.index = [(t, f) for t, track in enumerate(tracks) for f in range(len(track.frames))]
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
         track_number, driving_number = self.index[item]
         track = self.tracks[track_number]
         others = [f for f in range(len(track.frames)) if f != driving_number]
-        # torch's generator is seeded per DataLoader worker, so this draw is reproducible.
+        # torch's generator is seeded per DataLoader worker, so these draws are reproducible.
         picks = torch.randint(len(others), (self.num_sources,)).tolist()
         sources = torch.stack([self._frame(track, others[p]) for p in picks])
-        return sources, self._frame(track, driving_number)
+        if not self.other_identity:
+            return sources, self._frame(track, driving_number)
+        while True:
+            other_track, other_frame = self.index[int(torch.randint(len(self.index), ()))]
+            if self.tracks[other_track].identity != track.identity:
+                break
+        return sources, self._frame(track, driving_number), self._frame(self.tracks[other_track], other_frame)
 
     def _frame(self, track: TrackInfo, number: int) -> torch.Tensor:
         return load_image(track.folder / track.frames[number], self.size)

@@ -1,4 +1,5 @@
-"""Stage-I training: the photometric L1 loss between generated and driving frames.
+"""Training: stage I (the photometric L1 loss between generated and driving frames) and
+stage II (plus the identity losses, see ``losses.py``).
 
 One process trains on the CPU or one GPU; ``torchrun`` starts one process per GPU (and
 per node) and the same code trains with DistributedDataParallel::
@@ -29,6 +30,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from ..errors import X2FaceError
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .data import TrackPairs, load_tracks, tracks_in_split
+from .identity import load_identity_net
+from .losses import IdentityLosses
 from .metrics import model_l1
 from .networks import ModelConfig, X2Face
 
@@ -46,8 +49,11 @@ class TrainConfig:
     batch_size: int = 16  # per process
     max_steps: int = 100_000
     max_seconds: float | None = None  # also stop after this much training time
+    stage: int = 1  # 2 adds the identity losses; start it from a stage-I checkpoint (init)
+    identity_net: str | None = None  # stage II: face-api weights manifest (or its folder)
+    identity_weight: float = 1.0  # content loss weight; the other identity loss gets a tenth
     optimizer: str = "sgd"  # the paper's SGD with momentum, or "adam"
-    lr: float = 1e-3
+    lr: float | None = None  # default: 1e-3 for stage I, 1e-4 for stage II (the paper's)
     momentum: float = 0.9
     plateau_patience: int = 3  # validations without improvement before lr is divided by 10
     val_every: int = 500
@@ -149,8 +155,16 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     model_config = model.config
     model = model.to(device, memory_format=torch.channels_last).train()
 
+    if config.stage not in (1, 2):
+        raise X2FaceError(f"stage must be 1 or 2, got {config.stage}")
+    identity_losses = None
+    if config.stage == 2:
+        if not config.identity_net:
+            raise X2FaceError("stage II needs the identity network: pass --identity-net (face-api's weights manifest)")
+        identity_losses = IdentityLosses(load_identity_net(config.identity_net)).to(device)
     tracks = load_tracks(config.tracks)
-    train_set = TrackPairs(tracks_in_split(tracks, "train", config.split_seed), num_sources=config.sources, size=model_config.resolution)
+    train_set = TrackPairs(tracks_in_split(tracks, "train", config.split_seed), num_sources=config.sources,
+                           size=model_config.resolution, other_identity=config.stage == 2)
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
     val_set = TrackPairs(val_tracks, num_sources=config.sources, size=model_config.resolution) if val_tracks else None
 
@@ -167,10 +181,11 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
         generator=generator,
     )
 
+    lr = config.lr if config.lr is not None else (1e-3 if config.stage == 1 else 1e-4)
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum)
     elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     else:
         raise X2FaceError(f"unknown optimizer {config.optimizer!r}: choose sgd or adam")
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=config.plateau_patience)
@@ -190,7 +205,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
             checkpoint_path,
             model,
             meta={
-                "stage": 1,
+                "stage": config.stage,
                 "step": step,
                 "frames_seen": frames_seen,
                 "elapsed_s": round(elapsed, 1),
@@ -217,7 +232,8 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     task = progress.add_task("training", total=config.max_steps, completed=step)
     batches = _batches(loader, sampler, start_epoch=step // max(len(loader), 1))
     last_val: float | None = None
-    window_loss, window_steps, window_frames, window_start = 0.0, 0, 0, time.perf_counter()
+    window: dict[str, float] = {}
+    window_steps, window_frames, window_start = 0, 0, time.perf_counter()
     deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
 
     def out_of_time() -> bool:
@@ -225,17 +241,24 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
 
     with progress:
         while step < config.max_steps:
-            sources, driving = next(batches)
-            sources = sources.to(device, non_blocking=True)
-            driving = driving.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            sources, driving, *other = (t.to(device, non_blocking=True) for t in next(batches))
             with autocast:
-                generated = trained(sources, driving)
-                loss = F.l1_loss(generated.float(), driving)
+                if identity_losses is None:
+                    generated = trained(sources, driving.contiguous(memory_format=torch.channels_last))
+                    terms = {"photometric": F.l1_loss(generated.float(), driving)}
+                else:
+                    # One forward pass for both drivings: DDP expects one forward per backward.
+                    both = trained(torch.cat([sources, sources]), torch.cat([driving, other[0]]).contiguous(memory_format=torch.channels_last))
+                    generated, generated_other = both.chunk(2)
+                    content, identity = identity_losses(generated, driving, generated_other, sources[:, 0])
+                    terms = {"photometric": F.l1_loss(generated.float(), driving), "content": content, "identity": identity}
+                loss = terms["photometric"] + config.identity_weight * (terms.get("content", 0) + terms.get("identity", 0) / 10)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            window_loss += loss.item()
+            for name, value in {"loss": loss, **terms}.items():
+                window[name] = window.get(name, 0.0) + value.item()
             window_steps += 1
             window_frames += driving.shape[0] * ddp.world_size
             last = step == config.max_steps or out_of_time()
@@ -244,15 +267,12 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                 now = time.perf_counter()
                 elapsed += now - window_start
                 frames_seen += window_frames
-                record = {
-                    "step": step,
-                    "loss": _mean_over_ranks(window_loss / window_steps, ddp, device),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "frames_per_s": window_frames / (now - window_start),
-                    "elapsed_s": round(elapsed, 2),
-                }
+                record = {"step": step}
+                record.update({name: _mean_over_ranks(total / window_steps, ddp, device) for name, total in window.items()})
+                record.update(lr=optimizer.param_groups[0]["lr"], frames_per_s=window_frames / (now - window_start),
+                              elapsed_s=round(elapsed, 2))
                 progress.update(task, completed=step, description=f"loss {record['loss']:.4f}  {record['frames_per_s']:.1f} frames/s")
-                window_loss, window_steps, window_frames, window_start = 0.0, 0, 0, now
+                window, window_steps, window_frames, window_start = {}, 0, 0, now
                 if step % config.val_every == 0 or last:
                     val = math.nan
                     if val_set is not None and ddp.main:
