@@ -63,7 +63,7 @@ def test_extract_writes_the_face_a_paint_layer_and_a_sidecar(extracted, talking_
     assert layer.mode == "RGBA" and np.asarray(layer)[..., 3].max() == 0
     assert len(set(sidecar["frames"])) == 3 and all(0 <= f < 40 for f in sidecar["frames"])
     assert sidecar["video"] == str(talking_video.resolve())
-    assert sidecar["model"]["config"] == {"resolution": 64, "width": 8}
+    assert sidecar["model"]["config"] == {"resolution": 64, "width": 8, "original_release": False}
     # The embedded face is made of the video's pixels: the astronaut's colours, not the background's.
     assert np.asarray(face).std() > 20
 

@@ -442,3 +442,19 @@ def audio(sources, speech, out, fps, count, size, audio_map, pose_maps, model_pa
     frames = drive_by_audio(model, maps["audio"], maps["pose"], _source(model, sources, count, size, face), speech, out,
                             fps=fps, size=size, force=force)
     click.echo(f"{frames} frames -> {out}")
+
+
+@main.command("import-official")
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Where to write our checkpoint.")
+@force_option
+def import_official(release: Path, out: Path, force: bool) -> None:
+    """Convert the released X2Face weights (x2face_model_forpython3.pth) into a checkpoint."""
+    from .model import count_parameters, save_checkpoint
+    from .model.official import import_official as convert
+    from .outputs import check_output
+
+    check_output(out, force=force)
+    model = convert(release)
+    save_checkpoint(out, model, meta={"imported_from": str(release.resolve()), "stage": "released"})
+    click.echo(f"{count_parameters(model) / 1e6:.1f} M parameters, {model.config.resolution}x{model.config.resolution} -> {out}")

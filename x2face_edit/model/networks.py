@@ -33,6 +33,9 @@ class ModelConfig:
 
     resolution: int = 256
     width: int = 64
+    # The released X2Face weights (import-official): their grids used align_corners=True
+    # and their driving decoder's tanh was applied twice.
+    original_release: bool = False
 
     def __post_init__(self) -> None:
         levels = math.log2(self.resolution)
@@ -136,14 +139,14 @@ def identity_grid(height: int, width: int, *, device: torch.device | None = None
     return torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0)
 
 
-def offsets_to_grid(raw_offsets: torch.Tensor) -> torch.Tensor:
+def offsets_to_grid(raw_offsets: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Turn a (B, 2, H, W) network output into a (B, H, W, 2) sampling grid.
 
-    tanh bounds each offset to the image's extent; the identity grid is added so that a
-    zero output samples every pixel where it already is.
+    tanh bounds each offset to the image's extent (times ``scale``); the identity grid is
+    added so that a zero output samples every pixel where it already is.
     """
     _, _, height, width = raw_offsets.shape
-    offsets = torch.tanh(raw_offsets).permute(0, 2, 3, 1)
+    offsets = torch.tanh(raw_offsets).permute(0, 2, 3, 1) * scale
     return offsets + identity_grid(height, width, device=raw_offsets.device, dtype=offsets.dtype)
 
 
@@ -180,13 +183,15 @@ class X2Face(nn.Module):
         self.embedding_decoder = Decoder(embedding_channels, 3, skips=True)
         self.driving_encoder = Encoder(driving_channels)
         self.driving_decoder = Decoder(driving_channels, 2, skips=False)
+        # An align_corners=True grid g samples where an align_corners=False grid g*(N-1)/N does.
+        self._offset_scale = (config.resolution - 1) / config.resolution if config.original_release else 1.0
 
     def embedding_grid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For (N, 3, H, W) source frames: the (N, H, W, 2) grid that samples each into the
         embedded face, and its (N, 1, H, W) confidence weight (exp(c) + 0.1)."""
         out = self.embedding_decoder(self.embedding_encoder(frames))
         confidence = out[:, 2:3].float().exp() + CONFIDENCE_FLOOR
-        return offsets_to_grid(out[:, :2]), confidence
+        return offsets_to_grid(out[:, :2], self._offset_scale), confidence
 
     def embed_each(self, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed K source frames separately.
@@ -218,7 +223,10 @@ class X2Face(nn.Module):
     def decode(self, driving_vector: torch.Tensor) -> torch.Tensor:
         """The (B, H, W, 2) grid that samples an embedded face in the vector's pose."""
         code = driving_vector.reshape(driving_vector.shape[0], -1, 1, 1)
-        return offsets_to_grid(self.driving_decoder([code]))
+        raw = self.driving_decoder([code])
+        if self.config.original_release:
+            raw = torch.tanh(raw)
+        return offsets_to_grid(raw, self._offset_scale)
 
     def generate(self, embedded: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """Sample the embedded face with a driving grid: the generated frame."""
