@@ -175,3 +175,20 @@ def test_audio_and_pose_bad_inputs(tmp_path, tiny_model_with_maps):
     assert result.exit_code == 1 and "fitted for another model" in result.output
     result = _run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other)
     assert result.exit_code == 1 and "fit-pose" in result.output
+
+
+def test_fit_pose_and_fit_audio_store_maps_beside_the_model(tmp_path, tiny_model_with_maps):
+    videos = [write_moving_face_video(tmp_path / f"person{seed}.mp4", count=25, seed=seed, tone_hz=200 + 100 * seed)
+              for seed in range(10)]
+    prepare(videos, tmp_path / "tracks", options=PrepareOptions(size=64, sample_fps=10))
+    model = tmp_path / "model.pt"
+    model.write_bytes(tiny_model_with_maps.read_bytes())
+    result = _run("fit-pose", tmp_path / "tracks", "--model", model)
+    assert result.exit_code == 0, result.output
+    assert "MAE on test identities: yaw" in result.output and model.with_suffix(".pose.pt").is_file()
+    result = _run("fit-audio", tmp_path / "tracks", "--model", model)
+    assert result.exit_code == 0, result.output
+    assert "variance on test identities" in result.output and model.with_suffix(".audio.pt").is_file()
+    # The maps are tied to this model: the pose command accepts them.
+    result = _run("pose", videos[0], "--roll", "0:10", "--frames", "3", "-o", tmp_path / "roll.mp4", "--model", model, "--size", "64")
+    assert result.exit_code == 0, result.output

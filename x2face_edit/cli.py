@@ -311,18 +311,6 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
     click.echo(f"{report.frames} frames -> {out}" + (f" (driving face lost in {lost} frames: last result held)" if lost else ""))
 
 
-def _maps_path(model_path: Path, kind: str) -> Path:
-    """Pose and audio maps live beside their model: x2face-128.pt -> x2face-128.pose.pt."""
-    return model_path.with_suffix(f".{kind}.pt")
-
-
-def _split_tracks(tracks: Path, split_seed: int):
-    from .model.data import load_tracks, tracks_in_split
-
-    every = load_tracks(tracks)
-    return tracks_in_split(every, "train", split_seed), tracks_in_split(every, "test", split_seed)
-
-
 @main.command("fit-pose")
 @click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
@@ -335,12 +323,8 @@ def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path |
     from .model import modalities
 
     model, info = _load(model_path, device)
-    train_tracks, test_tracks = _split_tracks(tracks, split_seed)
-    maps = modalities.fit_pose_maps(*modalities.pose_pairs(model, train_tracks, device=device))
-    errors = modalities.pose_errors(maps, *modalities.pose_pairs(model, test_tracks, device=device)) if test_tracks else None
-    out = out or _maps_path(Path(info["path"]), "pose")
-    modalities.save_map(out, maps, kind=modalities.POSE_FORMAT, model_fingerprint=info["fingerprint"],
-                        meta={"tracks": str(tracks), "test_mae_degrees": errors})
+    out = out or modalities.maps_path(info["path"], "pose")
+    errors = modalities.fit_and_save_pose_maps(model, info["fingerprint"], tracks, out, split_seed=split_seed, device=device)
     if errors:
         click.echo("f_v->p MAE on test identities: " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
     click.echo(f"pose maps: {out}")
@@ -357,16 +341,10 @@ def fit_audio(tracks: Path, out: Path | None, split_seed: int, model_path: Path 
     from .model import modalities
 
     model, info = _load(model_path, device)
-    train_tracks, test_tracks = _split_tracks(tracks, split_seed)
-    features, vectors = modalities.audio_pairs(model, train_tracks, device=device)
-    audio_map = modalities.fit_audio_map(features, vectors)
-    meta = {"tracks": str(tracks), "frames": len(features)}
-    if test_tracks:
-        test_pairs = modalities.audio_pairs(model, test_tracks, device=device)
-        meta["test_explained_variance"] = modalities.explained_variance(audio_map, *test_pairs)
+    out = out or modalities.maps_path(info["path"], "audio")
+    meta = modalities.fit_and_save_audio_map(model, info["fingerprint"], tracks, out, split_seed=split_seed, device=device)
+    if "test_explained_variance" in meta:
         click.echo(f"f_a->v explains {meta['test_explained_variance']:.1%} of the driving vectors' variance on test identities")
-    out = out or _maps_path(Path(info["path"]), "audio")
-    modalities.save_map(out, audio_map, kind=modalities.AUDIO_FORMAT, model_fingerprint=info["fingerprint"], meta=meta)
     click.echo(f"audio map: {out}")
 
 
@@ -403,7 +381,7 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pos
     check_output(out, force=force)
     check_output(csv_path, force=force)
     model, info = _load(model_path, device)
-    maps, _ = modalities.load_map(pose_maps or _maps_path(Path(info["path"]), "pose"), kind=modalities.POSE_FORMAT,
+    maps, _ = modalities.load_map(pose_maps or modalities.maps_path(info["path"], "pose"), kind=modalities.POSE_FORMAT,
                                   model_fingerprint=info["fingerprint"])
     table = drive_by_pose(model, maps, _source(model, sources, count, size, face), ranges, out, frames=frames, fps=fps,
                           size=size, force=force)
@@ -438,7 +416,8 @@ def audio(sources, speech, out, fps, count, size, audio_map, pose_maps, model_pa
     model, info = _load(model_path, device)
     maps = {}
     for kind, path, name in ((modalities.AUDIO_FORMAT, audio_map, "audio"), (modalities.POSE_FORMAT, pose_maps, "pose")):
-        maps[name], _ = modalities.load_map(path or _maps_path(Path(info["path"]), name), kind=kind, model_fingerprint=info["fingerprint"])
+        maps[name], _ = modalities.load_map(path or modalities.maps_path(info["path"], name), kind=kind,
+                                            model_fingerprint=info["fingerprint"])
     frames = drive_by_audio(model, maps["audio"], maps["pose"], _source(model, sources, count, size, face), speech, out,
                             fps=fps, size=size, force=force)
     click.echo(f"{frames} frames -> {out}")

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import X2FaceError
 from ..outputs import atomic_output
-from .data import TrackInfo, load_image, track_labels
+from .data import TrackInfo, load_image, load_tracks, track_labels, tracks_in_split
 from .networks import DRIVING_VECTOR_SIZE, X2Face
 
 POSE_FORMAT = "x2face-edit pose maps"
@@ -164,3 +164,39 @@ def explained_variance(audio_map: AudioMap, features: torch.Tensor, vectors: tor
     with torch.no_grad():
         residual = (audio_map(features) - vectors).pow(2).mean()
     return float(1 - residual / (vectors - vectors.mean(0)).pow(2).mean())
+
+
+def maps_path(model_path: str | Path, kind: str) -> Path:
+    """Maps live beside their model: x2face-128.pt -> x2face-128.pose.pt / .audio.pt."""
+    return Path(model_path).with_suffix(f".{kind}.pt")
+
+
+def _train_and_test(tracks_dir: str | Path, split_seed: int) -> tuple[list[TrackInfo], list[TrackInfo]]:
+    every = load_tracks(tracks_dir)
+    return tracks_in_split(every, "train", split_seed), tracks_in_split(every, "test", split_seed)
+
+
+def fit_and_save_pose_maps(model: X2Face, model_fingerprint: str, tracks_dir: str | Path, out: str | Path, *,
+                           split_seed: int = 0, device: str = "cpu") -> dict[str, float] | None:
+    """Fit the pose maps on the training identities of ``tracks_dir``, save them, and
+    return f_v->p's mean absolute errors on the test identities (None if there are none)."""
+    train_tracks, test_tracks = _train_and_test(tracks_dir, split_seed)
+    maps = fit_pose_maps(*pose_pairs(model, train_tracks, device=device))
+    errors = pose_errors(maps, *pose_pairs(model, test_tracks, device=device)) if test_tracks else None
+    save_map(out, maps, kind=POSE_FORMAT, model_fingerprint=model_fingerprint,
+             meta={"tracks": str(tracks_dir), "test_mae_degrees": errors})
+    return errors
+
+
+def fit_and_save_audio_map(model: X2Face, model_fingerprint: str, tracks_dir: str | Path, out: str | Path, *,
+                           split_seed: int = 0, device: str = "cpu") -> dict:
+    """Fit f_a->v on the training identities with sound, save it, and return what was
+    measured (frames used; variance explained on the test identities)."""
+    train_tracks, test_tracks = _train_and_test(tracks_dir, split_seed)
+    features, vectors = audio_pairs(model, train_tracks, device=device)
+    audio_map = fit_audio_map(features, vectors)
+    meta = {"tracks": str(tracks_dir), "frames": len(features)}
+    if test_tracks:
+        meta["test_explained_variance"] = explained_variance(audio_map, *audio_pairs(model, test_tracks, device=device))
+    save_map(out, audio_map, kind=AUDIO_FORMAT, model_fingerprint=model_fingerprint, meta=meta)
+    return meta
