@@ -50,6 +50,44 @@ class FaceDetector:
         return boxes[np.argsort(-areas, kind="stable")]
 
 
+class FaceFollower:
+    """Face boxes frame after frame: dlib detection every ``detect_every`` frames, and in
+    between each box moved by dlib's 5-point landmarks (about 1 ms a face instead of tens
+    of milliseconds for a detection)."""
+
+    def __init__(self, detect_every: int = 1) -> None:
+        self.detect_every = max(1, detect_every)
+        self.detector = FaceDetector()
+        self._shapes = dlib.shape_predictor(str(dlib_model_file("shape_predictor_5_face_landmarks.dat"))) if detect_every > 1 else None
+        self._frames_seen = 0
+        self._boxes = np.zeros((0, 4))
+        self._points: list[np.ndarray] = []
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, 4) face boxes in this frame (the next frame of a video)."""
+        if self._frames_seen % self.detect_every == 0 or not len(self._boxes):
+            boxes = self.detector.detect(rgb)
+            points = [self._landmarks(rgb, box) for box in boxes] if self._shapes else []
+        else:
+            moved, points = [], []
+            for box, before in zip(self._boxes, self._points):
+                now = self._landmarks(rgb, box)
+                scale = np.linalg.norm(now - now.mean(0), axis=1).mean() / np.linalg.norm(before - before.mean(0), axis=1).mean()
+                centre = (box[:2] + box[2:]) / 2 + now.mean(0) - before.mean(0)
+                half = (box[2:] - box[:2]) / 2 * scale
+                moved.append(np.concatenate([centre - half, centre + half]))
+                points.append(now)
+            boxes = np.array(moved).reshape(-1, 4)
+        self._frames_seen += 1
+        self._boxes, self._points = boxes, points
+        return boxes
+
+    def _landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        shape = self._shapes(np.ascontiguousarray(rgb), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
 def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:
     """The square crop box: the face box's longer side times ``scale``, same centre."""
     x0, y0, x1, y1 = face_box
