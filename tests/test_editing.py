@@ -168,3 +168,20 @@ def test_fit_adapts_the_model_to_the_video(tmp_path, talking_video, tiny_model):
     changed = [name for name, tensor in fitted["state_dict"].items()
                if tensor.is_floating_point() and not torch.equal(tensor, original["state_dict"][name])]
     assert len(changed) > 10
+
+
+def test_render_on_a_real_clip_keeps_its_timing_and_sound(tmp_path, shared_clips, tiny_model):
+    clip = shared_clips / "pcavs_Input_00002.mp4"  # 224x224 at 25 fps, AAC sound, a face turning away
+    face = tmp_path / "face.png"
+    assert _run("extract", clip, "-o", face, "--model", tiny_model, "--size", "128").exit_code == 0
+    layer = np.zeros((128, 128, 4), np.uint8)
+    layer[60:70, 60:70] = (0, 255, 0, 255)
+    Image.fromarray(layer).save(tmp_path / "face.edit.png")
+    out = tmp_path / "out.mp4"
+    result = _run("render", "--edited", tmp_path / "face.edit.png", "--drive", clip, "-o", out)
+    assert result.exit_code == 0, result.output
+    source, rendered = probe(clip), probe(out)
+    assert (rendered.frame_count, rendered.fps, rendered.width, rendered.height) == (126, source.fps, 224, 224)
+    with av.open(str(out)) as ours, av.open(str(clip)) as theirs:
+        durations = [float(c.streams.audio[0].duration * c.streams.audio[0].time_base) for c in (ours, theirs)]
+    assert durations[0] == pytest.approx(durations[1], abs=0.03)

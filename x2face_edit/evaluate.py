@@ -18,7 +18,7 @@ from .faces import LandmarkDetector
 from .model import X2Face
 from .render import render
 from .tracking import VideoTrack
-from .video import iter_frames
+from .video import frames_at, iter_frames
 
 # dlib 68-point indices: nose tip, outer corner of the eye on the image's left, mouth corner
 # on the image's right; each painted in its own pure colour.
@@ -55,7 +55,7 @@ def edit_tracking_error(model: X2Face, model_info: dict, video: Path, track: Vid
     face = extract(model, model_info, video, track, size=size)
     _, layer_path, _ = save(face, work_dir / "face.png", force=True)
     source = face.sidecar["frames"][0]
-    source_rgb = next(f.rgb for f in iter_frames(video) if f.index == source)
+    source_rgb = frames_at(video, [source])[source]
     landmarks = LandmarkDetector()
     points = landmarks(source_rgb, track.face_boxes[source])
     layer = Image.open(layer_path)
