@@ -1,0 +1,55 @@
+"""The shipped model (models/), its pose and audio maps, and what they do on real input."""
+
+import pytest
+import torch
+
+from x2face_edit.evaluate import edit_tracking_error
+from x2face_edit.model import default_model_path, load_model
+from x2face_edit.model.checkpoint import DEFAULT_MODEL, file_fingerprint
+from x2face_edit.model.data import TrackPairs, load_tracks
+from x2face_edit.model.metrics import copy_source_l1, model_l1
+from x2face_edit.prepare import PrepareOptions, prepare
+from x2face_edit.synthetic import write_moving_face_video
+from x2face_edit.tracking import track_video
+
+# A clip of an identity the default model never trained on (the test split of the shared clips).
+HELD_OUT_CLIP = "lipnet_bbaf2n.mpg"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def model_info():
+    return {"path": str(DEFAULT_MODEL), "fingerprint": file_fingerprint(DEFAULT_MODEL)}
+
+
+def test_default_model_ships_small_and_loads_safely():
+    path = default_model_path()
+    assert path == DEFAULT_MODEL and path.stat().st_size < 50e6
+    payload = torch.load(path, weights_only=True)
+    assert payload["config"]["resolution"] == 128 and payload["meta"]["stage"] in (1, 2)
+    for kind in ("pose", "audio"):
+        assert path.with_suffix(f".{kind}.pt").is_file()
+
+
+def test_paint_follows_the_synthetic_face(tmp_path, model, model_info):
+    video = write_moving_face_video(tmp_path / "face.mp4", count=50)
+    error = edit_tracking_error(model, model_info, video, track_video(video), tmp_path)
+    assert error.found > 0.8
+    assert error.mean_relative < 0.10  # within a tenth of the face's size on average
+
+
+def test_paint_follows_a_real_face(tmp_path, shared_clips, model, model_info):
+    video = shared_clips / HELD_OUT_CLIP
+    error = edit_tracking_error(model, model_info, video, track_video(video), tmp_path)
+    assert error.found > 0.95
+    assert error.mean_relative < 0.08
+
+
+def test_self_reenactment_beats_copying_the_source(tmp_path, shared_clips, model):
+    prepare([shared_clips / HELD_OUT_CLIP], tmp_path, options=PrepareOptions(size=128, sample_fps=10))
+    pairs = TrackPairs(load_tracks(tmp_path), num_sources=3, size=128)
+    assert model_l1(model, pairs) < copy_source_l1(pairs)
