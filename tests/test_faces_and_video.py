@@ -61,3 +61,16 @@ def test_bad_video_inputs(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(X2FaceError, match=message):
         probe(path)
+
+
+@pytest.mark.parametrize("frames", [3, 10, 40])
+def test_following_smooths_tracks_of_any_length(frames):
+    from x2face_edit.faces import follow_face
+
+    rng = np.random.default_rng(0)
+    truth = np.array([[100.0 + 2 * i, 50.0, 180.0 + 2 * i, 130.0] for i in range(frames)])
+    noisy = truth + rng.normal(0, 2, truth.shape)
+    boxes = follow_face([box[None] for box in noisy])
+    assert boxes.shape == (frames, 4) and not np.isnan(boxes).any()
+    if frames >= 10:  # smoothing brings the jittery boxes closer to the true path
+        assert np.abs(boxes - truth).mean() < np.abs(noisy - truth).mean()

@@ -202,8 +202,10 @@ def _gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     radius = int(3 * sigma)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    weights = np.convolve(np.ones(len(values)), kernel, mode="same")
-    return np.stack([np.convolve(values[:, k], kernel, mode="same") / weights for k in range(values.shape[1])], axis=1)
+    # "full" then the centre: "same" returns the kernel's length when the track is shorter.
+    centre = slice(radius, radius + len(values))
+    weights = np.convolve(np.ones(len(values)), kernel, mode="full")[centre]
+    return np.stack([np.convolve(values[:, k], kernel, mode="full")[centre] / weights for k in range(values.shape[1])], axis=1)
 
 
 def dlib_model_file(name: str) -> Path:
