@@ -192,3 +192,9 @@ def test_fit_pose_and_fit_audio_store_maps_beside_the_model(tmp_path, tiny_model
     # The maps are tied to this model: the pose command accepts them.
     result = _run("pose", videos[0], "--roll", "0:10", "--frames", "3", "-o", tmp_path / "roll.mp4", "--model", model, "--size", "64")
     assert result.exit_code == 0, result.output
+    # eval adds Table 2 (f_v->p's pose error) for a model with pose maps.
+    table = tmp_path / "table.json"
+    result = _run("eval", tmp_path / "tracks", "--model", model, "--json", table)
+    assert result.exit_code == 0, result.output
+    assert "f_v->p pose MAE yaw" in result.output
+    assert set(json.loads(table.read_text())["pose_mae_degrees"]["model.pt"]) == {"yaw", "pitch", "roll", "mean"}

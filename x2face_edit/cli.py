@@ -250,13 +250,14 @@ def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, seed:
 @device_option
 def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed: int, sources: str,
              max_batches: int | None, json_path: Path | None, device: str) -> None:
-    """The paper's Table 1 on held-out face tracks: L1 of generated vs driving frames."""
+    """The paper's Table 1 on held-out face tracks: L1 of generated vs driving frames; and
+    Table 2 (head-pose error of f_v->p) for models with pose maps beside them."""
     import json
 
     from rich.console import Console
     from rich.table import Table
 
-    from .model import default_model_path, load_model
+    from .model import default_model_path, load_model, modalities
     from .model.data import load_tracks, tracks_in_split
     from .model.metrics import photometric_table
 
@@ -274,8 +275,12 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
     for row in rows:
         table.add_row(row["method"], str(row["sources"]), f"{row['l1']:.4f}", str(row["pairs"]))
     Console().print(table)
+    poses = {name: modalities.pose_table(model, path, held_out, device=device) for (name, model), path in zip(models.items(), paths)}
+    for name, errors in poses.items():
+        if errors:
+            click.echo(f"{name}: f_v->p pose MAE " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
     if json_path:
-        json_path.write_text(json.dumps({"split": split, "rows": rows}, indent=1))
+        json_path.write_text(json.dumps({"split": split, "rows": rows, "pose_mae_degrees": poses}, indent=1))
 
 
 @main.command()

@@ -200,3 +200,16 @@ def fit_and_save_audio_map(model: X2Face, model_fingerprint: str, tracks_dir: st
         meta["test_explained_variance"] = explained_variance(audio_map, *audio_pairs(model, test_tracks, device=device))
     save_map(out, audio_map, kind=AUDIO_FORMAT, model_fingerprint=model_fingerprint, meta=meta)
     return meta
+
+
+def pose_table(model: X2Face, model_path: str | Path, tracks: list[TrackInfo], *, device: str = "cpu") -> dict[str, float] | None:
+    """Table 2: f_v->p's pose errors on ``tracks``, if maps fitted for this model lie
+    beside it and the tracks carry pose labels; None otherwise."""
+    from .checkpoint import file_fingerprint
+
+    path = maps_path(model_path, "pose")
+    if not path.is_file():
+        return None
+    maps, _ = load_map(path, kind=POSE_FORMAT, model_fingerprint=file_fingerprint(model_path))
+    vectors, poses = pose_pairs(model, tracks, device=device)
+    return pose_errors(maps, vectors, poses) if len(poses) else None
