@@ -185,3 +185,19 @@ def test_render_on_a_real_clip_keeps_its_timing_and_sound(tmp_path, shared_clips
     with av.open(str(out)) as ours, av.open(str(clip)) as theirs:
         durations = [float(c.streams.audio[0].duration * c.streams.audio[0].time_base) for c in (ours, theirs)]
     assert durations[0] == pytest.approx(durations[1], abs=0.03)
+
+
+def test_render_fit_adapts_the_driving_network_and_keeps_the_paint_valid(tmp_path, extracted, talking_video):
+    out = tmp_path / "out.mp4"
+    result = _run("render", "--edited", extracted.with_suffix(".edit.png"), "--drive", talking_video, "-o", out,
+                  "--fit", "20")
+    assert result.exit_code == 0, result.output
+    import torch
+
+    fitted = torch.load(tmp_path / "out.model.pt", weights_only=True)["state_dict"]
+    original = torch.load(json.loads(extracted.with_suffix(".json").read_text())["model"]["path"], weights_only=True)["state_dict"]
+    for name, tensor in fitted.items():
+        same = torch.equal(tensor, original[name])
+        assert same if name.startswith("embedding_") else True, name
+    assert any(not torch.equal(t, original[n]) for n, t in fitted.items() if n.startswith("driving_") and t.is_floating_point())
+    assert probe(out).frame_count == 40

@@ -192,11 +192,15 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
               help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
 @click.option("--mode", type=click.Choice(["edit", "generate"]), default="edit", show_default=True,
               help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
+@click.option("--fit", "fit_seconds", type=float, default=None,
+              help="First adapt the driving network to the --drive video for this many seconds (the embedded face, "
+                   "and so the paint, stays as it is); the adapted model is saved as OUT.model.pt.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
 @device_option
 @face_option
 @force_option
-def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, model_path: Path | None,
-           device: str, face: int, force: bool) -> None:
+def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, fit_seconds: float | None, seed: int,
+           model_path: Path | None, device: str, face: int, force: bool) -> None:
     """Make the paint on an embedded face follow the face through a video."""
     from .extract import read_sidecar
     from .outputs import check_output
@@ -207,7 +211,15 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
         # face.edit.png and face.png both belong to face.json.
         sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit") + ".json")
     face_sidecar = read_sidecar(sidecar)
-    model, model_info = _load(model_path or Path(face_sidecar["model"]["path"]), device)
+    model_path = model_path or Path(face_sidecar["model"]["path"])
+    if fit_seconds:
+        from .fit import fit as run_fit
+
+        fitted = out.with_suffix(".model.pt")
+        check_output(fitted, force=force)
+        model_path = run_fit(drive, fitted, model_path=model_path, max_seconds=fit_seconds, seed=seed, device=device,
+                             driving_only=True, force=force)
+    model, model_info = _load(model_path, device)
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
         report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, face=face, force=force,

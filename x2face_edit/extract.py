@@ -136,7 +136,7 @@ def extract(
         "frames": list(frames),
         "crop_boxes": [[round(float(v), 3) for v in b] for b in boxes],
         "size": size,
-        "model": {**model_info, "config": model.config.to_dict()},
+        "model": {**model_info, "config": model.config.to_dict(), "embedding": model.embedding_fingerprint()},
     }
     return EmbeddedFace(embed_frames(model, [decoded[i] for i in frames], boxes, size), sidecar)
 

@@ -29,10 +29,14 @@ def fit(
     lr: float = 1e-4,
     seed: int = 0,
     device: str = "cpu",
+    driving_only: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Fine-tune the model at ``model_path`` on ``video`` and write the result to ``out``."""
+    """Fine-tune the model at ``model_path`` on ``video`` and write the result to ``out``.
+
+    ``driving_only`` keeps the embedding network: embedded faces, and paint on them, stay
+    valid, so an existing edit can be rendered with the fitted model."""
     video, out = Path(video), Path(out)
     check_output(out, force=force)
     model, _ = load_checkpoint(model_path)
@@ -47,7 +51,7 @@ def fit(
         checkpoint = train(TrainConfig(
             tracks=str(tracks), out_dir=str(Path(scratch) / "run"), init=str(model_path), max_steps=max_steps,
             max_seconds=max_seconds, batch_size=batch_size, optimizer="adam", lr=lr, seed=seed, device=device,
-            val_every=max_steps, checkpoint_every=max_steps, num_workers=0, progress=progress,
+            val_every=max_steps, checkpoint_every=max_steps, num_workers=0, progress=progress, driving_only=driving_only,
         ))
         fitted, payload = load_checkpoint(checkpoint)
     # Without the optimizer's state: the result is for extract and render, not for resuming.

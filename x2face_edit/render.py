@@ -140,18 +140,19 @@ def render(
 ) -> RenderReport:
     """Render the paint of ``edited`` through every frame of ``drive`` into ``out``.
 
-    ``model_info`` must name the model the sidecar was made with. ``mode`` "generate"
+    The model must share its embedding network with the one the sidecar was made with
+    (the same model, or one fitted with ``driving_only``). ``mode`` "generate"
     instead pastes the whole X2Face-generated face (the painted embedded face sampled by
     the driving grid), the paper's output. ``on_frame(done, total)`` reports progress over
     both passes (tracking, then rendering).
     """
     if mode not in MODES:
         raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
-    made_with = sidecar["model"].get("fingerprint")
-    if made_with != model_info.get("fingerprint"):
+    if sidecar["model"].get("embedding") != model.embedding_fingerprint():
         raise X2FaceError(
-            f"the face was extracted with another model ({sidecar['model'].get('path')}, {made_with}) than this one "
-            f"({model_info.get('path')}, {model_info.get('fingerprint')}): pass that --model, or extract again"
+            f"the face was extracted with another model ({sidecar['model'].get('path')}) than this one "
+            f"({model_info.get('path')}): their embedding networks differ, so the paint would land elsewhere; "
+            "pass that --model, or extract again"
         )
     check_output(out, force=force)
     total = probe(drive).frame_count

@@ -14,6 +14,7 @@ features.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -185,6 +186,16 @@ class X2Face(nn.Module):
         self.driving_decoder = Decoder(driving_channels, 2, skips=False)
         # An align_corners=True grid g samples where an align_corners=False grid g*(N-1)/N does.
         self._offset_scale = (config.resolution - 1) / config.resolution if config.original_release else 1.0
+
+    def embedding_fingerprint(self) -> str:
+        """A hash of the embedding network's weights: embedded faces (and paint on them)
+        carry over between models that share it, e.g. after a driving-only fit."""
+        digest = hashlib.sha256()
+        for name, tensor in self.state_dict().items():
+            if name.startswith("embedding_"):
+                digest.update(name.encode())
+                digest.update(tensor.detach().to(torch.float16).cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def embedding_grid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For (N, 3, H, W) source frames: the (N, H, W, 2) grid that samples each into the

@@ -52,6 +52,7 @@ class TrainConfig:
     stage: int = 1  # 2 adds the identity losses; start it from a stage-I checkpoint (init)
     identity_net: str | None = None  # stage II: face-api weights manifest (or its folder)
     identity_weight: float = 1.0  # content loss weight; the other identity loss gets a tenth
+    driving_only: bool = False  # keep the embedding network (and so embedded faces) as it is
     optimizer: str = "sgd"  # the paper's SGD with momentum, or "adam"
     lr: float | None = None  # default: 1e-3 for stage I, 1e-4 for stage II (the paper's)
     momentum: float = 0.9
@@ -181,11 +182,14 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
         generator=generator,
     )
 
+    if config.driving_only:
+        model.embedding_encoder.requires_grad_(False)
+        model.embedding_decoder.requires_grad_(False)
     lr = config.lr if config.lr is not None else (1e-3 if config.stage == 1 else 1e-4)
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum)
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=config.momentum)
     elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     else:
         raise X2FaceError(f"unknown optimizer {config.optimizer!r}: choose sgd or adam")
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=config.plateau_patience)
@@ -242,6 +246,9 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     with progress:
         while step < config.max_steps:
             sources, driving, *other = (t.to(device, non_blocking=True) for t in next(batches))
+            if config.driving_only:  # BatchNorm statistics are weights too: keep them
+                model.embedding_encoder.eval()
+                model.embedding_decoder.eval()
             with autocast:
                 if identity_losses is None:
                     generated = trained(sources, driving.contiguous(memory_format=torch.channels_last))
