@@ -58,7 +58,7 @@ class FaceFollower:
     def __init__(self, detect_every: int = 1) -> None:
         self.detect_every = max(1, detect_every)
         self.detector = FaceDetector()
-        self._shapes = dlib.shape_predictor(str(dlib_model_file("shape_predictor_5_face_landmarks.dat"))) if detect_every > 1 else None
+        self._landmarks = LandmarkDetector(points=5) if detect_every > 1 else None
         self._frames_seen = 0
         self._boxes = np.zeros((0, 4))
         self._points: list[np.ndarray] = []
@@ -67,7 +67,7 @@ class FaceFollower:
         """(N, 4) face boxes in this frame (the next frame of a video)."""
         if self._frames_seen % self.detect_every == 0 or not len(self._boxes):
             boxes = self.detector.detect(rgb)
-            points = [self._landmarks(rgb, box) for box in boxes] if self._shapes else []
+            points = [self._landmarks(rgb, box) for box in boxes] if self._landmarks else []
         else:
             moved, points = [], []
             for box, before in zip(self._boxes, self._points):
@@ -81,11 +81,6 @@ class FaceFollower:
         self._frames_seen += 1
         self._boxes, self._points = boxes, points
         return boxes
-
-    def _landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        shape = self._shapes(np.ascontiguousarray(rgb), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
-        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
 def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:
@@ -220,13 +215,16 @@ def dlib_model_file(name: str) -> Path:
 
 
 class LandmarkDetector:
-    """dlib's 68-point facial landmarks inside a face box."""
+    """dlib's facial landmarks inside a face box: 68 points, or 5 (eye corners and nose,
+    about 1 ms) for following a face between detections."""
 
-    def __init__(self) -> None:
-        self._predictor = dlib.shape_predictor(str(dlib_model_file("shape_predictor_68_face_landmarks.dat")))
+    def __init__(self, points: int = 68) -> None:
+        if points not in (5, 68):
+            raise ValueError(f"dlib predicts 5 or 68 landmarks, not {points}")
+        self._predictor = dlib.shape_predictor(str(dlib_model_file(f"shape_predictor_{points}_face_landmarks.dat")))
 
     def __call__(self, rgb: np.ndarray, face_box: np.ndarray) -> np.ndarray:
-        """(68, 2) landmark coordinates (x, y) in pixels."""
+        """(points, 2) landmark coordinates (x, y) in pixels."""
         x0, y0, x1, y1 = (int(round(v)) for v in face_box)
         shape = self._predictor(np.ascontiguousarray(rgb), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from .errors import X2FaceError
-from .extract import choose_source_frames, embed_frames, to_image, to_tensor
+from .extract import choose_source_frames, driving_vectors, embed_frames, to_image, to_tensor
 from .faces import FaceDetector, crop, voxceleb_box
 from .model import X2Face
 from .model.networks import resize_grid, sample
@@ -33,11 +33,9 @@ class SourceFace:
     video: Path | None = None  # where the background frame came from, if a video
     time: float = 0.0  # and when, in seconds
 
-    @torch.inference_mode()
     def driving_vector(self, model: X2Face) -> torch.Tensor:
         """(1, 128): the pose and expression of the source frame itself."""
-        frame = to_tensor([crop(self.background, self.crop_box, model.config.resolution)])
-        return model.driving_vector(frame.to(next(model.parameters()).device)).cpu()
+        return driving_vectors(model, [self.background], [self.crop_box])
 
 
 def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size: int = 256, face: int = 0) -> SourceFace:
@@ -50,16 +48,15 @@ def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size:
         frames = frames_at(video, chosen)
         images, boxes = [frames[i] for i in chosen], [track.crop_box(i) for i in chosen]
         return SourceFace(embed_frames(model, images, boxes, size), images[0], boxes[0], video, chosen[0] / float(track.info.fps))
-    else:
-        detector = FaceDetector()
-        images, boxes = [], []
-        for path in sources:
-            image = _read_image(path)
-            found = detector.detect(image)
-            if len(found) <= face:
-                raise X2FaceError(f"no face found in {path}")
-            images.append(image)
-            boxes.append(voxceleb_box(found[face]))
+    detector = FaceDetector()
+    images, boxes = [], []
+    for path in sources:
+        image = _read_image(path)
+        found = detector.detect(image)
+        if len(found) <= face:
+            raise X2FaceError(f"no face found in {path}")
+        images.append(image)
+        boxes.append(voxceleb_box(found[face]))
     return SourceFace(embed_frames(model, images, boxes, size), images[0], boxes[0])
 
 

@@ -155,7 +155,7 @@ def render(
             "pass that --model, or extract again"
         )
     check_output(out, force=force)
-    total = probe(drive).frame_count
+    total = track.info.frame_count if track is not None else probe(drive).frame_count
     original = rebuild(model, sidecar)
     layer = paint_layer(edited, original)
     if mode == "generate":

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import X2FaceError
 from ..outputs import atomic_output
+from .checkpoint import file_fingerprint
 from .data import TrackInfo, load_image, load_tracks, track_labels, tracks_in_split
 from .networks import DRIVING_VECTOR_SIZE, X2Face
 
@@ -205,8 +206,6 @@ def fit_and_save_audio_map(model: X2Face, model_fingerprint: str, tracks_dir: st
 def pose_table(model: X2Face, model_path: str | Path, tracks: list[TrackInfo], *, device: str = "cpu") -> dict[str, float] | None:
     """Table 2: f_v->p's pose errors on ``tracks``, if maps fitted for this model lie
     beside it and the tracks carry pose labels; None otherwise."""
-    from .checkpoint import file_fingerprint
-
     path = maps_path(model_path, "pose")
     if not path.is_file():
         return None
