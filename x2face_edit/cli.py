@@ -6,6 +6,7 @@ dlib are not installed (a GPU machine that only has the training dependencies).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -84,6 +85,8 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--sources", default=1, show_default=True, help="Source frames averaged per training pair.")
 @click.option("--batch-size", default=16, show_default=True, help="Pairs per step and per process.")
 @click.option("--steps", "max_steps", default=100_000, show_default=True, help="Train until this step.")
+@click.option("--seconds", "max_seconds", type=float, help="Also stop after this much training time.")
+@click.option("--until-loss", "target_loss", type=float, help="Also stop once the training loss (mean of --log-every steps) is this low.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
 @click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3 for stage I, 1e-4 for stage II); divided by 10 when validation stalls.")
 @click.option("--stage", type=click.Choice(["1", "2"]), default="1", show_default=True, callback=lambda c, p, v: int(v),
@@ -130,9 +133,33 @@ def _frame_progress(description: str):
 
 model_option = click.option("--model", "model_path", type=click.Path(path_type=Path),
                             help="Checkpoint to use (default: the shipped model, or $X2FACE_MODEL).")
-device_option = click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+def _resolve_device(context: click.Context, parameter: click.Parameter, name: str) -> str:
+    from .model.inference import resolve_device
+
+    return str(resolve_device(name))
+
+
+device_option = click.option("--device", default="auto", show_default=True, callback=_resolve_device,
+                             help="auto (a GPU if there is one), cpu, cuda or cuda:N.")
 face_option = click.option("--face", default=0, show_default=True, help="Which face: 0 is the most prominent, 1 the next...")
 force_option = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+
+
+def inference_options(command):
+    """--precision, --compile and --batch, handed to ``command`` as one InferenceOptions ``options``."""
+
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+                  help="Network arithmetic; auto: bf16 where the hardware computes it natively, else fp32.")
+    @click.option("--compile", "compiled", is_flag=True,
+                  help="torch.compile the driving network: a slow start, then 5-15 % faster on a CPU.")
+    @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Frames per network call.")
+    @functools.wraps(command)
+    def with_options(*args, precision: str, compiled: bool, batch: int, **kwargs):
+        from .model.inference import InferenceOptions
+
+        return command(*args, options=InferenceOptions(precision=precision, compile=compiled, batch=batch), **kwargs)
+
+    return with_options
 
 
 @main.command()
@@ -199,8 +226,9 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
 @device_option
 @face_option
 @force_option
+@inference_options
 def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, fit_seconds: float | None, seed: int,
-           model_path: Path | None, device: str, face: int, force: bool) -> None:
+           model_path: Path | None, device: str, face: int, force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video."""
     from .extract import read_sidecar
     from .outputs import check_output
@@ -223,7 +251,7 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
         report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, face=face, force=force,
-                            on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+                            options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}" + (f" (face not tracked in {lost} frames, left as they were)" if lost else ""))
 
@@ -233,19 +261,20 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="The adapted checkpoint (default: VIDEO.fit.pt beside the video).")
 @click.option("--seconds", "max_seconds", default=180.0, show_default=True, help="Training time budget.")
 @click.option("--steps", "max_steps", default=10_000, show_default=True, help="Step budget (whichever ends first).")
+@click.option("--until-loss", "target_loss", type=float, help="Also stop once the training L1 (mean of 10 steps) is this low.")
 @click.option("--seed", default=0, show_default=True)
 @model_option
 @device_option
 @force_option
-def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, seed: int, model_path: Path | None,
-        device: str, force: bool) -> None:
+def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, target_loss: float | None, seed: int,
+        model_path: Path | None, device: str, force: bool) -> None:
     """Adapt the model to the face in VIDEO (the paper's stage-I objective, on this video alone)."""
     from .fit import fit as run_fit
     from .model import default_model_path
 
     out = out or video.with_suffix(".fit.pt")
     written = run_fit(video, out, model_path=model_path or default_model_path(), max_seconds=max_seconds,
-                      max_steps=max_steps, seed=seed, device=device, force=force)
+                      max_steps=max_steps, target_loss=target_loss, seed=seed, device=device, force=force)
     click.echo(f"adapted model: {written}  (use it with --model)")
 
 
@@ -307,8 +336,9 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
 @device_option
 @face_option
 @force_option
+@inference_options
 def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size: int, side_by_side: bool,
-            paste_back: bool, model_path: Path | None, device: str, face: int, force: bool) -> None:
+            paste_back: bool, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
     """Give the face in SOURCES (a video, or one or more images) the pose and expression
     of the face in DRIVE, frame by frame."""
     from .outputs import check_output
@@ -323,7 +353,7 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
     with _frame_progress("reenacting") as progress:
         task = progress.add_task("reenacting", total=None)
         report = run_reenact(model, source, drive, out, size=size, side_by_side=side_by_side, paste_back=paste_back,
-                             face=face, force=force, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+                             face=face, force=force, options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}" + (f" (driving face lost in {lost} frames: last result held)" if lost else ""))
 

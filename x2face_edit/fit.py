@@ -24,6 +24,7 @@ def fit(
     model_path: str | Path,
     max_steps: int = 10_000,
     max_seconds: float | None = 180.0,
+    target_loss: float | None = None,
     sample_fps: float = 10.0,
     batch_size: int = 8,
     lr: float = 1e-4,
@@ -34,6 +35,9 @@ def fit(
     progress: bool = True,
 ) -> Path:
     """Fine-tune the model at ``model_path`` on ``video`` and write the result to ``out``.
+
+    Training stops at ``max_steps``, after ``max_seconds``, or once the training loss
+    (L1, averaged over 10 steps) is down to ``target_loss``, whichever comes first.
 
     ``driving_only`` keeps the embedding network: embedded faces, and paint on them, stay
     valid, so an existing edit can be rendered with the fitted model."""
@@ -50,7 +54,7 @@ def fit(
         write_manifest(tracks)
         checkpoint = train(TrainConfig(
             tracks=str(tracks), out_dir=str(Path(scratch) / "run"), init=str(model_path), max_steps=max_steps,
-            max_seconds=max_seconds, batch_size=batch_size, optimizer="adam", lr=lr, seed=seed, device=device,
+            max_seconds=max_seconds, target_loss=target_loss, batch_size=batch_size, optimizer="adam", lr=lr, seed=seed, device=device,
             val_every=max_steps, checkpoint_every=max_steps, num_workers=0, progress=progress, driving_only=driving_only,
         ))
         fitted, payload = load_checkpoint(checkpoint)

@@ -14,9 +14,10 @@ from .errors import X2FaceError
 from .extract import choose_source_frames, driving_vectors, embed_frames, to_image, to_tensor
 from .faces import FaceDetector, crop, voxceleb_box
 from .model import X2Face
+from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import resize_grid, sample
 from .outputs import atomic_output, check_output
-from .render import RenderReport, composite, driving_grids, opaque_layer
+from .render import RenderReport, composite, opaque_layer, write_driven
 from .tracking import track_video
 from .video import VideoWriter, frames_at, probe
 
@@ -81,6 +82,7 @@ def reenact(
     paste_back: bool = False,
     face: int = 0,
     force: bool = False,
+    options: InferenceOptions = InferenceOptions(),
     on_frame: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Write a video of the source face driven by every frame of ``drive``.
@@ -88,7 +90,7 @@ def reenact(
     Each output frame is the generated face (``size`` pixels square); ``side_by_side``
     puts the driving face on its left; ``paste_back`` instead pastes the generated face
     into the source frame. Where the driving face is lost the last result is held. The
-    driving video's sound is kept.
+    driving video's sound is kept. ``options`` say how the network runs.
     """
     check_output(out, force=force)
     total = probe(drive).frame_count
@@ -102,7 +104,7 @@ def reenact(
         height, width = size, size * (2 if side_by_side else 1)
     last_result: np.ndarray | None = None
 
-    def compose(driving_frame: np.ndarray, index: int, grid: torch.Tensor | None) -> np.ndarray:
+    def compose(index: int, driving_frame: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
         nonlocal last_result
         if paste_back:
             frame = source.background.copy()
@@ -121,10 +123,8 @@ def reenact(
 
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=track.info.fps, width=width, height=height, audio_from=drive) as writer:
-            for index, rgb, grid in driving_grids(model, track, drive):
-                writer.write(compose(rgb, index, grid))
-                if on_frame:
-                    on_frame(total + index + 1, 2 * total)
+            write_driven(GridPredictor(model, options), track, drive, writer, compose,
+                         on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())
 
 

@@ -9,7 +9,7 @@ paint does not reach keep the original frame's values exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +21,12 @@ from .errors import X2FaceError
 from .extract import rebuild, to_tensor
 from .faces import crop
 from .model import X2Face
+from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import sample
 from .outputs import atomic_output, check_output
+from .pipeline import InOrderWorker, read_ahead
 from .tracking import VideoTrack, track_video
-from .video import VideoWriter, iter_frames, probe
+from .video import Frame, VideoWriter, iter_frames, probe
 
 MODES = ("edit", "generate")
 # Colour differences (0-255) below LOW are unpainted (editor round-off); above HIGH, fully painted.
@@ -100,27 +102,59 @@ def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer
     region[painted] = np.clip(np.round(blended[painted]), 0, 255).astype(np.uint8)
 
 
-def driving_grids(model: X2Face, track: VideoTrack, video: str | Path, *, batch: int = 8) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
-    """Every frame of ``video`` with the driving grid of its tracked face (None where the
-    face is lost), the network run on batches of frames."""
-    device = next(model.parameters()).device
-    pending: list[tuple[int, np.ndarray]] = []
+def driving_grids(predictor: GridPredictor, track: VideoTrack,
+                  frames: Iterable[Frame]) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+    """Each frame's index and pixels with the driving grid of its tracked face (None where
+    the face is lost), the network run on batches of frames."""
+    resolution = predictor.model.config.resolution
+    pending: list[Frame] = []
 
     def flush() -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
-        tracked = [(i, f) for i, f in pending if track.found[i]]
+        tracked = [f for f in pending if track.found[f.index]]
         grids: dict[int, torch.Tensor] = {}
         if tracked:
-            crops = to_tensor([crop(f, track.crop_box(i), model.config.resolution) for i, f in tracked]).to(device)
-            with torch.inference_mode():
-                grids = dict(zip((i for i, _ in tracked), model.decode(model.driving_vector(crops)).cpu()))
-        yield from ((i, f, grids.get(i)) for i, f in pending)
+            crops = to_tensor([crop(f.rgb, track.crop_box(f.index), resolution) for f in tracked])
+            grids = dict(zip((f.index for f in tracked), predictor(crops)))
+        yield from ((f.index, f.rgb, grids.get(f.index)) for f in pending)
         pending.clear()
 
-    for frame in iter_frames(video):
-        pending.append((frame.index, frame.rgb))
-        if len(pending) == batch:
+    for frame in frames:
+        pending.append(frame)
+        if len(pending) == predictor.batch:
             yield from flush()
     yield from flush()
+
+
+def write_driven(
+    predictor: GridPredictor,
+    track: VideoTrack,
+    drive: str | Path,
+    writer: VideoWriter,
+    finish: Callable[[int, np.ndarray, torch.Tensor | None], np.ndarray],
+    *,
+    overlap: bool = True,
+    on_frame: Callable[[int], None] | None = None,
+) -> None:
+    """Write ``finish(index, frame, grid)`` for every frame of ``drive``, ``grid`` being
+    its tracked face's driving grid (None where the face is lost).
+
+    With ``overlap``, decoding, the network, and finishing with encoding run in three
+    threads; without, one after another (the same output, more slowly).
+    """
+
+    def finish_and_write(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> None:
+        writer.write(finish(index, rgb, grid))
+        if on_frame:
+            on_frame(index)
+
+    frames = iter_frames(drive)
+    if not overlap:
+        for item in driving_grids(predictor, track, frames):
+            finish_and_write(*item)
+        return
+    with InOrderWorker() as worker:
+        for item in driving_grids(predictor, track, read_ahead(frames)):
+            worker.submit(finish_and_write, *item)
 
 
 @torch.inference_mode()
@@ -136,6 +170,8 @@ def render(
     face: int = 0,
     force: bool = False,
     track: VideoTrack | None = None,
+    options: InferenceOptions = InferenceOptions(),
+    overlap: bool = True,
     on_frame: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Render the paint of ``edited`` through every frame of ``drive`` into ``out``.
@@ -143,8 +179,9 @@ def render(
     The model must share its embedding network with the one the sidecar was made with
     (the same model, or one fitted with ``driving_only``). ``mode`` "generate"
     instead pastes the whole X2Face-generated face (the painted embedded face sampled by
-    the driving grid), the paper's output. ``on_frame(done, total)`` reports progress over
-    both passes (tracking, then rendering).
+    the driving grid), the paper's output. ``options`` say how the network runs;
+    ``overlap`` runs decoding, the network and compositing with encoding side by side.
+    ``on_frame(done, total)`` reports progress over both passes (tracking, then rendering).
     """
     if mode not in MODES:
         raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
@@ -164,12 +201,14 @@ def render(
     if track is None:
         track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
+
+    def paint(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
+        if grid is not None:
+            composite(rgb, track.crop_box(index), grid, layer)
+        return rgb
+
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, audio_from=drive) as writer:
-            for index, rgb, grid in driving_grids(model, track, drive):
-                if grid is not None:
-                    composite(rgb, track.crop_box(index), grid, layer)
-                writer.write(rgb)
-                if on_frame:
-                    on_frame(total + index + 1, 2 * total)
+            write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap,
+                         on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())

@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import X2FaceError
 from .faces import FaceFollower, follow_face, voxceleb_box
+from .pipeline import read_ahead
 from .video import VideoInfo, iter_frames, probe
 
 
@@ -66,7 +67,7 @@ def track_video(
     info = probe(path)
     follower = FaceFollower(detect_every)
     detections = []
-    for frame in iter_frames(path):
+    for frame in read_ahead(iter_frames(path)):
         detections.append(follower(frame.rgb))
         if on_frame:
             on_frame(frame.index)

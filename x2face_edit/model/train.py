@@ -31,6 +31,7 @@ from ..errors import X2FaceError
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .data import TrackPairs, load_tracks, tracks_in_split
 from .identity import load_identity_net
+from .inference import resolve_device
 from .losses import IdentityLosses
 from .metrics import model_l1
 from .networks import ModelConfig, X2Face
@@ -49,6 +50,7 @@ class TrainConfig:
     batch_size: int = 16  # per process
     max_steps: int = 100_000
     max_seconds: float | None = None  # also stop after this much training time
+    target_loss: float | None = None  # also stop once a logged (windowed mean) training loss is this low
     stage: int = 1  # 2 adds the identity losses; start it from a stage-I checkpoint (init)
     identity_net: str | None = None  # stage II: face-api weights manifest (or its folder)
     identity_weight: float = 1.0  # content loss weight; the other identity loss gets a tenth
@@ -88,9 +90,7 @@ class _Dist:
 
 def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     if "RANK" not in os.environ:
-        if device_name == "auto":
-            device_name = "cuda" if torch.cuda.is_available() else "cpu"
-        return _Dist(), torch.device(device_name)
+        return _Dist(), resolve_device(device_name)
     ddp = _Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -219,6 +219,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                 "train_config": asdict(config),
                 "train_tracks": len(train_set.tracks),
                 "val_l1": last_val,
+                "train_loss": last_loss,
             },
             training_state={
                 "optimizer": optimizer.state_dict(),
@@ -236,6 +237,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     task = progress.add_task("training", total=config.max_steps, completed=step)
     batches = _batches(loader, sampler, start_epoch=step // max(len(loader), 1))
     last_val: float | None = None
+    last_loss: float | None = None
     window: dict[str, float] = {}
     window_steps, window_frames, window_start = 0, 0, time.perf_counter()
     deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
@@ -279,6 +281,8 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                 record.update(lr=optimizer.param_groups[0]["lr"], frames_per_s=window_frames / (now - window_start),
                               elapsed_s=round(elapsed, 2))
                 progress.update(task, completed=step, description=f"loss {record['loss']:.4f}  {record['frames_per_s']:.1f} frames/s")
+                last_loss = record["loss"]
+                last = last or (config.target_loss is not None and last_loss <= config.target_loss)
                 window, window_steps, window_frames, window_start = {}, 0, 0, now
                 if step % config.val_every == 0 or last:
                     val = math.nan

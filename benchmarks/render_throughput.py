@@ -1,0 +1,155 @@
+"""Frames per second of each stage of `render`, and of the whole, on synthetic videos.
+
+    python benchmarks/render_throughput.py [--sizes 640x360,1280x720] [--models 256:64,128:32]
+                                           [--frames 150] [--device cpu|cuda]
+
+For each video size and model (random weights: speed does not depend on them) it times,
+each alone: decoding, face tracking, the driving network on the face crops (batches of
+8: the "network-only" throughput), compositing the warped paint, and encoding; then the
+whole `render` (tracking pass included) in a fresh process, whose peak resident memory it
+also reports. ``ratio`` is whole render / network-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from x2face_edit import extract as extracting
+from x2face_edit.extract import to_tensor
+from x2face_edit.faces import crop
+from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
+from x2face_edit.model.checkpoint import file_fingerprint, load_model
+from x2face_edit.model.inference import GridPredictor, InferenceOptions
+from x2face_edit.render import composite, paint_layer, render
+from x2face_edit.synthetic import write_moving_face_video
+from x2face_edit.tracking import track_video
+from x2face_edit.video import VideoWriter, iter_frames
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def make_inputs(scratch: Path, width: int, height: int, frames: int, config: ModelConfig) -> tuple[Path, Path, Path]:
+    """A synthetic video, a checkpoint with random weights, and a painted embedded face."""
+    video = scratch / f"drive_{width}x{height}.mp4"
+    if not video.exists():
+        write_moving_face_video(video, frames, width=width, height=height, face_size=round(height * 0.5))
+    torch.manual_seed(0)
+    checkpoint = scratch / f"model_{config.resolution}_{config.width}.pt"
+    save_checkpoint(checkpoint, X2Face(config).eval())
+    model = load_model(checkpoint)
+    face = extracting.extract(model, {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)},
+                              video, track_video(video), size=256)
+    _, layer_png, _ = extracting.save(face, scratch / f"face_{width}_{config.resolution}.png", force=True)
+    layer = Image.open(layer_png)
+    ImageDraw.Draw(layer).ellipse((80, 140, 120, 180), fill=(230, 20, 20, 255))
+    layer.save(layer_png)
+    return video, checkpoint, layer_png
+
+
+def whole_render(video: Path, checkpoint: Path, layer_png: Path, out: Path, options: InferenceOptions, overlap: bool,
+                 result: multiprocessing.Queue) -> None:
+    """In a fresh process: seconds for the whole render and the process's peak memory."""
+    model = load_model(checkpoint, device=options.device)
+    model_info = {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)}
+    sidecar = extracting.read_sidecar(layer_png.with_name(layer_png.name.replace(".edit.png", ".json")))
+    seconds = timed(lambda: render(model, model_info, sidecar, layer_png, video, out, force=True, options=options, overlap=overlap))
+    result.put((seconds, peak_memory_mb()))
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory. ru_maxrss would do but for Linux carrying the
+    parent's peak over into a spawned child; /proc's VmHWM starts afresh."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(video: Path, checkpoint: Path, layer_png: Path, options: InferenceOptions, overlap: bool, scratch: Path) -> dict:
+    model = load_model(checkpoint, device=options.device)
+    sidecar = extracting.read_sidecar(layer_png.with_name(layer_png.name.replace(".edit.png", ".json")))
+    decoded = [frame.rgb for frame in iter_frames(video)]
+    count = len(decoded)
+    row = {"decode": count / timed(lambda: sum(1 for _ in iter_frames(video)))}
+    track = None
+
+    def run_tracking() -> None:
+        nonlocal track
+        track = track_video(video)
+
+    row["track"] = count / timed(run_tracking)
+    crops = to_tensor([crop(f, track.crop_box(i), model.config.resolution) for i, f in enumerate(decoded)])
+    predictor = GridPredictor(model, options)
+    predictor(crops[: options.batch])  # warm-up (and compilation, with --compile)
+    grids: list[torch.Tensor] = []
+    row["network"] = count / timed(lambda: grids.extend(
+        g for start in range(0, count, options.batch) for g in predictor(crops[start : start + options.batch])))
+    layer = paint_layer(layer_png, extracting.rebuild(model, sidecar))
+    copies = [f.copy() for f in decoded]
+    row["composite"] = count / timed(lambda: [composite(f, track.crop_box(i), g, layer) for i, (f, g) in enumerate(zip(copies, grids))])
+    height, width = decoded[0].shape[:2]
+
+    def encode() -> None:
+        with VideoWriter(scratch / "encoded.mp4", fps=25, width=width, height=height) as writer:
+            for frame in copies:
+                writer.write(frame)
+
+    row["encode"] = count / timed(encode)
+    spawn = multiprocessing.get_context("spawn")
+    result = spawn.Queue()
+    child = spawn.Process(target=whole_render, args=(video, checkpoint, layer_png, scratch / "rendered.mp4", options, overlap, result))
+    child.start()
+    seconds, peak_mb = result.get()
+    child.join()
+    row["render"] = count / seconds
+    row["ratio"] = row["render"] / row["network"]
+    row["peak MB"] = peak_mb
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="640x360,1280x720", help="video sizes, WIDTHxHEIGHT")
+    parser.add_argument("--models", default="256:64,128:32", help="resolution:width pairs")
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the driving network")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--no-overlap", dest="overlap", action="store_false",
+                        help="render's stages one after another (the simple path)")
+    args = parser.parse_args()
+    options = InferenceOptions(device=args.device, precision=args.precision, compile=args.compile, batch=args.batch)
+    print(f"device {args.device}, precision {options.resolved_precision(torch.device(args.device))}, "
+          f"compile {args.compile}, overlap {args.overlap}, threads {torch.get_num_threads()}, "
+          f"{args.frames} frames, batch {args.batch}; frames/s")
+    columns = ["decode", "track", "network", "composite", "encode", "render", "ratio", "peak MB"]
+    print(f"{'video':<10}{'model':<9}" + "".join(f"{c:>11}" for c in columns))
+    with tempfile.TemporaryDirectory(prefix="x2face-bench-") as scratch:
+        for size in args.sizes.split(","):
+            width, height = (int(v) for v in size.split("x"))
+            for pair in args.models.split(","):
+                resolution, channels = (int(v) for v in pair.split(":"))
+                inputs = make_inputs(Path(scratch), width, height, args.frames, ModelConfig(resolution, channels))
+                row = measure(*inputs, options, args.overlap, Path(scratch))
+                print(f"{size:<10}{f'{resolution}/w{channels}':<9}" + "".join(
+                    f"{row[c]:>11.2f}" if c == "ratio" else f"{row[c]:>11.0f}" if c == "peak MB" else f"{row[c]:>11.1f}"
+                    for c in columns), flush=True)
+
+
+if __name__ == "__main__":
+    main()
