@@ -120,3 +120,33 @@ def test_stage_two_identity_losses_are_finite_and_fall(tmp_path, synthetic_track
 def test_stage_two_needs_the_identity_network(tmp_path, synthetic_tracks):
     with pytest.raises(Exception, match="identity-net"):
         train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(tmp_path), max_steps=2, stage=2, **TINY))
+
+
+def test_far_pose_pairs_draw_sources_far_in_head_pose(synthetic_tracks):
+    from x2face_edit.model.data import TrackPairs, load_tracks, track_labels
+
+    tracks = load_tracks(synthetic_tracks)
+    poses = track_labels(tracks[0])[0]
+    assert not np.isnan(poses).all()  # prepare labelled the frames
+
+    def mean_source_distance(far_pose: float) -> float:
+        pairs = TrackPairs(tracks[:1], far_pose=far_pose)
+        torch.manual_seed(0)
+        distances = []
+        for item, (_, driving) in enumerate(pairs.index):
+            source = pairs[item][0][0]
+            matches = [f for f in range(len(tracks[0].frames)) if torch.equal(pairs._frame(tracks[0], f), source)]
+            distances.append(np.linalg.norm(poses[matches[0]] - poses[driving]))
+        return float(np.nanmean(distances))
+
+    assert mean_source_distance(1.0) > 1.5 * mean_source_distance(0.0)
+
+
+def test_training_stops_at_the_target_loss(tmp_path, synthetic_tracks):
+    run = tmp_path / "run"
+    checkpoint = train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), max_steps=500, optimizer="adam",
+                                   target_loss=0.2, val_every=500, log_every=5, checkpoint_every=500, **TINY))
+    log = _log(run)
+    assert log[-1]["loss"] <= 0.2 < min(r["loss"] for r in log[:-1])
+    assert log[-1]["step"] < 500
+    assert load_checkpoint(checkpoint)[1]["meta"]["train_loss"] == log[-1]["loss"]

@@ -83,6 +83,9 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--resolution", default=256, show_default=True, help="Model input size (power of two).")
 @click.option("--width", default=64, show_default=True, help="Channels of the first layer (64 in the paper).")
 @click.option("--sources", default=1, show_default=True, help="Source frames averaged per training pair.")
+@click.option("--far-pose", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of pairs whose sources are the frames farthest in head pose from the driving frame "
+                   "(the head poses 'prepare' records).")
 @click.option("--batch-size", default=16, show_default=True, help="Pairs per step and per process.")
 @click.option("--steps", "max_steps", default=100_000, show_default=True, help="Train until this step.")
 @click.option("--seconds", "max_seconds", type=float, help="Also stop after this much training time.")

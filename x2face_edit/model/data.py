@@ -99,10 +99,15 @@ class TrackPairs(Dataset):
 
     Items are (sources (K, 3, H, W), driving (3, H, W)); with ``other_identity`` a third,
     a random frame of another identity (for the stage-II identity loss).
+
+    With ``far_pose`` > 0, that fraction of items draws its sources from the quarter of the
+    track's frames farthest in head pose (prepare's labels) from the driving frame: with
+    few videos, uniform pairs rarely differ much in pose, and the model barely learns to
+    turn a head.
     """
 
     def __init__(self, tracks: list[TrackInfo], *, num_sources: int = 1, size: int | None = None,
-                 other_identity: bool = False) -> None:
+                 other_identity: bool = False, far_pose: float = 0.0) -> None:
         if not tracks:
             raise X2FaceError("no tracks for this split")
         self.tracks = tracks
@@ -112,6 +117,8 @@ class TrackPairs(Dataset):
         if other_identity and len({t.identity for t in tracks}) < 2:
             raise X2FaceError("stage II needs at least two identities in the training split")
         self.index = [(t, f) for t, track in enumerate(tracks) for f in range(len(track.frames))]
+        self.far_pose = far_pose
+        self._poses = [track_labels(track)[0] for track in tracks] if far_pose > 0 else None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -121,6 +128,8 @@ class TrackPairs(Dataset):
         track = self.tracks[track_number]
         others = [f for f in range(len(track.frames)) if f != driving_number]
         # torch's generator is seeded per DataLoader worker, so these draws are reproducible.
+        if self._poses is not None and float(torch.rand(())) < self.far_pose:
+            others = self._farthest_in_pose(track_number, driving_number, others)
         picks = torch.randint(len(others), (self.num_sources,)).tolist()
         sources = torch.stack([self._frame(track, others[p]) for p in picks])
         if not self.other_identity:
@@ -130,6 +139,16 @@ class TrackPairs(Dataset):
             if self.tracks[other_track].identity != track.identity:
                 break
         return sources, self._frame(track, driving_number), self._frame(self.tracks[other_track], other_frame)
+
+    def _farthest_in_pose(self, track_number: int, driving_number: int, others: list[int]) -> list[int]:
+        """The quarter of ``others`` farthest in head pose from the driving frame (all of
+        them where the driving frame has no pose label)."""
+        poses = self._poses[track_number]
+        distance = np.linalg.norm(poses[others] - poses[driving_number], axis=1)
+        if np.isnan(poses[driving_number]).any():
+            return others
+        order = np.argsort(-np.nan_to_num(distance, nan=-1.0), kind="stable")
+        return [others[i] for i in order[: max(1, len(others) // 4)]]
 
     def _frame(self, track: TrackInfo, number: int) -> torch.Tensor:
         return load_image(track.folder / track.frames[number], self.size)

@@ -47,6 +47,7 @@ class TrainConfig:
     resolution: int = 256
     width: int = 64
     sources: int = 1
+    far_pose: float = 0.0  # fraction of pairs whose source is far in head pose (needs prepare's pose labels)
     batch_size: int = 16  # per process
     max_steps: int = 100_000
     max_seconds: float | None = None  # also stop after this much training time
@@ -165,7 +166,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
         identity_losses = IdentityLosses(load_identity_net(config.identity_net)).to(device)
     tracks = load_tracks(config.tracks)
     train_set = TrackPairs(tracks_in_split(tracks, "train", config.split_seed), num_sources=config.sources,
-                           size=model_config.resolution, other_identity=config.stage == 2)
+                           size=model_config.resolution, other_identity=config.stage == 2, far_pose=config.far_pose)
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
     val_set = TrackPairs(val_tracks, num_sources=config.sources, size=model_config.resolution) if val_tracks else None
 
