@@ -10,6 +10,7 @@ paint does not reach keep the original frame's values exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,8 +153,8 @@ def write_driven(
         for item in driving_grids(predictor, track, frames):
             finish_and_write(*item)
         return
-    with InOrderWorker() as worker:
-        for item in driving_grids(predictor, track, read_ahead(frames)):
+    with closing(read_ahead(frames)) as decoded, InOrderWorker() as worker:
+        for item in driving_grids(predictor, track, decoded):
             worker.submit(finish_and_write, *item)
 
 

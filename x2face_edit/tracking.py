@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,10 +68,11 @@ def track_video(
     info = probe(path)
     follower = FaceFollower(detect_every)
     detections = []
-    for frame in read_ahead(iter_frames(path)):
-        detections.append(follower(frame.rgb))
-        if on_frame:
-            on_frame(frame.index)
+    with closing(read_ahead(iter_frames(path))) as frames:
+        for frame in frames:
+            detections.append(follower(frame.rgb))
+            if on_frame:
+                on_frame(frame.index)
     boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(float(info.fps))), smoothing=smoothing)
     track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes)
     if not track.found.any():
