@@ -189,6 +189,11 @@ def test_fit_pose_and_fit_audio_store_maps_beside_the_model(tmp_path, tiny_model
     result = _run("fit-audio", tmp_path / "tracks", "--model", model)
     assert result.exit_code == 0, result.output
     assert "variance on test identities" in result.output and model.with_suffix(".audio.pt").is_file()
+    # Fitting again would replace the maps: only with --force.
+    for command in ("fit-pose", "fit-audio"):
+        result = _run(command, tmp_path / "tracks", "--model", model)
+        assert result.exit_code == 1 and "--force" in result.output, result.output
+    assert _run("fit-pose", tmp_path / "tracks", "--model", model, "--force").exit_code == 0
     # The maps are tied to this model: the pose command accepts them.
     result = _run("pose", videos[0], "--roll", "0:10", "--frames", "3", "-o", tmp_path / "roll.mp4", "--model", model, "--size", "64")
     assert result.exit_code == 0, result.output

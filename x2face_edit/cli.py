@@ -367,13 +367,17 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
 @click.option("--split-seed", default=0, show_default=True)
 @model_option
 @device_option
-def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str) -> None:
+@force_option
+def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str, force: bool) -> None:
     """Fit the pose maps f_v->p and f_p->v (paper section 4.1) on TRACKS' training identities
     and report f_v->p's error on the test identities."""
     from .model import modalities
 
+    from .outputs import check_output
+
     model, info = _load(model_path, device)
     out = out or modalities.maps_path(info["path"], "pose")
+    check_output(out, force=force)
     errors = modalities.fit_and_save_pose_maps(model, info["fingerprint"], tracks, out, split_seed=split_seed, device=device)
     if errors:
         click.echo("f_v->p MAE on test identities: " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
@@ -386,12 +390,16 @@ def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path |
 @click.option("--split-seed", default=0, show_default=True)
 @model_option
 @device_option
-def fit_audio(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str) -> None:
+@force_option
+def fit_audio(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str, force: bool) -> None:
     """Fit f_a->v (least squares from audio features to driving vectors) on TRACKS with sound."""
     from .model import modalities
 
+    from .outputs import check_output
+
     model, info = _load(model_path, device)
     out = out or modalities.maps_path(info["path"], "audio")
+    check_output(out, force=force)
     meta = modalities.fit_and_save_audio_map(model, info["fingerprint"], tracks, out, split_seed=split_seed, device=device)
     if "test_explained_variance" in meta:
         click.echo(f"f_a->v explains {meta['test_explained_variance']:.1%} of the driving vectors' variance on test identities")
