@@ -40,8 +40,8 @@ def timed(run) -> float:
     return time.perf_counter() - start
 
 
-def make_inputs(scratch: Path, width: int, height: int, frames: int, config: ModelConfig) -> tuple[Path, Path, Path]:
-    """A synthetic video, a checkpoint with random weights, and a painted embedded face."""
+def make_inputs(scratch: Path, width: int, height: int, frames: int, config: ModelConfig) -> tuple[Path, Path, Path, Path]:
+    """A synthetic video, a checkpoint with random weights, a painted layer and its sidecar."""
     video = scratch / f"drive_{width}x{height}.mp4"
     if not video.exists():
         write_moving_face_video(video, frames, width=width, height=height, face_size=round(height * 0.5))
@@ -51,19 +51,19 @@ def make_inputs(scratch: Path, width: int, height: int, frames: int, config: Mod
     model = load_model(checkpoint)
     face = extracting.extract(model, {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)},
                               video, track_video(video), size=256)
-    _, layer_png, _ = extracting.save(face, scratch / f"face_{width}_{config.resolution}.png", force=True)
+    _, layer_png, sidecar_json = extracting.save(face, scratch / f"face_{width}_{config.resolution}.png", force=True)
     layer = Image.open(layer_png)
     ImageDraw.Draw(layer).ellipse((80, 140, 120, 180), fill=(230, 20, 20, 255))
     layer.save(layer_png)
-    return video, checkpoint, layer_png
+    return video, checkpoint, layer_png, sidecar_json
 
 
-def whole_render(video: Path, checkpoint: Path, layer_png: Path, out: Path, options: InferenceOptions, overlap: bool,
-                 result: multiprocessing.Queue) -> None:
+def whole_render(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, out: Path, options: InferenceOptions,
+                 overlap: bool, result: multiprocessing.Queue) -> None:
     """In a fresh process: seconds for the whole render and the process's peak memory."""
     model = load_model(checkpoint, device=options.device)
     model_info = {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)}
-    sidecar = extracting.read_sidecar(layer_png.with_name(layer_png.name.replace(".edit.png", ".json")))
+    sidecar = extracting.read_sidecar(sidecar_json)
     seconds = timed(lambda: render(model, model_info, sidecar, layer_png, video, out, force=True, options=options, overlap=overlap))
     result.put((seconds, peak_memory_mb()))
 
@@ -79,19 +79,16 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(video: Path, checkpoint: Path, layer_png: Path, options: InferenceOptions, overlap: bool, scratch: Path) -> dict:
+def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, options: InferenceOptions, overlap: bool,
+            scratch: Path) -> dict:
     model = load_model(checkpoint, device=options.device)
-    sidecar = extracting.read_sidecar(layer_png.with_name(layer_png.name.replace(".edit.png", ".json")))
+    sidecar = extracting.read_sidecar(sidecar_json)
     decoded = [frame.rgb for frame in iter_frames(video)]
     count = len(decoded)
     row = {"decode": count / timed(lambda: sum(1 for _ in iter_frames(video)))}
-    track = None
-
-    def run_tracking() -> None:
-        nonlocal track
-        track = track_video(video)
-
-    row["track"] = count / timed(run_tracking)
+    start = time.perf_counter()
+    track = track_video(video)
+    row["track"] = count / (time.perf_counter() - start)
     crops = to_tensor([crop(f, track.crop_box(i), model.config.resolution) for i, f in enumerate(decoded)])
     predictor = GridPredictor(model, options)
     predictor(crops[: options.batch])  # warm-up (and compilation, with --compile)
@@ -111,7 +108,7 @@ def measure(video: Path, checkpoint: Path, layer_png: Path, options: InferenceOp
     row["encode"] = count / timed(encode)
     spawn = multiprocessing.get_context("spawn")
     result = spawn.Queue()
-    child = spawn.Process(target=whole_render, args=(video, checkpoint, layer_png, scratch / "rendered.mp4", options, overlap, result))
+    child = spawn.Process(target=whole_render, args=(video, checkpoint, layer_png, sidecar_json, scratch / "rendered.mp4", options, overlap, result))
     child.start()
     seconds, peak_mb = result.get()
     child.join()

@@ -372,7 +372,6 @@ def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path |
     """Fit the pose maps f_v->p and f_p->v (paper section 4.1) on TRACKS' training identities
     and report f_v->p's error on the test identities."""
     from .model import modalities
-
     from .outputs import check_output
 
     model, info = _load(model_path, device)
@@ -394,7 +393,6 @@ def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path |
 def fit_audio(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str, force: bool) -> None:
     """Fit f_a->v (least squares from audio features to driving vectors) on TRACKS with sound."""
     from .model import modalities
-
     from .outputs import check_output
 
     model, info = _load(model_path, device)

@@ -144,9 +144,9 @@ class TrackPairs(Dataset):
         """The quarter of ``others`` farthest in head pose from the driving frame (all of
         them where the driving frame has no pose label)."""
         poses = self._poses[track_number]
-        distance = np.linalg.norm(poses[others] - poses[driving_number], axis=1)
         if np.isnan(poses[driving_number]).any():
             return others
+        distance = np.linalg.norm(poses[others] - poses[driving_number], axis=1)
         order = np.argsort(-np.nan_to_num(distance, nan=-1.0), kind="stable")
         return [others[i] for i in order[: max(1, len(others) // 4)]]
 
