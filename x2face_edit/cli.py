@@ -97,6 +97,10 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--identity-net", type=click.Path(exists=True, path_type=str),
               help="Stage II: dlib's face descriptor weights (face-api's manifest JSON or its folder).")
 @click.option("--identity-weight", default=1.0, show_default=True, help="Stage II content-loss weight (the other identity loss gets a tenth).")
+@click.option("--landmark-weight", default=1.0, show_default=True,
+              help="Weight of the landmark correspondence losses (0: photometric only), against the photometric L1.")
+@click.option("--cycle-weight", default=1.0, show_default=True, help="Weight of the round-trip loss E(D(p)) = p.")
+@click.option("--mirror", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Fraction of pairs flipped left-right.")
 @click.option("--val-every", default=500, show_default=True, help="Validate (and maybe lower lr) every N steps.")
 @click.option("--plateau-patience", default=3, show_default=True, help="Validations without improvement before lr / 10.")
 @click.option("--checkpoint-every", default=500, show_default=True)
@@ -112,7 +116,8 @@ def train(tracks: Path, out_dir: Path, **options) -> None:
 
     For several GPUs: torchrun --nproc_per_node=N -m x2face_edit train TRACKS
     """
-    from .model.train import TrainConfig, train as run_training
+    from .model.train import TrainConfig
+    from .model.train import train as run_training
 
     checkpoint = run_training(TrainConfig(tracks=str(tracks), out_dir=str(out_dir), **options))
     click.echo(f"checkpoint: {checkpoint}")
@@ -222,6 +227,9 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
               help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
 @click.option("--mode", type=click.Choice(["edit", "generate"]), default="edit", show_default=True,
               help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
+@click.option("--lock", type=click.Choice(["landmarks", "none"]), default="landmarks", show_default=True,
+              help="landmarks: correct each frame's warp so the face's landmarks land where they lie on the embedded "
+                   "face, smoothed over time; none: the pure X2Face warp of the paper.")
 @click.option("--fit", "fit_seconds", type=float, default=None,
               help="First adapt the driving network to the --drive video for this many seconds (the embedded face, "
                    "and so the paint, stays as it is); the adapted model is saved as OUT.model.pt.")
@@ -230,8 +238,8 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
 @face_option
 @force_option
 @inference_options
-def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, fit_seconds: float | None, seed: int,
-           model_path: Path | None, device: str, face: int, force: bool, options) -> None:
+def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, lock: str, fit_seconds: float | None,
+           seed: int, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video."""
     from .extract import read_sidecar
     from .outputs import check_output
@@ -253,10 +261,12 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
     model, model_info = _load(model_path, device)
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
-        report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, face=face, force=force,
+        report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, lock=lock, face=face, force=force,
                             options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
-    click.echo(f"{report.frames} frames -> {out}" + (f" (face not tracked in {lost} frames, left as they were)" if lost else ""))
+    ranges = ", ".join(f"{first}-{last}" if last > first else f"{first}" for first, last in report.lost)
+    click.echo(f"{report.frames} frames -> {out}"
+               + (f" (face not tracked in {lost} frames, left as they were: {ranges}; the paint fades out and in around them)" if lost else ""))
 
 
 @main.command()

@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 
 from .errors import X2FaceError
-from .faces import crop
+from .faces import LandmarkDetector, crop, face_box_of, to_crop_grid
 from .model import X2Face
+from .model.landmarks import invert_grid
 from .model.networks import resize_grid, sample, weighted_average
 from .outputs import atomic_output, check_output
 from .tracking import VideoTrack
@@ -141,14 +142,32 @@ def extract(
     return EmbeddedFace(embed_frames(model, [decoded[i] for i in frames], boxes, size), sidecar)
 
 
-def rebuild(model: X2Face, sidecar: dict) -> np.ndarray:
-    """The unpainted embedded face a sidecar describes, recomputed from its video."""
+@torch.inference_mode()
+def embedded_landmarks(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray]) -> torch.Tensor:
+    """Where the face's 68 landmarks lie on the embedded face of these source frames, in
+    grid coordinates: each frame's dlib landmarks carried into the embedded face through
+    the inverse of its own embedding grid, then averaged over the frames. Paint put at
+    one of these positions lands on that landmark."""
+    detector = LandmarkDetector()
+    device = next(model.parameters()).device
+    grids, _ = model.embedding_grid(to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]).to(device))
+    located = [invert_grid(grid.cpu(), torch.from_numpy(to_crop_grid(detector(frame, face_box_of(box)), box)))
+               for grid, frame, box in zip(grids, frames, boxes)]
+    return torch.stack(located).mean(dim=0)
+
+
+def source_frames(sidecar: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The source frames a sidecar names, decoded from its video, and their crop boxes."""
     video = Path(sidecar["video"])
     if not video.is_file():
         raise X2FaceError(f"the video the face was extracted from is gone: {video}")
     decoded = frames_at(video, sidecar["frames"])
-    boxes = [np.array(b) for b in sidecar["crop_boxes"]]
-    return embed_frames(model, [decoded[i] for i in sidecar["frames"]], boxes, sidecar["size"])
+    return [decoded[i] for i in sidecar["frames"]], [np.array(b) for b in sidecar["crop_boxes"]]
+
+
+def rebuild(model: X2Face, sidecar: dict) -> np.ndarray:
+    """The unpainted embedded face a sidecar describes, recomputed from its video."""
+    return embed_frames(model, *source_frames(sidecar), sidecar["size"])
 
 
 def output_paths(face_png: str | Path) -> tuple[Path, Path, Path]:

@@ -91,6 +91,20 @@ def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndar
     return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
+def face_box_of(crop_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:
+    """The (square) face box that ``voxceleb_box`` enlarged into ``crop_box``."""
+    centre = (crop_box[:2] + crop_box[2:]) / 2
+    half = (crop_box[2:] - crop_box[:2]) / 2 / scale
+    return np.concatenate([centre - half, centre + half])
+
+
+def to_crop_grid(points: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """Frame points (dlib's integer pixel positions, (N, 2)) in a crop's grid coordinates
+    ([-1, 1] across the crop box, as ``grid_sample`` reads them)."""
+    x0, y0, x1, y1 = crop_box
+    return ((points + 0.5 - np.array([x0, y0])) / np.array([x1 - x0, y1 - y0]) * 2 - 1).astype(np.float32)
+
+
 def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
     """The 2x3 affine map from frame pixels to a ``size`` x ``size`` crop of ``box``."""
     x0, y0, x1, y1 = box

@@ -7,12 +7,16 @@ Layout written under the output folder (what ``model.data`` reads)::
     <video file name>/track_000/track.json, 000000.jpg, 000001.jpg, ...
     <video file name>/track_000/audio.npy   per-frame audio features (videos with sound)
 
-``track.json`` records each frame's time, crop box and head pose (yaw, pitch, roll from
-the landmarks; null where the fit fails).
+``track.json`` records each frame's time, crop box, head pose (yaw, pitch, roll from
+the landmarks; null where the fit fails) and dlib's 68 landmarks in crop pixels
+(continuous coordinates: the crop's top-left corner is (0, 0), its first pixel's centre
+(0.5, 0.5)). Tracks prepared before landmarks were recorded get them on a re-run,
+without re-encoding their crops.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable, Sequence
@@ -25,10 +29,10 @@ from PIL import Image
 
 from .audio import frame_features, load_audio
 from .errors import X2FaceError
-from .faces import FaceDetector, LandmarkDetector, crop, link_tracks, voxceleb_box
+from .faces import FaceDetector, LandmarkDetector, crop, face_box_of, link_tracks, to_crop_grid, voxceleb_box
 from .outputs import atomic_output
 from .pose import MAX_ANGLE, head_pose
-from .video import iter_frames, probe
+from .video import frames_at, iter_frames, probe
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
 MANIFEST = "manifest.json"
@@ -71,6 +75,7 @@ def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOpt
     times: dict[int, float] = {}
     crops: dict[tuple[int, int], np.ndarray] = {}  # (frame index, box number) -> crop
     poses: dict[tuple[int, int], list[float] | None] = {}
+    points: dict[tuple[int, int], list[list[float]]] = {}
     detections = []
     for frame in iter_frames(video, sample_fps=options.sample_fps):
         boxes = detector.detect(frame.rgb)
@@ -78,7 +83,9 @@ def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOpt
         times[frame.index] = frame.time
         for number, face_box in enumerate(boxes):
             crops[frame.index, number] = crop(frame.rgb, voxceleb_box(face_box), options.size)
-            pose = head_pose(landmarks(frame.rgb, face_box), info.width, info.height)
+            found = landmarks(frame.rgb, face_box)
+            points[frame.index, number] = landmarks_in_crop(found, voxceleb_box(face_box), options.size)
+            pose = head_pose(found, info.width, info.height)
             # Fits that fail (profiles) give wild angles: no label rather than a wrong one.
             poses[frame.index, number] = [round(float(a), 2) for a in pose] if np.all(np.abs(pose) <= MAX_ANGLE) else None
     tracks = [t for t in link_tracks(detections) if len(t) >= options.min_frames]
@@ -98,7 +105,8 @@ def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOpt
             Image.fromarray(crops[frame_index, box_number]).save(track_dir / name, quality=options.jpeg_quality)
             box = voxceleb_box(face_box)
             records.append({"file": name, "frame": frame_index, "time": round(times[frame_index], 6),
-                            "box": [round(v, 2) for v in box.tolist()], "pose": poses[frame_index, box_number]})
+                            "box": [round(v, 2) for v in box.tolist()], "pose": poses[frame_index, box_number],
+                            "landmarks": points[frame_index, box_number]})
         if samples is not None:
             np.save(track_dir / "audio.npy", frame_features(samples, np.array([r["time"] for r in records])))
         _write_json(track_dir / TRACK_RECORD, {
@@ -122,6 +130,33 @@ def prepare_video(video: Path, out_dir: Path, identity: str, options: PrepareOpt
     return record
 
 
+def landmarks_in_crop(points: np.ndarray, crop_box: np.ndarray, size: int) -> list[list[float]]:
+    """Frame landmarks (dlib's integer pixel positions) in a ``size`` crop's continuous
+    pixel coordinates, rounded to 0.01 px."""
+    return np.round((to_crop_grid(points, crop_box).astype(np.float64) + 1) / 2 * size, 2).tolist()
+
+
+def add_missing_landmarks(video: Path, video_dir: Path) -> bool:
+    """Record landmarks in the tracks of a video prepared before they were kept; the crops
+    stay as they are. The face box is the crop box shrunk back by the VoxCeleb scale.
+    Returns whether anything was added."""
+    track_paths = [video_dir / name / TRACK_RECORD for name in _read_json(video_dir / VIDEO_RECORD)["tracks"]]
+    records = [_read_json(path) for path in track_paths]
+    wanted = sorted({f["frame"] for r in records for f in r["frames"] if "landmarks" not in f})
+    if not wanted:
+        return False
+    landmarks = LandmarkDetector()
+    decoded = frames_at(video, wanted)
+    for path, record in zip(track_paths, records):
+        for frame in record["frames"]:
+            if "landmarks" not in frame:
+                crop_box = np.array(frame["box"])
+                found = landmarks(decoded[frame["frame"]], face_box_of(crop_box))
+                frame["landmarks"] = landmarks_in_crop(found, crop_box, record["size"])
+        _write_json(path, record)
+    return True
+
+
 def prepare(
     videos: Sequence[Path],
     out_dir: str | Path,
@@ -133,7 +168,8 @@ def prepare(
 ) -> dict:
     """Prepare face tracks for ``videos`` under ``out_dir`` and write its manifest.
 
-    Videos whose ``video.json`` already exists are skipped, so an interrupted run resumes.
+    Videos whose ``video.json`` already exists are skipped, so an interrupted run resumes
+(their tracks only gain landmarks if they were prepared without).
     Each video is tracked in its own process when ``workers`` > 1. A video that fails
     (unreadable, say) is reported through ``on_video_done`` and the others go on.
     """
@@ -142,15 +178,17 @@ def prepare(
     identities = identities or {}
     pending = [v for v in videos if not (out_dir / v.name / VIDEO_RECORD).exists()]
     for video in videos:
-        if video not in pending and on_video_done:
-            on_video_done(video, _read_json(out_dir / video.name / VIDEO_RECORD), None)
+        if video not in pending:
+            add_missing_landmarks(video, out_dir / video.name)
+            if on_video_done:
+                on_video_done(video, _read_json(out_dir / video.name / VIDEO_RECORD), None)
 
     def job_args(video: Path) -> tuple:
         return video, out_dir, identities.get(video.name, video.stem), options
 
     if workers <= 1:
         for video in pending:
-            _report(video, lambda: prepare_video(*job_args(video)), on_video_done)
+            _report(video, functools.partial(prepare_video, *job_args(video)), on_video_done)
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(prepare_video, *job_args(v)): v for v in pending}

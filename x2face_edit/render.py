@@ -1,10 +1,14 @@
 """Rendering a painted embedded face through a video.
 
 For every frame the driving network gives the grid that samples the embedded face in
-that frame's pose. Only the paint is warped: the grid is resampled at the frame's own
+that frame's pose; with the landmark lock (the default, ``lock.py``) each grid is
+corrected so that the frame's landmarks land where they lie on the embedded face. Only
+the paint is warped: the grid is resampled at the frame's own
 pixels inside the crop box (so the edit lands at full resolution with sub-pixel
 placement) and the warped paint is alpha-composited onto the original frame. Pixels the
-paint does not reach keep the original frame's values exactly.
+paint does not reach keep the original frame's values exactly. Where the face is lost,
+nothing is painted; the paint fades out over the frames before and in over the frames
+after.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import torch
 from PIL import Image
 
 from .errors import X2FaceError
-from .extract import rebuild, to_tensor
-from .faces import crop
+from .extract import embed_frames, embedded_landmarks, source_frames, to_tensor
+from .faces import LandmarkDetector, crop, to_crop_grid
+from .lock import LOCK_MODES, LandmarkLock, locked_grids
 from .model import X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import sample
@@ -32,6 +37,8 @@ from .video import Frame, VideoWriter, iter_frames, probe
 MODES = ("edit", "generate")
 # Colour differences (0-255) below LOW are unpainted (editor round-off); above HIGH, fully painted.
 PAINT_LOW, PAINT_HIGH = 3.0, 15.0
+# Frames over which the paint fades out before the face is lost and in after it returns.
+FADE_FRAMES = 6
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,31 @@ def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer
     region[painted] = np.clip(np.round(blended[painted]), 0, 255).astype(np.uint8)
 
 
+def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
+    """Per-frame paint opacity: 0 where the face is lost, rising linearly to 1 over
+    ``frames`` frames away from a lost frame (the video's ends are not losses)."""
+    weights = np.where(found, 1.0, 0.0)
+    lost = np.flatnonzero(~found)
+    if len(lost) and frames > 0:
+        distance = np.abs(np.arange(len(found))[:, None] - lost[None, :]).min(axis=1)
+        weights = np.minimum(weights, distance / (frames + 1))
+    return weights
+
+
+def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
+                         lock: LandmarkLock | None) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+    """``driving_grids``, corrected by ``lock`` (None: the pure X2Face warp)."""
+    items = driving_grids(predictor, track, frames)
+    if lock is None:
+        return items
+    detector = LandmarkDetector()
+
+    def landmarks_of(index: int, rgb: np.ndarray) -> np.ndarray:
+        return to_crop_grid(detector(rgb, track.face_boxes[index]), track.crop_box(index))
+
+    return locked_grids(items, lock, landmarks_of)
+
+
 def driving_grids(predictor: GridPredictor, track: VideoTrack,
                   frames: Iterable[Frame]) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
     """Each frame's index and pixels with the driving grid of its tracked face (None where
@@ -135,9 +167,10 @@ def write_driven(
     *,
     overlap: bool = True,
     on_frame: Callable[[int], None] | None = None,
+    lock: LandmarkLock | None = None,
 ) -> None:
     """Write ``finish(index, frame, grid)`` for every frame of ``drive``, ``grid`` being
-    its tracked face's driving grid (None where the face is lost).
+    its tracked face's driving grid (None where the face is lost), corrected by ``lock``.
 
     With ``overlap``, decoding, the network, and finishing with encoding run in three
     threads; without, one after another (the same output, more slowly).
@@ -150,11 +183,11 @@ def write_driven(
 
     frames = iter_frames(drive)
     if not overlap:
-        for item in driving_grids(predictor, track, frames):
+        for item in locked_driving_grids(predictor, track, frames, lock):
             finish_and_write(*item)
         return
     with closing(read_ahead(frames)) as decoded, InOrderWorker() as worker:
-        for item in driving_grids(predictor, track, decoded):
+        for item in locked_driving_grids(predictor, track, decoded, lock):
             worker.submit(finish_and_write, *item)
 
 
@@ -168,6 +201,7 @@ def render(
     out: str | Path,
     *,
     mode: str = "edit",
+    lock: str = "landmarks",
     face: int = 0,
     force: bool = False,
     track: VideoTrack | None = None,
@@ -180,12 +214,16 @@ def render(
     The model must share its embedding network with the one the sidecar was made with
     (the same model, or one fitted with ``driving_only``). ``mode`` "generate"
     instead pastes the whole X2Face-generated face (the painted embedded face sampled by
-    the driving grid), the paper's output. ``options`` say how the network runs;
+    the driving grid), the paper's output. ``lock`` "landmarks" corrects each frame's
+    warp by its landmarks (``lock.py``); "none" keeps the paper's pure X2Face warp.
+    ``options`` say how the network runs;
     ``overlap`` runs decoding, the network and compositing with encoding side by side.
     ``on_frame(done, total)`` reports progress over both passes (tracking, then rendering).
     """
     if mode not in MODES:
         raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
+    if lock not in LOCK_MODES:
+        raise X2FaceError(f"lock must be one of {', '.join(LOCK_MODES)}")
     if sidecar["model"].get("embedding") != model.embedding_fingerprint():
         raise X2FaceError(
             f"the face was extracted with another model ({sidecar['model'].get('path')}) than this one "
@@ -194,22 +232,25 @@ def render(
         )
     check_output(out, force=force)
     total = track.info.frame_count if track is not None else probe(drive).frame_count
-    original = rebuild(model, sidecar)
+    sources, boxes = source_frames(sidecar)
+    original = embed_frames(model, sources, boxes, sidecar["size"])
     layer = paint_layer(edited, original)
+    landmark_lock = LandmarkLock(embedded_landmarks(model, sources, boxes)) if lock == "landmarks" else None
     if mode == "generate":
         painted = (layer[:3] + to_tensor([original])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
     if track is None:
         track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
+    opacity = fade_weights(track.found)
 
     def paint(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
-        if grid is not None:
-            composite(rgb, track.crop_box(index), grid, layer)
+        if grid is not None and opacity[index] > 0:
+            composite(rgb, track.crop_box(index), grid, layer if opacity[index] == 1 else layer * opacity[index])
         return rgb
 
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, audio_from=drive) as writer:
-            write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap,
+            write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap, lock=landmark_lock,
                          on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())

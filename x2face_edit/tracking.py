@@ -15,7 +15,6 @@ from .faces import FaceFollower, follow_face, voxceleb_box
 from .pipeline import read_ahead
 from .video import VideoInfo, iter_frames, probe
 
-
 # Detection costs 25-60 ms a frame here, landmark following about 1 ms; following between
 # detections every 5 frames tracks 3-4x faster with the same paint-tracking error
 # (benchmarks/README.md).

@@ -6,11 +6,10 @@ Files are plain dicts of tensors and primitives so that they load with
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import hashlib
 import os
+from pathlib import Path
+from typing import Any
 
 import torch
 

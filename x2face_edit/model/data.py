@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import X2FaceError
+from .landmarks import LANDMARK_COUNT, crop_pixels_to_grid, mirror_landmarks
 
 SPLITS = ("train", "val", "test")
 # The paper splits VoxCeleb identities 75/15/10 into train/val/test.
@@ -56,6 +57,17 @@ def track_labels(track: TrackInfo) -> tuple[np.ndarray, np.ndarray | None]:
     poses = np.array([f.get("pose") or [np.nan] * 3 for f in record["frames"]], dtype=np.float32)
     audio_path = track.folder / "audio.npy"
     return poses, (np.load(audio_path) if audio_path.exists() else None)
+
+
+def track_landmarks(track: TrackInfo) -> np.ndarray:
+    """(frames, 68, 2) landmarks in grid coordinates that prepare recorded; NaN for frames
+    without (tracks prepared before landmarks were kept)."""
+    record = json.loads((track.folder / "track.json").read_text())
+    points = np.full((len(record["frames"]), LANDMARK_COUNT, 2), np.nan, dtype=np.float32)
+    for number, frame in enumerate(record["frames"]):
+        if frame.get("landmarks") is not None:
+            points[number] = crop_pixels_to_grid(frame["landmarks"], record["size"])
+    return points
 
 
 def split_identities(
@@ -98,7 +110,13 @@ class TrackPairs(Dataset):
     other frames of the same track (drawn at random each time) as the sources.
 
     Items are (sources (K, 3, H, W), driving (3, H, W)); with ``other_identity`` a third,
-    a random frame of another identity (for the stage-II identity loss).
+    a random frame of another identity (for the stage-II identity loss); with
+    ``landmarks`` two more, the sources' (K, 68, 2) and the driving frame's (68, 2)
+    landmarks in grid coordinates (NaN where prepare found none).
+
+    ``mirror`` is the fraction of items flipped left-right as a whole (images and
+    landmarks, whose indices swap sides): every face is seen both ways, so the embedded
+    face cannot settle on one side's layout.
 
     With ``far_pose`` > 0, that fraction of items draws its sources from the quarter of the
     track's frames farthest in head pose (prepare's labels) from the driving frame: with
@@ -107,7 +125,8 @@ class TrackPairs(Dataset):
     """
 
     def __init__(self, tracks: list[TrackInfo], *, num_sources: int = 1, size: int | None = None,
-                 other_identity: bool = False, far_pose: float = 0.0) -> None:
+                 other_identity: bool = False, far_pose: float = 0.0, landmarks: bool = False,
+                 mirror: float = 0.0) -> None:
         if not tracks:
             raise X2FaceError("no tracks for this split")
         self.tracks = tracks
@@ -119,6 +138,15 @@ class TrackPairs(Dataset):
         self.index = [(t, f) for t, track in enumerate(tracks) for f in range(len(track.frames))]
         self.far_pose = far_pose
         self._poses = [track_labels(track)[0] for track in tracks] if far_pose > 0 else None
+        self._landmarks = [track_landmarks(track) for track in tracks] if landmarks else None
+        self.mirror = mirror
+
+    @property
+    def landmarked_fraction(self) -> float:
+        """The fraction of frames with landmarks (0 when landmarks were not asked for)."""
+        if self._landmarks is None:
+            return 0.0
+        return float(np.mean(np.concatenate([~np.isnan(p[:, 0, 0]) for p in self._landmarks])))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -130,15 +158,21 @@ class TrackPairs(Dataset):
         # torch's generator is seeded per DataLoader worker, so these draws are reproducible.
         if self._poses is not None and float(torch.rand(())) < self.far_pose:
             others = self._farthest_in_pose(track_number, driving_number, others)
-        picks = torch.randint(len(others), (self.num_sources,)).tolist()
-        sources = torch.stack([self._frame(track, others[p]) for p in picks])
-        if not self.other_identity:
-            return sources, self._frame(track, driving_number)
-        while True:
-            other_track, other_frame = self.index[int(torch.randint(len(self.index), ()))]
-            if self.tracks[other_track].identity != track.identity:
-                break
-        return sources, self._frame(track, driving_number), self._frame(self.tracks[other_track], other_frame)
+        picks = [others[p] for p in torch.randint(len(others), (self.num_sources,)).tolist()]
+        item = [torch.stack([self._frame(track, p) for p in picks]), self._frame(track, driving_number)]
+        if self.other_identity:
+            while True:
+                other_track, other_frame = self.index[int(torch.randint(len(self.index), ()))]
+                if self.tracks[other_track].identity != track.identity:
+                    break
+            item.append(self._frame(self.tracks[other_track], other_frame))
+        if self._landmarks is not None:
+            points = self._landmarks[track_number]
+            item += [torch.from_numpy(points[picks]), torch.from_numpy(points[driving_number])]
+        if self.mirror > 0 and float(torch.rand(())) < self.mirror:
+            images = 2 + self.other_identity
+            item = [t.flip(-1) for t in item[:images]] + [mirror_landmarks(t) for t in item[images:]]
+        return tuple(item)
 
     def _farthest_in_pose(self, track_number: int, driving_number: int, others: list[int]) -> list[int]:
         """The quarter of ``others`` farthest in head pose from the driving frame (all of

@@ -1,4 +1,5 @@
-"""Training losses: the photometric L1 (stage I) and the identity losses (stage II)."""
+"""Training losses beside the photometric L1: the identity losses (stage II), and the
+warp losses that pin the embedded face down (landmark correspondence, round-trip cycle)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,68 @@ import torch.nn.functional as F
 from torch import nn
 
 from .identity import HIGH_LAYER, LOW_LAYER, IdentityNet, face_region
+from .landmarks import sample_at
+from .networks import identity_grid, sample
+
+# Robust (smooth L1) transition points, in grid units ([-1, 1] across the crop; the eye
+# distance is about 0.55): quadratic below, so dlib's pixel jitter is not chased, linear
+# above, so a wrong landmark (occlusion, profile) cannot dominate.
+LANDMARK_BETA = 0.02
+CYCLE_BETA = 0.01
+# The round trip is checked over the central half of the crop, which holds the face
+# (the crop is the face box enlarged 1.6x); outside it lie hair and background.
+CYCLE_REGION = 0.5
+
+
+def _robust_mean(difference: torch.Tensor, valid: torch.Tensor, beta: float) -> torch.Tensor:
+    """Smooth-L1 mean of ``difference`` (..., 2) over the entries where ``valid`` (...)."""
+    if not valid.any():
+        return difference.sum() * 0  # keeps the graph: every rank must backpropagate
+    return F.smooth_l1_loss(difference[valid], torch.zeros_like(difference[valid]), beta=beta)
+
+
+def correspondence_losses(embedding_grids: torch.Tensor, driving_grid: torch.Tensor, source_landmarks: torch.Tensor,
+                          driving_landmarks: torch.Tensor, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(driving term, embedding term) that make landmarks correspond through the template.
+
+    - driving: the driving grid (B, H, W, 2) read at the driving frame's (B, 68, 2)
+      landmarks must give the template's (68, 2) embedded positions;
+    - embedding: each source's embedding grid (B, K, H, W, 2) read at the template must
+      give that source's (B, K, 68, 2) landmarks.
+
+    Landmarks are grid coordinates; NaN marks a frame without them (skipped).
+    """
+    template = template.to(driving_grid.dtype)
+    driving_valid = ~driving_landmarks.isnan().any(-1)
+    carried = sample_at(driving_grid.float(), driving_landmarks.nan_to_num(0.0))
+    driving_term = _robust_mean(carried - template, driving_valid, LANDMARK_BETA)
+    grids = embedding_grids.flatten(0, 1).float()
+    targets = source_landmarks.flatten(0, 1)
+    pulled = sample_at(grids, template.expand(grids.shape[0], -1, -1))
+    embedding_term = _robust_mean(pulled - targets.nan_to_num(0.0), ~targets.isnan().any(-1), LANDMARK_BETA)
+    return driving_term, embedding_term
+
+
+def round_trip(embedding_grid: torch.Tensor, driving_grid: torch.Tensor) -> torch.Tensor:
+    """E(D(p)) - p for every crop position p of one frame's own grids (B, H, W, 2): the
+    driving grid takes p into the embedded face, the embedding grid brings it back."""
+    back = sample(embedding_grid.permute(0, 3, 1, 2).float(), driving_grid.float(), padding="border")
+    height, width = driving_grid.shape[1:3]
+    return back.permute(0, 2, 3, 1) - identity_grid(height, width, device=back.device, dtype=back.dtype)
+
+
+def central_region(height: int, width: int, *, device: torch.device | None = None, half_side: float = CYCLE_REGION) -> torch.Tensor:
+    """(H, W) mask of the crop positions within ``half_side`` of the centre in grid units."""
+    grid = identity_grid(height, width, device=device)[0]
+    return (grid.abs() <= half_side).all(-1)
+
+
+def cycle_loss(embedding_grid: torch.Tensor, driving_grid: torch.Tensor) -> torch.Tensor:
+    """Robust mean round-trip error over the central region of the crop, for grids
+    (B, H, W, 2) that a frame gave as source and as driving frame."""
+    error = round_trip(embedding_grid, driving_grid)
+    region = central_region(*error.shape[1:3], device=error.device).expand(error.shape[:3])
+    return _robust_mean(error, region, CYCLE_BETA)
 
 
 class IdentityLosses(nn.Module):

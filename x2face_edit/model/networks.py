@@ -37,6 +37,9 @@ class ModelConfig:
     # The released X2Face weights (import-official): their grids used align_corners=True
     # and their driving decoder's tanh was applied twice.
     original_release: bool = False
+    # Where dlib's 68 landmarks lie on the embedded face ((x, y) in grid coordinates), for
+    # models trained with the landmark correspondence losses; None for the others.
+    landmark_template: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         levels = math.log2(self.resolution)
@@ -44,6 +47,12 @@ class ModelConfig:
             raise ValueError(f"resolution must be a power of two >= 32, got {self.resolution}")
         if self.width < 1:
             raise ValueError(f"width must be positive, got {self.width}")
+        if self.landmark_template is not None:
+            # Checkpoints store lists; a frozen config keeps tuples.
+            template = tuple(tuple(float(v) for v in point) for point in self.landmark_template)
+            if len(template) != 68 or any(len(point) != 2 for point in template):
+                raise ValueError("landmark_template must hold 68 (x, y) points")
+            object.__setattr__(self, "landmark_template", template)
 
     @property
     def levels(self) -> int:
@@ -243,9 +252,32 @@ class X2Face(nn.Module):
         """Sample the embedded face with a driving grid: the generated frame."""
         return sample(embedded, grid)
 
-    def forward(self, sources: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
-        """The source identity in the driving frame's pose and expression."""
-        return self.generate(self.embed(sources), self.decode(self.driving_vector(driving)))
+    def template(self) -> torch.Tensor | None:
+        """The (68, 2) landmark template of the embedded face, or None."""
+        if self.config.landmark_template is None:
+            return None
+        return torch.tensor(self.config.landmark_template, dtype=torch.float32)
+
+    def forward(self, sources: torch.Tensor, driving: torch.Tensor, *, grids: bool = False):
+        """The source identity in the driving frame's pose and expression.
+
+        With ``grids`` (training with warp losses; one forward call, as DDP wants) it
+        returns (generated, each source's embedding grid (B, K, H, W, 2), the driving
+        frame's driving grid, the first source's own driving grid): the last pairs with
+        that source's embedding grid for the round-trip loss.
+        """
+        if not grids:
+            return self.generate(self.embed(sources), self.decode(self.driving_vector(driving)))
+        if sources.dim() == 4:
+            sources = sources.unsqueeze(1)
+        batch, count = sources.shape[:2]
+        flat = sources.flatten(0, 1)
+        embedding_grid, confidence = self.embedding_grid(flat)
+        embedded = weighted_average(sample(flat, embedding_grid).unflatten(0, (batch, count)).float(),
+                                    confidence.unflatten(0, (batch, count)))
+        driving_grids = self.decode(self.driving_vector(torch.cat([driving, sources[:, 0]])))
+        driving_grid, source_grid = driving_grids.split(batch)
+        return self.generate(embedded.to(flat.dtype), driving_grid), embedding_grid.unflatten(0, (batch, count)), driving_grid, source_grid
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -29,11 +31,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..errors import X2FaceError
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .data import TrackPairs, load_tracks, tracks_in_split
+from .data import TrackPairs, load_tracks, track_landmarks, tracks_in_split
 from .identity import load_identity_net
 from .inference import resolve_device
-from .losses import IdentityLosses
-from .metrics import model_l1
+from .landmarks import symmetric_template
+from .losses import IdentityLosses, correspondence_losses, cycle_loss
+from .metrics import model_l1, round_trip_error
 from .networks import ModelConfig, X2Face
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -55,6 +58,9 @@ class TrainConfig:
     stage: int = 1  # 2 adds the identity losses; start it from a stage-I checkpoint (init)
     identity_net: str | None = None  # stage II: face-api weights manifest (or its folder)
     identity_weight: float = 1.0  # content loss weight; the other identity loss gets a tenth
+    landmark_weight: float = 1.0  # landmark correspondence through the template (needs prepare's landmarks)
+    cycle_weight: float = 1.0  # round trip E(D(p)) = p on each first source's own grids
+    mirror: float = 0.5  # fraction of pairs flipped left-right
     driving_only: bool = False  # keep the embedding network (and so embedded faces) as it is
     optimizer: str = "sgd"  # the paper's SGD with momentum, or "adam"
     lr: float | None = None  # default: 1e-3 for stage I, 1e-4 for stage II (the paper's)
@@ -154,7 +160,6 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
         if checkpoint_path.exists():
             raise X2FaceError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
         model = X2Face(ModelConfig(config.resolution, config.width))
-    model_config = model.config
     model = model.to(device, memory_format=torch.channels_last).train()
 
     if config.stage not in (1, 2):
@@ -165,10 +170,21 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
             raise X2FaceError("stage II needs the identity network: pass --identity-net (face-api's weights manifest)")
         identity_losses = IdentityLosses(load_identity_net(config.identity_net)).to(device)
     tracks = load_tracks(config.tracks)
-    train_set = TrackPairs(tracks_in_split(tracks, "train", config.split_seed), num_sources=config.sources,
-                           size=model_config.resolution, other_identity=config.stage == 2, far_pose=config.far_pose)
+    train_tracks = tracks_in_split(tracks, "train", config.split_seed)
+    landmark_weight = config.landmark_weight
+    if landmark_weight > 0 and model.config.landmark_template is None:
+        model.config = replace(model.config, landmark_template=_template_of(train_tracks))
+    model_config = model.config
+    train_set = TrackPairs(train_tracks, num_sources=config.sources, size=model_config.resolution,
+                           other_identity=config.stage == 2, far_pose=config.far_pose, landmarks=True, mirror=config.mirror)
+    if landmark_weight > 0 and train_set.landmarked_fraction == 0:
+        _warn(ddp, f"{config.tracks} has no landmarks (prepared before they were kept): training without the "
+                   "landmark losses; re-run 'x2face-edit prepare' on the same folder to add them")
+        landmark_weight = 0.0
+    use_warps = landmark_weight > 0 or config.cycle_weight > 0
+    template = model.template()
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
-    val_set = TrackPairs(val_tracks, num_sources=config.sources, size=model_config.resolution) if val_tracks else None
+    val_set = TrackPairs(val_tracks, num_sources=config.sources, size=model_config.resolution, landmarks=True) if val_tracks else None
 
     sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if ddp.enabled else None
     generator = torch.Generator().manual_seed(config.seed)
@@ -248,21 +264,33 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
 
     with progress:
         while step < config.max_steps:
-            sources, driving, *other = (t.to(device, non_blocking=True) for t in next(batches))
+            sources, driving, *rest = (t.to(device, non_blocking=True) for t in next(batches))
+            source_landmarks, driving_landmarks = rest[-2:]
             if config.driving_only:  # BatchNorm statistics are weights too: keep them
                 model.embedding_encoder.eval()
                 model.embedding_decoder.eval()
             with autocast:
-                if identity_losses is None:
-                    generated = trained(sources, driving.contiguous(memory_format=torch.channels_last))
-                    terms = {"photometric": F.l1_loss(generated.float(), driving)}
-                else:
-                    # One forward pass for both drivings: DDP expects one forward per backward.
-                    both = trained(torch.cat([sources, sources]), torch.cat([driving, other[0]]).contiguous(memory_format=torch.channels_last))
-                    generated, generated_other = both.chunk(2)
-                    content, identity = identity_losses(generated, driving, generated_other, sources[:, 0])
-                    terms = {"photometric": F.l1_loss(generated.float(), driving), "content": content, "identity": identity}
-                loss = terms["photometric"] + config.identity_weight * (terms.get("content", 0) + terms.get("identity", 0) / 10)
+                batch = driving.shape[0]
+                # Stage II drives the same sources by another identity too, in the same forward pass.
+                pair_sources = sources if identity_losses is None else torch.cat([sources, sources])
+                pair_driving = driving if identity_losses is None else torch.cat([driving, rest[0]])
+                outputs = trained(pair_sources, pair_driving.contiguous(memory_format=torch.channels_last), grids=use_warps)
+                generated_all = outputs[0] if use_warps else outputs
+                generated = generated_all[:batch]
+                terms = {"photometric": F.l1_loss(generated.float(), driving)}
+                if identity_losses is not None:
+                    terms["content"], terms["identity"] = identity_losses(generated, driving, generated_all[batch:], sources[:, 0])
+                if use_warps:
+                    _, embedding_grids, driving_grid, source_driving_grid = (o[:batch] for o in outputs)
+                if landmark_weight > 0:
+                    terms["landmarks_driving"], terms["landmarks_embedding"] = correspondence_losses(
+                        embedding_grids, driving_grid, source_landmarks, driving_landmarks, template.to(device))
+                if config.cycle_weight > 0:
+                    terms["cycle"] = cycle_loss(embedding_grids[:, 0], source_driving_grid)
+                loss = (terms["photometric"]
+                        + config.identity_weight * (terms.get("content", 0) + terms.get("identity", 0) / 10)
+                        + landmark_weight * (terms.get("landmarks_driving", 0) + terms.get("landmarks_embedding", 0))
+                        + config.cycle_weight * terms.get("cycle", 0))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -289,6 +317,8 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                     val = math.nan
                     if val_set is not None and ddp.main:
                         val = model_l1(model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
+                        record["val_round_trip_iod_pct"] = round_trip_error(
+                            model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
                     val = _from_rank0(val, ddp, device)
                     last_val = None if math.isnan(val) else val
                     record["val_l1"] = last_val
@@ -305,6 +335,19 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     if log is not None:
         log.close()
     return checkpoint_path
+
+
+def _template_of(tracks: list) -> tuple[tuple[float, float], ...] | None:
+    """The symmetric mean of the tracks' crop landmarks, or None where they have none."""
+    points = [track_landmarks(track) for track in tracks]
+    if not any((~np.isnan(p)).any() for p in points):
+        return None
+    return tuple(map(tuple, symmetric_template(np.concatenate(points)).tolist()))
+
+
+def _warn(ddp: _Dist, message: str) -> None:
+    if ddp.main:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _progress(enabled: bool):

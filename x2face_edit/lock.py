@@ -1,0 +1,145 @@
+"""The landmark lock: dlib's landmarks in each frame pin X2Face's warp down.
+
+A frame's driving grid D takes crop positions to embedded-face positions. Where the face's
+68 landmarks are found in the frame, D should take each one to that landmark's place on
+the embedded face (found once, on the source frames). The differences (residuals) become
+a smooth correction field over the crop, a regularised thin-plate spline, added to D:
+X2Face still supplies the dense warp between and beyond the landmarks, and the landmarks
+pin it where they are.
+
+The corrections are smoothed over time with a centred Gaussian (the video is read a few
+frames ahead, so nothing lags), and a frame whose landmarks disagree with the warp by more
+than ``REJECT_IOD`` (a hand over the face, a detector failure) contributes no correction of
+its own: its neighbours' is used, fading to the pure warp where none is near.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model.landmarks import inter_ocular, sample_at
+from .model.networks import identity_grid
+
+LOCK_MODES = ("landmarks", "none")
+# A frame's landmarks are not trusted when their median residual exceeds this fraction of
+# the eye distance on the embedded face: the warp and dlib then disagree by far more than
+# either errs on a visible face.
+REJECT_IOD = 0.2
+# Temporal smoothing of the correction, in frames (a Gaussian's sigma); it reaches
+# 3 sigma ahead, which is how far the renderer reads ahead.
+TEMPORAL_SIGMA = 1.5
+# Thin-plate-spline regularisation (grid units squared): the spline passes within dlib's
+# jitter of each landmark rather than through it.
+SPLINE_REGULARISATION = 1e-3
+# The correction is computed on a coarse grid over the crop and upsampled: it is smooth.
+FIELD_SIZE = 32
+
+
+def _spline_kernel(squared_distance: torch.Tensor) -> torch.Tensor:
+    """The thin-plate kernel r^2 log r, written with r^2."""
+    return 0.5 * squared_distance * torch.log(squared_distance.clamp_min(1e-12))
+
+
+def thin_plate_field(points: torch.Tensor, values: torch.Tensor, size: int = FIELD_SIZE,
+                     regularisation: float = SPLINE_REGULARISATION) -> torch.Tensor:
+    """The (size, size, 2) field over a crop's grid positions of the thin-plate spline
+    that takes (N, 2) ``points`` (grid coordinates) to (N, 2) ``values``."""
+    count = points.shape[0]
+    kernel = _spline_kernel(torch.cdist(points, points) ** 2) + regularisation * torch.eye(count)
+    affine = torch.cat([torch.ones(count, 1), points], dim=1)
+    system = torch.zeros(count + 3, count + 3)
+    system[:count, :count] = kernel
+    system[:count, count:] = affine
+    system[count:, :count] = affine.T
+    right = torch.cat([values, torch.zeros(3, 2)])
+    weights = torch.linalg.solve(system.double(), right.double()).float()
+    where = identity_grid(size, size)[0].reshape(-1, 2)
+    basis = torch.cat([_spline_kernel(torch.cdist(where, points) ** 2), torch.ones(len(where), 1), where], dim=1)
+    return (basis @ weights).reshape(size, size, 2)
+
+
+class LandmarkLock:
+    """Corrections of driving grids by landmarks, for one embedded face.
+
+    ``embedded_landmarks`` (68, 2) is where the face's landmarks lie on the embedded face
+    (grid coordinates): the positions each frame's landmarks must be carried to.
+    """
+
+    def __init__(self, embedded_landmarks: torch.Tensor) -> None:
+        self.targets = embedded_landmarks.float()
+        self.bound = REJECT_IOD * float(inter_ocular(self.targets))
+
+    def correction(self, grid: torch.Tensor, landmarks: np.ndarray | None) -> torch.Tensor | None:
+        """The (FIELD_SIZE, FIELD_SIZE, 2) correction of a frame's (H, W, 2) driving grid
+        whose face has ``landmarks`` (68, 2) in the crop's grid coordinates, or None where
+        there are none or they disagree with the grid by more than the bound."""
+        if landmarks is None:
+            return None
+        points = torch.from_numpy(np.asarray(landmarks, dtype=np.float32))
+        residuals = self.targets - sample_at(grid.unsqueeze(0).float(), points.unsqueeze(0))[0]
+        if residuals.norm(dim=1).median() > self.bound:
+            return None
+        return thin_plate_field(points, residuals)
+
+    @staticmethod
+    def apply(grid: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+        """``grid`` (H, W, 2) plus the correction field upsampled to its size."""
+        height, width = grid.shape[:2]
+        field = F.interpolate(correction.permute(2, 0, 1).unsqueeze(0), size=(height, width), mode="bilinear",
+                              align_corners=False)
+        return grid + field[0].permute(1, 2, 0)
+
+
+def smoothed(corrections: list[torch.Tensor | None], centre: int, sigma: float = TEMPORAL_SIGMA) -> torch.Tensor | None:
+    """The Gaussian-weighted mean of the corrections around ``centre`` (None entries have
+    none). Where part of the window has none, the mean is scaled towards zero (the pure
+    warp) in proportion, so the lock fades rather than jumps."""
+    total, weight, window = None, 0.0, 0.0
+    for offset, correction in enumerate(corrections):
+        w = float(np.exp(-0.5 * ((offset - centre) / sigma) ** 2))
+        window += w
+        if correction is not None:
+            total = correction * w if total is None else total + correction * w
+            weight += w
+    if total is None:
+        return None
+    return total / weight * min(1.0, 2 * weight / window)
+
+
+def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], lock: LandmarkLock,
+                 landmarks_of: Callable[[int, np.ndarray], np.ndarray | None],
+                 sigma: float = TEMPORAL_SIGMA) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+    """(index, frame, grid) items with each grid corrected by the lock, smoothed over time.
+
+    ``landmarks_of(index, frame)`` gives the frame's landmarks in its crop's grid
+    coordinates (or None). Items come out in order, ``3 * sigma`` frames behind the input.
+    """
+    radius = max(1, int(np.ceil(3 * sigma)))
+    entries: deque = deque()  # (index, frame, grid, correction), up to radius behind the next out
+    next_out = 0
+
+    def emit(position: int) -> tuple[int, np.ndarray, torch.Tensor | None]:
+        index, frame, grid, _ = entries[position]
+        first = max(0, position - radius)
+        window = [entries[i][3] for i in range(first, min(len(entries), position + radius + 1))]
+        if grid is not None and (correction := smoothed(window, position - first, sigma)) is not None:
+            grid = lock.apply(grid, correction)
+        return index, frame, grid
+
+    for index, frame, grid in items:
+        correction = lock.correction(grid, landmarks_of(index, frame)) if grid is not None else None
+        entries.append((index, frame, grid, correction))
+        while len(entries) - 1 - next_out >= radius:
+            yield emit(next_out)
+            next_out += 1
+            if next_out > radius:
+                entries.popleft()
+                next_out -= 1
+    while next_out < len(entries):
+        yield emit(next_out)
+        next_out += 1
