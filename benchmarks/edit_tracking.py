@@ -27,23 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from contextlib import closing
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from scipy.spatial import Delaunay
 
-from x2face_edit.extract import embedded_landmarks, extract, source_frames, to_tensor
+from x2face_edit.evaluate import landing_positions
+from x2face_edit.extract import embedded_landmarks, extract, locate_in_embedded_face, source_frames, to_tensor
 from x2face_edit.faces import LandmarkDetector, crop, to_crop_grid
 from x2face_edit.lock import LandmarkLock
 from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
-from x2face_edit.model.inference import GridPredictor
-from x2face_edit.model.landmarks import inter_ocular, invert_grid
+from x2face_edit.model.landmarks import inter_ocular
 from x2face_edit.model.metrics import frame_round_trip
-from x2face_edit.render import locked_driving_grids
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
 
@@ -130,32 +127,22 @@ def optical_flow_baseline(greys: list[np.ndarray], reference: int, points: np.nd
     return out
 
 
-@torch.inference_mode()
 def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[str]) -> tuple[dict, int, float]:
     """Per lock mode, where each dot lands in every frame (frame pixels, NaN where the face
     is not tracked); the reference (first source) frame; and the model's mean round trip
     over the tracked frames in percent of dlib's eye distance."""
     face = extract(model, {"path": "benchmark", "fingerprint": ""}, clip, track)
     frames, boxes = source_frames(face.sidecar)
-    grids, _ = model.embedding_grid(to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]))
-    located = []
-    for grid, index, box in zip(grids, face.sidecar["frames"], boxes):
-        if not np.isnan(judged[index]).any():
-            located.append(invert_grid(grid, torch.from_numpy(to_crop_grid(judged[index] - 0.5, box))))
-    if not located:
+    seen = [i for i, index in enumerate(face.sidecar["frames"]) if not np.isnan(judged[index]).any()]
+    if not seen:
         raise RuntimeError(f"the judge finds no face in the source frames of {clip.name}")
-    dots = torch.stack(located).mean(dim=0)
+    # The judge's points are continuous coordinates; to_crop_grid takes dlib's integer ones.
+    points = [to_crop_grid(judged[face.sidecar["frames"][i]] - 0.5, boxes[i]) for i in seen]
+    dots = locate_in_embedded_face(model, [frames[i] for i in seen], [boxes[i] for i in seen], points)
     paths = {}
     for mode in lock_modes:
         lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
-        landed = np.full((track.info.frame_count, len(POINTS), 2), np.nan)
-        with closing(iter_frames(clip)) as decoded:
-            for index, _, grid in locked_driving_grids(GridPredictor(model), track, decoded, lock):
-                if grid is not None:
-                    x0, y0, x1, y1 = track.crop_box(index)
-                    position = invert_grid(grid, dots).numpy()
-                    landed[index] = (position + 1) / 2 * [x1 - x0, y1 - y0] + [x0, y0]
-        paths[mode] = landed
+        paths[mode] = landing_positions(model, clip, track, dots, lock)
     return paths, face.sidecar["frames"][0], round_trip_percent(model, clip, track)
 
 
@@ -175,11 +162,10 @@ def scores(predicted: np.ndarray, judged: np.ndarray, iod: np.ndarray) -> dict:
     """Mean error, jitter, off-landmark error and constant offset, in % of the eye distance."""
     error = (predicted - judged) / iod[:, None, None] * 100  # (T, P, 2)
     valid = ~np.isnan(error).any(axis=(1, 2))
+    steps = np.flatnonzero(valid[1:] & valid[:-1])  # consecutive measured frames
+    jitter = np.linalg.norm(error[steps + 1] - error[steps], axis=2)
     error = error[valid]
     distance = np.linalg.norm(error, axis=2)
-    steps = np.flatnonzero(valid[1:] & valid[:-1])  # consecutive measured frames
-    error_all = (predicted - judged) / iod[:, None, None] * 100
-    jitter = np.linalg.norm(error_all[steps + 1] - error_all[steps], axis=2)
     off = [list(POINTS).index(name) for name in OFF_LANDMARK]
     return {
         "mean": float(distance.mean()),

@@ -17,7 +17,8 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     assert loaded.config == ModelConfig(64, 8)
     assert payload["meta"]["step"] == 7
     # Loadable without unpickling arbitrary objects.
-    assert torch.load(path, weights_only=True)["config"] == {"resolution": 64, "width": 8, "original_release": False}
+    assert torch.load(path, weights_only=True)["config"] == {"resolution": 64, "width": 8, "original_release": False,
+                                                                   "landmark_template": None}
 
 
 def test_half_precision_storage_is_smaller_and_close(tmp_path):

@@ -295,8 +295,8 @@ def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, targe
 @click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "model_paths", multiple=True, type=click.Path(path_type=Path),
               help="Checkpoint to score (repeat to compare, e.g. stage I and stage II); default: the shipped model.")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
-              help="Which identities (the same split as training).")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
+              help="Which identities (the same split as training); all: every track (tracks of people kept for evaluation only).")
 @click.option("--split-seed", default=0, show_default=True)
 @click.option("--sources", default="1,3", show_default=True, help="Numbers of source frames to compare.")
 @click.option("--max-batches", type=int, default=None, help="Score only this many batches of 16 pairs.")
@@ -304,18 +304,19 @@ def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, targe
 @device_option
 def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed: int, sources: str,
              max_batches: int | None, json_path: Path | None, device: str) -> None:
-    """The paper's Table 1 on held-out face tracks: L1 of generated vs driving frames; and
-    Table 2 (head-pose error of f_v->p) for models with pose maps beside them."""
+    """The paper's Table 1 on held-out face tracks: L1 of generated vs driving frames; the
+    round trip |E(D(p)) - p| in % of the eye distance; and Table 2 (head-pose error of
+    f_v->p) for models with pose maps beside them."""
     import json
 
     from rich.console import Console
     from rich.table import Table
 
     from .model import default_model_path, load_model, modalities
-    from .model.data import load_tracks, tracks_in_split
-    from .model.metrics import photometric_table
+    from .model.data import TrackPairs, load_tracks, tracks_in_split
+    from .model.metrics import photometric_table, round_trip_error
 
-    held_out = tracks_in_split(load_tracks(tracks), split, split_seed)
+    held_out = load_tracks(tracks) if split == "all" else tracks_in_split(load_tracks(tracks), split, split_seed)
     if not held_out:
         raise X2FaceError(f"no {split} identities in {tracks} (too few identities to hold any out)")
     paths = model_paths or (default_model_path(),)
@@ -329,12 +330,16 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
     for row in rows:
         table.add_row(row["method"], str(row["sources"]), f"{row['l1']:.4f}", str(row["pairs"]))
     Console().print(table)
+    trips = {name: round_trip_error(model, TrackPairs(held_out, size=model.config.resolution, landmarks=True), batches=max_batches,
+                                    device=device) for name, model in models.items()}
+    for name, trip in trips.items():
+        click.echo(f"{name}: round trip {trip:.2f} % of the eye distance (mean |E(D(p)) - p| over the central half of the crop)")
     poses = {name: modalities.pose_table(model, path, held_out, device=device) for (name, model), path in zip(models.items(), paths)}
     for name, errors in poses.items():
         if errors:
             click.echo(f"{name}: f_v->p pose MAE " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
     if json_path:
-        json_path.write_text(json.dumps({"split": split, "rows": rows, "pose_mae_degrees": poses}, indent=1))
+        json_path.write_text(json.dumps({"split": split, "rows": rows, "round_trip_iod_pct": trips, "pose_mae_degrees": poses}, indent=1))
 
 
 @main.command()

@@ -1,8 +1,10 @@
-"""Measuring how well paint follows a face: dots painted on landmarks, found again.
+"""Measuring how well paint follows a face.
 
-A dot is painted on the embedded face exactly where a facial landmark of a source frame
-lands (``locate_in_embedded_face``); after ``render``, the dot's centre in each output
-frame is compared with that landmark as dlib finds it in the input frame.
+Two ways: ``edit_tracking_error`` paints dots on the embedded face where facial landmarks
+of a source frame lie (``locate_in_embedded_face``), renders, and finds each dot's centre
+in the output frames (end to end, through the encoder); ``landing_positions`` follows
+points of the embedded face through the exact warp ``render`` composites with, without
+encoding (sub-pixel, any number of points; what benchmarks/edit_tracking.py judges).
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
-from .extract import extract, locate_in_embedded_face, save
-from .faces import LandmarkDetector
+from .extract import extract, locate_in_embedded_face, save, source_frames
+from .faces import LandmarkDetector, to_crop_grid
+from .lock import LandmarkLock
 from .model import X2Face
-from .render import render
+from .model.inference import GridPredictor
+from .model.landmarks import invert_grid
+from .render import locked_driving_grids, render
 from .tracking import VideoTrack
-from .video import frames_at, iter_frames
+from .video import iter_frames
 
 # dlib 68-point indices: nose tip, outer corner of the eye on the image's left, mouth corner
 # on the image's right; each painted in its own pure colour.
@@ -49,25 +55,40 @@ class TrackingError:
         return float(np.mean(~np.isnan(self.errors)))
 
 
+@torch.inference_mode()
+def landing_positions(model: X2Face, video: Path, track: VideoTrack, dots: torch.Tensor,
+                      lock: LandmarkLock | None) -> np.ndarray:
+    """Where paint at embedded-face positions ``dots`` (N, 2, grid coordinates) lands in
+    every frame of ``video``: (frames, N, 2) continuous pixel coordinates (a pixel's
+    centre at +0.5), NaN where the face is lost. Each frame's driving grid (corrected by
+    ``lock``) is inverted at the dots: the position whose warp samples the dot."""
+    landed = np.full((track.info.frame_count, len(dots), 2), np.nan)
+    for index, _, grid in locked_driving_grids(GridPredictor(model), track, iter_frames(video), lock):
+        if grid is not None:
+            x0, y0, x1, y1 = track.crop_box(index)
+            landed[index] = (invert_grid(grid, dots).numpy() + 1) / 2 * [x1 - x0, y1 - y0] + [x0, y0]
+    return landed
+
+
 def edit_tracking_error(model: X2Face, model_info: dict, video: Path, track: VideoTrack, work_dir: Path,
-                        *, size: int = 512, dot_radius: float = 0.012) -> TrackingError:
+                        *, size: int = 512, dot_radius: float = 0.012, lock: str = "landmarks") -> TrackingError:
     """Paint a dot on each of ``LANDMARKS`` and measure where they land in every tracked frame."""
     face = extract(model, model_info, video, track, size=size)
     _, layer_path, _ = save(face, work_dir / "face.png", force=True)
-    source = face.sidecar["frames"][0]
-    source_rgb = frames_at(video, [source])[source]
+    frames, boxes = source_frames(face.sidecar)
     landmarks = LandmarkDetector()
-    points = landmarks(source_rgb, track.face_boxes[source])
+    source = face.sidecar["frames"][0]
+    points = to_crop_grid(landmarks(frames[0], track.face_boxes[source])[list(LANDMARKS.values())], boxes[0])
+    dots = (locate_in_embedded_face(model, frames[:1], boxes[:1], [points]).numpy() + 1) / 2 * size
     layer = Image.open(layer_path)
     draw = ImageDraw.Draw(layer)
     radius = dot_radius * size
-    for colour, index in zip(COLOURS, LANDMARKS.values()):
-        x, y = locate_in_embedded_face(model, source_rgb, track.crop_box(source), points[index], size)
+    for colour, (x, y) in zip(COLOURS, dots):
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(*colour.tolist(), 255))
     painted = work_dir / "dots.png"
     layer.save(painted)
     out = work_dir / "dots.mp4"
-    render(model, model_info, face.sidecar, painted, video, out, force=True, track=track)
+    render(model, model_info, face.sidecar, painted, video, out, force=True, track=track, lock=lock)
 
     errors, sizes = [], []
     for original, rendered in zip(iter_frames(video), iter_frames(out)):

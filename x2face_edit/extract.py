@@ -92,20 +92,27 @@ def embed_frames(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray
 
 
 @torch.inference_mode()
-def locate_in_embedded_face(model: X2Face, frame: np.ndarray, crop_box: np.ndarray, point: np.ndarray, size: int) -> np.ndarray:
-    """Where a point of a source frame (x, y pixels) lies in its ``size`` embedded face.
+def locate_in_embedded_face(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray],
+                            points: list[np.ndarray]) -> torch.Tensor:
+    """Where points of source frames lie on their embedded face, in grid coordinates.
 
-    The embedding grid says, for every embedded-face pixel, which crop position it samples;
-    the answer is the pixel whose sample position is nearest the point. Paint put there
-    lands on that point of the face.
+    ``points[i]`` (N, 2) are frame i's points in its crop's grid coordinates; each frame's
+    are carried through the inverse of its own embedding grid (which says, for every
+    embedded-face position, which crop position it samples), then averaged over the
+    frames, as the embedded face averages them. Paint put there lands on those points.
     """
     device = next(model.parameters()).device
-    grid, _ = model.embedding_grid(to_tensor([crop(frame, crop_box, model.config.resolution)]).to(device))
-    grid = resize_grid(grid, size, size)[0].cpu()
-    x0, y0, x1, y1 = crop_box
-    target = torch.tensor([(point[0] - x0) / (x1 - x0) * 2 - 1, (point[1] - y0) / (y1 - y0) * 2 - 1])
-    nearest = int((grid - target).norm(dim=-1).argmin())
-    return np.array([nearest % size + 0.5, nearest // size + 0.5])
+    grids, _ = model.embedding_grid(to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]).to(device))
+    located = [invert_grid(grid.cpu(), torch.as_tensor(p, dtype=torch.float32)) for grid, p in zip(grids, points)]
+    return torch.stack(located).mean(dim=0)
+
+
+def embedded_landmarks(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray]) -> torch.Tensor:
+    """Where the face's 68 dlib landmarks lie on the embedded face of these source frames
+    (grid coordinates, ``locate_in_embedded_face``)."""
+    detector = LandmarkDetector()
+    points = [to_crop_grid(detector(frame, face_box_of(box)), box) for frame, box in zip(frames, boxes)]
+    return locate_in_embedded_face(model, frames, boxes, points)
 
 
 def extract(
@@ -140,20 +147,6 @@ def extract(
         "model": {**model_info, "config": model.config.to_dict(), "embedding": model.embedding_fingerprint()},
     }
     return EmbeddedFace(embed_frames(model, [decoded[i] for i in frames], boxes, size), sidecar)
-
-
-@torch.inference_mode()
-def embedded_landmarks(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray]) -> torch.Tensor:
-    """Where the face's 68 landmarks lie on the embedded face of these source frames, in
-    grid coordinates: each frame's dlib landmarks carried into the embedded face through
-    the inverse of its own embedding grid, then averaged over the frames. Paint put at
-    one of these positions lands on that landmark."""
-    detector = LandmarkDetector()
-    device = next(model.parameters()).device
-    grids, _ = model.embedding_grid(to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]).to(device))
-    located = [invert_grid(grid.cpu(), torch.from_numpy(to_crop_grid(detector(frame, face_box_of(box)), box)))
-               for grid, frame, box in zip(grids, frames, boxes)]
-    return torch.stack(located).mean(dim=0)
 
 
 def source_frames(sidecar: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:

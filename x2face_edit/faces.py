@@ -182,14 +182,17 @@ def link_tracks(detections: Sequence[tuple[int, np.ndarray]], *, max_distance: f
     return finished + active
 
 
-def follow_face(detections: Sequence[np.ndarray], *, face: int = 0, max_gap: int = 5, smoothing: float = 2.0) -> np.ndarray:
+def follow_face(detections: Sequence[np.ndarray], *, face: int = 0, max_gap: int = 5, max_fill: int = 2,
+                smoothing: float = 2.0) -> np.ndarray:
     """One face's box in every frame of a video, from per-frame detections.
 
     ``detections[i]`` holds frame i's (N, 4) boxes. The detections are linked into tracks
-    and the ``face``-th most prominent track (by frames x area) is followed: boxes missed
-    for up to ``max_gap`` frames are interpolated, and all are smoothed over time with a
-    Gaussian of ``smoothing`` frames so that crops do not jitter. Frames where the face is
-    not tracked are NaN rows.
+    (a face missing for up to ``max_gap`` frames, hidden or out of view, is the same face
+    when it comes back near where it was) and the ``face``-th most prominent track (by
+    frames x area) is followed. Gaps of up to ``max_fill`` frames (a missed detection)
+    are interpolated; longer ones stay lost, so nothing is painted where the face is not.
+    Each stretch between lost frames is smoothed over time with a Gaussian of
+    ``smoothing`` frames so that crops do not jitter. Lost frames are NaN rows.
     """
     tracks = link_tracks(list(enumerate(detections)), max_gap=max_gap)
     tracks.sort(key=lambda t: -sum((b[2] - b[0]) * (b[3] - b[1]) for b in t.boxes))
@@ -197,10 +200,13 @@ def follow_face(detections: Sequence[np.ndarray], *, face: int = 0, max_gap: int
     if face >= len(tracks):
         return boxes
     track = tracks[face]
-    frames = np.arange(track.frame_indices[0], track.frame_indices[-1] + 1)
+    seen = np.array(track.frame_indices)
     known = np.array(track.boxes)
-    filled = np.stack([np.interp(frames, track.frame_indices, known[:, k]) for k in range(4)], axis=1)
-    boxes[frames] = _gaussian_smooth(filled, smoothing)
+    breaks = np.flatnonzero(np.diff(seen) > max_fill + 1) + 1
+    for part_frames, part_boxes in zip(np.split(seen, breaks), np.split(known, breaks)):
+        frames = np.arange(part_frames[0], part_frames[-1] + 1)
+        filled = np.stack([np.interp(frames, part_frames, part_boxes[:, k]) for k in range(4)], axis=1)
+        boxes[frames] = _gaussian_smooth(filled, smoothing)
     return boxes
 
 

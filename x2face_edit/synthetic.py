@@ -23,16 +23,14 @@ def astronaut_face(size: int = 160) -> np.ndarray:
     return cv2.resize(image[0:240, 120:360], (size, size), interpolation=cv2.INTER_AREA)
 
 
-def moving_face_frames(count: int, *, width: int = 320, height: int = 240, face_size: int = 160, seed: int = 0) -> list[np.ndarray]:
-    """``count`` frames of the face drifting, turning slightly in-plane and zooming.
-
-    Motion is smooth (sinusoids with random phases from ``seed``) so a tracker can follow it.
-    """
+def moving_face_motion(count: int, *, width: int = 320, height: int = 240, face_size: int = 160, seed: int = 0) -> list[np.ndarray]:
+    """The 2x3 affine maps from the face picture to each of ``count`` frames: the face
+    drifting, turning slightly in-plane and zooming. Motion is smooth (sinusoids with
+    random phases from ``seed``) so a tracker can follow it; tests know where every point
+    of the face is."""
     rng = np.random.default_rng(seed)
     phases = rng.uniform(0, 2 * math.pi, size=4)
-    face = astronaut_face(face_size)
-    background = np.full((height, width, 3), (90, 110, 130), np.uint8)
-    frames = []
+    matrices = []
     for i in range(count):
         t = 2 * math.pi * i / max(count, 1)
         dx = 0.12 * width * math.sin(t + phases[0])
@@ -41,6 +39,16 @@ def moving_face_frames(count: int, *, width: int = 320, height: int = 240, face_
         scale = 1 + 0.08 * math.sin(t + phases[3])
         matrix = cv2.getRotationMatrix2D((face_size / 2, face_size / 2), angle, scale)
         matrix[:, 2] += (width / 2 - face_size / 2 + dx, height / 2 - face_size / 2 + dy)
+        matrices.append(matrix)
+    return matrices
+
+
+def moving_face_frames(count: int, *, width: int = 320, height: int = 240, face_size: int = 160, seed: int = 0) -> list[np.ndarray]:
+    """``count`` frames of the face moving by ``moving_face_motion``, over a plain background."""
+    face = astronaut_face(face_size)
+    background = np.full((height, width, 3), (90, 110, 130), np.uint8)
+    frames = []
+    for matrix in moving_face_motion(count, width=width, height=height, face_size=face_size, seed=seed):
         frame = background.copy()
         cv2.warpAffine(face, matrix, (width, height), dst=frame, borderMode=cv2.BORDER_TRANSPARENT)
         frames.append(frame)

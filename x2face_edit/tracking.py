@@ -19,6 +19,11 @@ from .video import VideoInfo, iter_frames, probe
 # detections every 5 frames tracks 3-4x faster with the same paint-tracking error
 # (benchmarks/README.md).
 DETECT_EVERY = 5
+# A face that leaves (hidden, out of view) and comes back near where it was within this
+# long is the same face; gaps up to FILL_SECONDS (missed detections) are bridged, longer
+# ones are lost frames, where nothing is painted.
+REJOIN_SECONDS = 10.0
+FILL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,8 @@ def track_video(
     """Find faces in every frame and follow the ``face``-th most prominent one.
 
     Faces are detected every ``detect_every`` frames and followed by their landmarks in
-    between. The detector may miss a face for up to a second (profiles, blur) without
-    losing it. Raises ``X2FaceError`` if no face is found at all.
+    between; where no face is followed, every frame is searched until one returns.
+    Raises ``X2FaceError`` if no face is found at all.
     """
     info = probe(path)
     follower = FaceFollower(detect_every)
@@ -72,7 +77,9 @@ def track_video(
             detections.append(follower(frame.rgb))
             if on_frame:
                 on_frame(frame.index)
-    boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(float(info.fps))), smoothing=smoothing)
+    fps = float(info.fps)
+    boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)),
+                        max_fill=max(2, round(FILL_SECONDS * fps)), smoothing=smoothing)
     track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes)
     if not track.found.any():
         which = "no face" if face == 0 else f"no face number {face} (counting from 0)"

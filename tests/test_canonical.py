@@ -1,0 +1,146 @@
+"""The canonical embedded face: landmarks, template, correspondence and round-trip terms."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from x2face_edit.model import ModelConfig, X2Face
+from x2face_edit.model.data import TrackPairs, load_tracks, track_landmarks
+from x2face_edit.model.landmarks import MIRROR_INDEX, invert_grid, mirror_landmarks, sample_at, symmetric_template
+from x2face_edit.model.losses import correspondence_losses, cycle_loss
+from x2face_edit.model.metrics import frame_round_trip
+from x2face_edit.model.networks import identity_grid
+from x2face_edit.prepare import PrepareOptions, prepare
+
+SIZE = 64
+
+
+def affine_grid(matrix, shift, size=SIZE):
+    """The (1, size, size, 2) grid p -> matrix @ p + shift."""
+    return identity_grid(size, size) @ torch.tensor(matrix).T + torch.tensor(shift)
+
+
+def inverse_affine(matrix, shift):
+    inverse = np.linalg.inv(np.array(matrix))
+    return inverse.tolist(), (-inverse @ np.array(shift)).tolist()
+
+
+@pytest.fixture
+def template():
+    # A plausible face layout: 68 points inside the central part of the crop.
+    points = torch.rand(68, 2, generator=torch.Generator().manual_seed(0)) * 0.8 - 0.4
+    return torch.from_numpy(symmetric_template(points.numpy()))
+
+
+def test_mirroring_swaps_sides_and_undoes_itself(template):
+    assert MIRROR_INDEX[36] == 45 and MIRROR_INDEX[45] == 36 and MIRROR_INDEX[30] == 30
+    points = torch.rand(68, 2)
+    mirrored = mirror_landmarks(points)
+    assert torch.equal(mirrored[36], torch.stack([-points[45, 0], points[45, 1]]))
+    assert torch.equal(mirror_landmarks(mirrored), points)
+    assert torch.allclose(mirror_landmarks(template), template)  # the template is symmetric
+
+
+def test_correspondence_losses_vanish_for_the_true_warps_only(template):
+    # The source is the embedded face under one affine map, the driving frame under another.
+    source_matrix, source_shift = [[0.9, 0.1], [-0.05, 1.0]], [0.05, -0.03]
+    driving_matrix, driving_shift = [[1.1, -0.1], [0.0, 0.95]], [-0.04, 0.02]
+    embedding_grid = affine_grid(source_matrix, source_shift)  # embedded -> source position
+    driving_grid = affine_grid(*inverse_affine(driving_matrix, driving_shift))  # driving -> embedded position
+    source_landmarks = template @ torch.tensor(source_matrix).T + torch.tensor(source_shift)
+    driving_landmarks = template @ torch.tensor(driving_matrix).T + torch.tensor(driving_shift)
+    true = correspondence_losses(embedding_grid.unsqueeze(1), driving_grid, source_landmarks[None, None],
+                                 driving_landmarks[None], template)
+    identity = identity_grid(SIZE, SIZE)
+    wrong = correspondence_losses(identity.unsqueeze(1), identity, source_landmarks[None, None], driving_landmarks[None], template)
+    assert max(true) < 1e-6
+    assert min(wrong) > 1e-3
+
+
+def test_frames_without_landmarks_are_skipped(template):
+    identity = identity_grid(SIZE, SIZE)
+    missing = torch.full((1, 68, 2), float("nan"))
+    driving_term, embedding_term = correspondence_losses(identity.unsqueeze(1), identity, missing[:, None], missing, template)
+    assert driving_term.item() == 0 and embedding_term.item() == 0
+
+
+def test_grid_inversion_finds_the_point_a_warp_takes_to_a_target():
+    grid = affine_grid([[1.1, 0.1], [0.0, 0.9]], [0.05, -0.02])[0] + 0.02 * torch.sin(3 * identity_grid(SIZE, SIZE)[0].flip(-1))
+    targets = torch.tensor([[0.1, 0.2], [-0.3, 0.4], [0.4, -0.3]])
+    found = invert_grid(grid, targets)
+    assert torch.allclose(sample_at(grid[None], found[None])[0], targets, atol=1e-4)
+
+
+class FixedWarps(X2Face):
+    """A model whose embedding and driving grids are given, whatever the frame."""
+
+    def __init__(self, embedding_grid, driving_grid):
+        super().__init__(ModelConfig(SIZE, 4))
+        self.fixed_embedding, self.fixed_driving = embedding_grid, driving_grid
+
+    def embedding_grid(self, frames):
+        return self.fixed_embedding.expand(len(frames), -1, -1, -1), torch.ones(len(frames), 1, SIZE, SIZE)
+
+    def decode(self, vector):
+        return self.fixed_driving.expand(len(vector), -1, -1, -1)
+
+
+def test_round_trip_is_zero_for_inverse_warps_and_large_for_a_shifted_one():
+    matrix, shift = [[1.05, 0.05], [-0.05, 0.95]], [0.03, 0.02]
+    embedding = affine_grid(matrix, shift)
+    inverse = affine_grid(*inverse_affine(matrix, shift))
+    frames = torch.rand(2, 3, SIZE, SIZE)
+    assert frame_round_trip(FixedWarps(embedding, inverse), frames).max() < 1e-5
+    shifted = frame_round_trip(FixedWarps(embedding, inverse + torch.tensor([0.05, 0.0])), frames)
+    assert torch.allclose(shifted, torch.full_like(shifted, 0.05 * np.hypot(1.05, 0.05)), atol=1e-3)
+
+
+def test_cycle_loss_is_zero_for_inverses_and_its_gradient_undoes_a_shift():
+    matrix, shift = [[1.05, 0.0], [0.0, 0.95]], [0.02, 0.0]
+    embedding = affine_grid(matrix, shift)
+    inverse = affine_grid(*inverse_affine(matrix, shift))
+    assert cycle_loss(embedding, inverse).item() < 1e-9
+    offset = torch.tensor([0.06, -0.04], requires_grad=True)
+    optimizer = torch.optim.SGD([offset], lr=0.02)
+    for _ in range(100):
+        optimizer.zero_grad()
+        cycle_loss(embedding, inverse + offset).backward()
+        optimizer.step()
+    assert offset.detach().norm() < 0.01
+
+
+def test_prepare_keeps_landmarks_and_adds_them_to_old_tracks(tmp_path, synthetic_video):
+    prepare([synthetic_video], tmp_path, options=PrepareOptions(size=64, sample_fps=5))
+    track_path = next(tmp_path.glob("*/track_*/track.json"))
+    record = json.loads(track_path.read_text())
+    landmarks = np.array(record["frames"][0]["landmarks"])
+    assert landmarks.shape == (68, 2)
+    # The eyes lie above the mouth, left eye left of the right one, inside the crop.
+    assert landmarks[36, 0] < landmarks[45, 0] and landmarks[36:48, 1].mean() < landmarks[48:68, 1].mean()
+    assert (landmarks > 0).all() and (landmarks < 64).all()
+    # A track prepared before landmarks were kept gains them on a re-run; its crops stay.
+    for frame in record["frames"]:
+        del frame["landmarks"]
+    track_path.write_text(json.dumps(record))
+    crop = track_path.parent / record["frames"][0]["file"]
+    stamp = crop.stat().st_mtime_ns
+    prepare([synthetic_video], tmp_path, options=PrepareOptions(size=64, sample_fps=5))
+    again = json.loads(track_path.read_text())
+    assert np.allclose(again["frames"][0]["landmarks"], landmarks, atol=0.02)
+    assert crop.stat().st_mtime_ns == stamp
+
+
+def test_pairs_carry_landmarks_and_mirror_them_with_the_images(synthetic_tracks):
+    tracks = load_tracks(synthetic_tracks)
+    plain = TrackPairs(tracks, landmarks=True)
+    flipped = TrackPairs(tracks, landmarks=True, mirror=1.0)
+    torch.manual_seed(3)
+    sources, driving, source_landmarks, driving_landmarks = plain[5]
+    torch.manual_seed(3)
+    mirrored_sources, mirrored_driving, mirrored_source_landmarks, mirrored_driving_landmarks = flipped[5]
+    assert torch.equal(mirrored_driving, driving.flip(-1)) and torch.equal(mirrored_sources, sources.flip(-1))
+    assert torch.allclose(mirrored_driving_landmarks, mirror_landmarks(driving_landmarks))
+    assert torch.allclose(driving_landmarks, torch.from_numpy(track_landmarks(tracks[plain.index[5][0]])[plain.index[5][1]]))
+    assert source_landmarks.shape == (1, 68, 2)
