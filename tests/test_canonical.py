@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from x2face_edit.model import ModelConfig, X2Face
 from x2face_edit.model.data import TrackPairs, load_tracks, track_landmarks
@@ -144,3 +145,51 @@ def test_pairs_carry_landmarks_and_mirror_them_with_the_images(synthetic_tracks)
     assert torch.allclose(mirrored_driving_landmarks, mirror_landmarks(driving_landmarks))
     assert torch.allclose(driving_landmarks, torch.from_numpy(track_landmarks(tracks[plain.index[5][0]])[plain.index[5][1]]))
     assert source_landmarks.shape == (1, 68, 2)
+
+
+def _centroid(mask):
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+
+
+def _changed(a, b):
+    """Where two images differ in brightness (not colour, which H.264 subsamples)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    return np.abs(a.astype(float) @ luma - b.astype(float) @ luma) > 60
+
+
+def test_extracted_image_and_render_share_one_coordinate_convention(tmp_path):
+    """With warps that are exact inverses, a dot painted on the embedded face where a mark
+    of the source frame shows lands on that mark in the source frame's own render: the
+    512 px embedded face, the grids upsampled for it and for the frame agree to the sub-pixel."""
+    import cv2
+
+    from x2face_edit.extract import extract, save
+    from x2face_edit.render import render
+    from x2face_edit.synthetic import moving_face_frames
+    from x2face_edit.tracking import track_video
+    from x2face_edit.video import VideoWriter, iter_frames
+
+    plain = moving_face_frames(1)[0]
+    marked = cv2.circle(plain.copy(), (131, 147), 4, (255, 255, 255), -1)  # centre (131.5, 147.5) in continuous pixels
+    videos = {}
+    for name, frame in (("plain", plain), ("marked", marked)):
+        videos[name] = tmp_path / f"{name}.mp4"
+        with VideoWriter(videos[name], fps=25, width=frame.shape[1], height=frame.shape[0]) as writer:
+            for _ in range(3):
+                writer.write(frame)
+    matrix, shift = [[0.9, 0.05], [-0.05, 1.1]], [0.04, -0.03]
+    model = FixedWarps(affine_grid(matrix, shift), affine_grid(*inverse_affine(matrix, shift))).eval()
+    info = {"path": "fixed", "fingerprint": ""}
+    track = track_video(videos["plain"])
+    faces = {name: extract(model, info, video, track, frames=[1], size=512) for name, video in videos.items()}
+    mark = _centroid(_changed(faces["marked"].image, faces["plain"].image))
+    _, layer_path, _ = save(faces["plain"], tmp_path / "face.png")
+    layer = np.zeros((512, 512, 4), np.uint8)
+    cv2.circle(layer, tuple(int(v) for v in np.round(mark * 16 - 8)), 6 * 16, (255, 255, 255, 255), -1, lineType=cv2.LINE_AA, shift=4)
+    Image.fromarray(layer).save(layer_path)
+    render(model, info, faces["plain"].sidecar, layer_path, videos["plain"], tmp_path / "out.mp4", lock="none")
+    original = [f.rgb for f in iter_frames(videos["plain"])][1]
+    rendered = [f.rgb for f in iter_frames(tmp_path / "out.mp4")][1]
+    landed = _centroid(_changed(rendered, original))
+    assert np.linalg.norm(landed - [131.5, 147.5]) < 0.5, landed

@@ -106,10 +106,13 @@ def to_crop_grid(points: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
 
 
 def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
-    """The 2x3 affine map from frame pixels to a ``size`` x ``size`` crop of ``box``."""
+    """The 2x3 affine map from frame pixels to a ``size`` x ``size`` crop of ``box``, in
+    OpenCV's pixel indices (a pixel's centre at its index). Boxes are continuous (a
+    pixel's centre at index + 0.5), as in ``to_crop_grid`` and ``render.composite``, so
+    crops of one box at any size show the same content at the same grid coordinates."""
     x0, y0, x1, y1 = box
     sx, sy = size / (x1 - x0), size / (y1 - y0)
-    return np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
+    return np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5]])
 
 
 def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:

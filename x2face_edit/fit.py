@@ -1,8 +1,10 @@
 """Adapting a model to one video: the paper's stage-I objective on that video's own face.
 
-The video's face track becomes a one-track training set (the same crops ``prepare``
-writes), and the trainer fine-tunes the starting model on (source, driving) pairs from it
-for a step or time budget. A model that has seen this face places paint more precisely.
+The video's face track becomes a one-track training set (the same crops and landmarks
+``prepare`` writes), and the trainer fine-tunes the starting model on (source, driving)
+pairs from it for a step or time budget, with the round-trip loss and, for a model with a
+landmark template, the landmark correspondence losses. A model that has seen this face
+places paint more precisely.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def fit(
             tracks=str(tracks), out_dir=str(Path(scratch) / "run"), init=str(model_path), max_steps=max_steps,
             max_seconds=max_seconds, target_loss=target_loss, batch_size=batch_size, optimizer="adam", lr=lr, seed=seed, device=device,
             val_every=max_steps, checkpoint_every=max_steps, num_workers=0, progress=progress, driving_only=driving_only,
+            # One video's mean landmarks would be a poor template: only a model that has one uses the landmarks.
+            landmark_weight=1.0 if model.config.landmark_template is not None else 0.0,
         ))
         fitted, payload = load_checkpoint(checkpoint)
     # Without the optimizer's state: the result is for extract and render, not for resuming.
