@@ -11,7 +11,6 @@ given.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,7 @@ def main() -> None:
     layer.save(painted)
 
     out = args.out / "painted.mp4"
-    report = render(model, model_info, json.loads((args.out / "face.json").read_text()), painted, video, out,
+    report = render(model, model_info, extracting.read_sidecar(args.out / "face.json"), painted, video, out,
                     force=True, track=track)
     print(f"rendered {report.frames} frames with the star: {out}")
 

@@ -212,7 +212,7 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
     with _frame_progress("tracking") as progress:
         task = progress.add_task("tracking", total=None)
         track = track_video(video, face=face, on_frame=lambda i: progress.update(task, completed=i + 1))
-    embedded = extracting.extract(model, model_info, video, track, sources=sources, frames=chosen, size=size)
+    embedded = extracting.extract(model, model_info, video, track, sources=sources, frames=chosen, size=size, face=face)
     written = extracting.save(embedded, out, force=force)
     click.echo(f"frames {', '.join(map(str, embedded.sidecar['frames']))} -> {', '.join(str(p) for p in written)}")
 
@@ -235,24 +235,32 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
                    "and so the paint, stays as it is); the adapted model is saved as OUT.model.pt.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
 @device_option
-@face_option
+@click.option("--face", type=int, default=None, help="Which face of --drive: 0 is the most prominent (default: the one extract used).")
 @force_option
 @inference_options
 def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, lock: str, fit_seconds: float | None,
-           seed: int, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
+           seed: int, model_path: Path | None, device: str, face: int | None, force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video."""
     from .extract import read_sidecar
     from .outputs import check_output
     from .render import render as run_render
 
-    check_output(out, force=force)
+    if not edited.is_file():
+        raise X2FaceError(f"no such file: {edited}")
     if sidecar is None:
         # face.edit.png and face.png both belong to face.json.
         sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit") + ".json")
     face_sidecar = read_sidecar(sidecar)
+    check_output(out, force=force, inputs=(drive, edited, sidecar, Path(face_sidecar["video"])))
+    face = face_sidecar.get("face", 0) if face is None else face
     model_path = model_path or Path(face_sidecar["model"]["path"])
     if fit_seconds:
+        from .extract import rebuild
         from .fit import fit as run_fit
+        from .render import paint_layer, require_paint
+
+        if mode == "edit":  # a layer without paint is refused before minutes of fitting, not after
+            require_paint(paint_layer(edited, rebuild(_load(model_path, device)[0], face_sidecar)), edited)
 
         fitted = out.with_suffix(".model.pt")
         check_output(fitted, force=force)

@@ -9,6 +9,7 @@ editor) and ``face.json`` (the sidecar: video, frames, crop boxes and model, fro
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +125,11 @@ def extract(
     sources: int = 3,
     frames: list[int] | None = None,
     size: int = 512,
+    face: int = 0,
 ) -> EmbeddedFace:
     """The embedded face of ``video`` from ``sources`` automatically chosen frames, or
-    from the given ``frames``. ``model_info`` (path, fingerprint) goes into the sidecar."""
+    from the given ``frames``. ``model_info`` (path, fingerprint) and ``face`` (which face
+    ``track`` follows) go into the sidecar."""
     video = Path(video).resolve()
     if frames is None:
         frames = choose_source_frames(model, video, track, sources)
@@ -141,6 +144,7 @@ def extract(
     sidecar = {
         "format": SIDECAR_FORMAT,
         "video": str(video),
+        "face": face,
         "frames": list(frames),
         "crop_boxes": [[round(float(v), 3) for v in b] for b in boxes],
         "size": size,
@@ -178,8 +182,11 @@ def save(face: EmbeddedFace, face_png: str | Path, *, force: bool = False) -> tu
         Image.fromarray(face.image).save(partial, format="PNG")
     with atomic_output(layer_path, force=force) as partial:
         Image.new("RGBA", face.image.shape[1::-1], (0, 0, 0, 0)).save(partial, format="PNG")
+    # The video is recorded relative to the sidecar too, so a project folder can move as a whole.
+    video = Path(face.sidecar["video"])
+    relative = os.path.relpath(video, sidecar_path.resolve().parent)
     with atomic_output(sidecar_path, force=force) as partial:
-        partial.write_text(json.dumps(face.sidecar, indent=1))
+        partial.write_text(json.dumps({**face.sidecar, "video": relative, "video_absolute": str(video)}, indent=1))
     return paths
 
 
@@ -193,4 +200,9 @@ def read_sidecar(path: str | Path) -> dict:
         raise X2FaceError(f"{path} is not a sidecar written by 'extract' (not JSON)") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         raise X2FaceError(f"{path} is not a sidecar written by 'extract'")
+    beside = path.resolve().parent / sidecar["video"]
+    if beside.is_file() or "video_absolute" not in sidecar:
+        sidecar["video"] = str(beside)  # an absolute path stays as it is
+    else:
+        sidecar["video"] = sidecar["video_absolute"]
     return sidecar

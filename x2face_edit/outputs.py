@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import X2FaceError
 
 
-def check_output(path: str | Path, *, force: bool) -> Path:
-    """Fail early, before any work, if ``path`` cannot or may not be written."""
+def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = ()) -> Path:
+    """Fail early, before any work, if ``path`` cannot or may not be written; never, even
+    with ``force``, when it is one of the ``inputs`` the work reads."""
     path = Path(path)
     if not path.parent.is_dir():
         raise X2FaceError(f"output folder does not exist: {path.parent}")
+    for source in inputs:
+        if Path(source).exists() and path.exists() and os.path.samefile(source, path):
+            raise X2FaceError(f"{path} is also an input: write the output elsewhere")
     if path.exists() and not force:
         raise X2FaceError(f"{path} exists (pass --force to overwrite it)")
     return path

@@ -92,7 +92,7 @@ def reenact(
     into the source frame. Where the driving face is lost the last result is held. The
     driving video's sound is kept. ``options`` say how the network runs.
     """
-    check_output(out, force=force)
+    check_output(out, force=force, inputs=(drive,))
     total = probe(drive).frame_count
     track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     device = next(model.parameters()).device

@@ -37,6 +37,8 @@ from .video import Frame, VideoWriter, iter_frames, probe
 MODES = ("edit", "generate")
 # Colour differences (0-255) below LOW are unpainted (editor round-off); above HIGH, fully painted.
 PAINT_LOW, PAINT_HIGH = 3.0, 15.0
+# An image at least this transparent (fraction of fully transparent pixels) is a paint layer.
+LAYER_TRANSPARENT = 0.25
 # Frames over which the paint fades out before the face is lost and in after it returns.
 FADE_FRAMES = 6
 
@@ -50,8 +52,10 @@ class RenderReport:
 def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
     """The paint as a premultiplied RGBA (4, S, S) tensor in [0, 1].
 
-    An image with transparency is a layer: its alpha says where the paint is. An opaque
-    image is a painted copy of the embedded face: the paint is where it differs from it.
+    An image that is transparent over much of its area (``LAYER_TRANSPARENT``) is a layer:
+    its alpha says where the paint is. Anything else (an opaque image, or a painted copy
+    of the embedded face with a few erased pixels) is a painted copy: the paint is where
+    its colours differ from the embedded face.
     """
     edited = Path(edited)
     if not edited.is_file():
@@ -67,13 +71,19 @@ def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
             f"{original.shape[1]}x{original.shape[0]}: paint on the image 'extract' wrote, without resizing it"
         )
     rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
-    if rgba[..., 3].min() < 255:
+    if np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT:
         alpha = rgba[..., 3] / 255
     else:
         difference = np.abs(rgba[..., :3] - original.astype(np.float32)).max(axis=2)
         alpha = np.clip((difference - PAINT_LOW) / (PAINT_HIGH - PAINT_LOW), 0, 1)
     colour = rgba[..., :3] / 255 * alpha[..., None]
     return torch.from_numpy(np.concatenate([colour, alpha[..., None]], axis=2)).permute(2, 0, 1).contiguous()
+
+
+def require_paint(layer: torch.Tensor, edited: str | Path) -> None:
+    """Refuse a paint layer with no paint: rendering it would only re-encode the video."""
+    if not layer[3].any():
+        raise X2FaceError(f"no paint in {Path(edited).name}: paint on it (or on a copy of the embedded face) first")
 
 
 def opaque_layer(image: np.ndarray, feather: float = 0.06) -> torch.Tensor:
@@ -230,11 +240,13 @@ def render(
             f"({model_info.get('path')}): their embedding networks differ, so the paint would land elsewhere; "
             "pass that --model, or extract again"
         )
-    check_output(out, force=force)
+    check_output(out, force=force, inputs=(drive, edited, sidecar["video"]))
     total = track.info.frame_count if track is not None else probe(drive).frame_count
     sources, boxes = source_frames(sidecar)
     original = embed_frames(model, sources, boxes, sidecar["size"])
     layer = paint_layer(edited, original)
+    if mode == "edit":
+        require_paint(layer, edited)
     landmark_lock = LandmarkLock(embedded_landmarks(model, sources, boxes)) if lock == "landmarks" else None
     if mode == "generate":
         painted = (layer[:3] + to_tensor([original])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
