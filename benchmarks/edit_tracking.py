@@ -35,7 +35,7 @@ from scipy.spatial import Delaunay
 
 from x2face_edit.evaluate import landing_positions
 from x2face_edit.extract import embedded_landmarks, extract, locate_in_embedded_face, source_frames, to_tensor
-from x2face_edit.faces import LandmarkDetector, crop, to_crop_grid
+from x2face_edit.faces import FaceDetector, LandmarkDetector, crop, to_crop_grid
 from x2face_edit.lock import LandmarkLock
 from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
@@ -127,11 +127,13 @@ def optical_flow_baseline(greys: list[np.ndarray], reference: int, points: np.nd
     return out
 
 
-def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[str]) -> tuple[dict, int, float]:
+def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[str]) -> tuple[dict, int, float, bool]:
     """Per lock mode, where each dot lands in every frame (frame pixels, NaN where the face
-    is not tracked); the reference (first source) frame; and the model's mean round trip
-    over the tracked frames in percent of dlib's eye distance."""
+    is not tracked); the reference (first source) frame; the model's mean round trip over
+    the tracked frames in percent of dlib's eye distance; and whether dlib finds a face in
+    the embedded face (it does not in a ghosted one)."""
     face = extract(model, {"path": "benchmark", "fingerprint": ""}, clip, track)
+    face_found = len(FaceDetector().detect(face.image)) > 0
     frames, boxes = source_frames(face.sidecar)
     seen = [i for i, index in enumerate(face.sidecar["frames"]) if not np.isnan(judged[index]).any()]
     if not seen:
@@ -143,7 +145,7 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
     for mode in lock_modes:
         lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
         paths[mode] = landing_positions(model, clip, track, dots, lock)
-    return paths, face.sidecar["frames"][0], round_trip_percent(model, clip, track)
+    return paths, face.sidecar["frames"][0], round_trip_percent(model, clip, track), face_found
 
 
 def round_trip_percent(model, clip: Path, track, every: int = 3) -> float:
@@ -195,9 +197,10 @@ def main() -> None:
         clip_rows = []
         for model_path in models:
             model = load_model(model_path)
-            paths, reference, trip = paint_paths(model, clip, track, judge["judged"], locks)
+            paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks)
+            print(f"{clip.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
-                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "round_trip": trip,
+                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "round_trip": trip, "embedded_face_found": face_found,
                                   **scores(path, judge["judged"], judge["iod"])})
         start = judge["judged"][reference]
         baselines = {

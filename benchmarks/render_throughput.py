@@ -1,13 +1,14 @@
 """Frames per second of each stage of `render`, and of the whole, on synthetic videos.
 
     python benchmarks/render_throughput.py [--sizes 640x360,1280x720] [--models 256:64,128:32]
-                                           [--frames 150] [--device cpu|cuda]
+                                           [--frames 150] [--device cpu|cuda] [--lock landmarks|none]
 
 For each video size and model (random weights: speed does not depend on them) it times,
 each alone: decoding, face tracking, the driving network on the face crops (batches of
-8: the "network-only" throughput), compositing the warped paint, and encoding; then the
-whole `render` (tracking pass included) in a fresh process, whose peak resident memory it
-also reports. ``ratio`` is whole render / network-only.
+8: the "network-only" throughput), the landmark lock (dlib's 68 landmarks and the
+thin-plate correction of each grid), compositing the warped paint, and encoding; then the
+whole `render` (tracking pass included, with ``--lock``) in a fresh process, whose peak
+resident memory it also reports. ``ratio`` is whole render / network-only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from PIL import Image, ImageDraw
 
 from x2face_edit import extract as extracting
 from x2face_edit.extract import to_tensor
-from x2face_edit.faces import crop
+from x2face_edit.faces import LandmarkDetector, crop, to_crop_grid
+from x2face_edit.lock import LandmarkLock, thin_plate_field
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
 from x2face_edit.model.checkpoint import file_fingerprint, load_model
 from x2face_edit.model.inference import GridPredictor, InferenceOptions
@@ -59,12 +61,13 @@ def make_inputs(scratch: Path, width: int, height: int, frames: int, config: Mod
 
 
 def whole_render(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, out: Path, options: InferenceOptions,
-                 overlap: bool, result: multiprocessing.Queue) -> None:
+                 overlap: bool, lock: str, result: multiprocessing.Queue) -> None:
     """In a fresh process: seconds for the whole render and the process's peak memory."""
     model = load_model(checkpoint, device=options.device)
     model_info = {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)}
     sidecar = extracting.read_sidecar(sidecar_json)
-    seconds = timed(lambda: render(model, model_info, sidecar, layer_png, video, out, force=True, options=options, overlap=overlap))
+    seconds = timed(lambda: render(model, model_info, sidecar, layer_png, video, out, force=True, options=options, overlap=overlap,
+                                           lock=lock))
     result.put((seconds, peak_memory_mb()))
 
 
@@ -80,7 +83,7 @@ def peak_memory_mb() -> float:
 
 
 def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, options: InferenceOptions, overlap: bool,
-            scratch: Path) -> dict:
+            lock: str, scratch: Path) -> dict:
     model = load_model(checkpoint, device=options.device)
     sidecar = extracting.read_sidecar(sidecar_json)
     decoded = [frame.rgb for frame in iter_frames(video)]
@@ -95,6 +98,16 @@ def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, 
     grids: list[torch.Tensor] = []
     row["network"] = count / timed(lambda: grids.extend(
         g for start in range(0, count, options.batch) for g in predictor(crops[start : start + options.batch])))
+    detector = LandmarkDetector()
+
+    def lock_stage() -> None:
+        # A random model's warp is far from dlib's landmarks, so the lock would reject it: the
+        # correction is computed regardless, to time what a real model costs.
+        for i, (frame, grid) in enumerate(zip(decoded, grids)):
+            points = torch.from_numpy(to_crop_grid(detector(frame, track.face_boxes[i]), track.crop_box(i)))
+            LandmarkLock.apply(grid, thin_plate_field(points, torch.zeros_like(points)))
+
+    row["lock"] = count / timed(lock_stage)
     layer = paint_layer(layer_png, extracting.rebuild(model, sidecar))
     copies = [f.copy() for f in decoded]
     row["composite"] = count / timed(lambda: [composite(f, track.crop_box(i), g, layer) for i, (f, g) in enumerate(zip(copies, grids))])
@@ -108,7 +121,7 @@ def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, 
     row["encode"] = count / timed(encode)
     spawn = multiprocessing.get_context("spawn")
     result = spawn.Queue()
-    child = spawn.Process(target=whole_render, args=(video, checkpoint, layer_png, sidecar_json, scratch / "rendered.mp4", options, overlap, result))
+    child = spawn.Process(target=whole_render, args=(video, checkpoint, layer_png, sidecar_json, scratch / "rendered.mp4", options, overlap, lock, result))
     child.start()
     seconds, peak_mb = result.get()
     child.join()
@@ -127,14 +140,15 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the driving network")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lock", default="landmarks", choices=["landmarks", "none"], help="render's --lock")
     parser.add_argument("--no-overlap", dest="overlap", action="store_false",
                         help="render's stages one after another (the simple path)")
     args = parser.parse_args()
     options = InferenceOptions(device=args.device, precision=args.precision, compile=args.compile, batch=args.batch)
     print(f"device {args.device}, precision {options.resolved_precision(torch.device(args.device))}, "
-          f"compile {args.compile}, overlap {args.overlap}, threads {torch.get_num_threads()}, "
+          f"compile {args.compile}, overlap {args.overlap}, lock {args.lock}, threads {torch.get_num_threads()}, "
           f"{args.frames} frames, batch {args.batch}; frames/s")
-    columns = ["decode", "track", "network", "composite", "encode", "render", "ratio", "peak MB"]
+    columns = ["decode", "track", "network", "lock", "composite", "encode", "render", "ratio", "peak MB"]
     print(f"{'video':<10}{'model':<9}" + "".join(f"{c:>11}" for c in columns))
     with tempfile.TemporaryDirectory(prefix="x2face-bench-") as scratch:
         for size in args.sizes.split(","):
@@ -142,7 +156,7 @@ def main() -> None:
             for pair in args.models.split(","):
                 resolution, channels = (int(v) for v in pair.split(":"))
                 inputs = make_inputs(Path(scratch), width, height, args.frames, ModelConfig(resolution, channels))
-                row = measure(*inputs, options, args.overlap, Path(scratch))
+                row = measure(*inputs, options, args.overlap, args.lock, Path(scratch))
                 print(f"{size:<10}{f'{resolution}/w{channels}':<9}" + "".join(
                     f"{row[c]:>11.2f}" if c == "ratio" else f"{row[c]:>11.0f}" if c == "peak MB" else f"{row[c]:>11.1f}"
                     for c in columns), flush=True)

@@ -193,3 +193,28 @@ def test_extracted_image_and_render_share_one_coordinate_convention(tmp_path):
     rendered = [f.rgb for f in iter_frames(tmp_path / "out.mp4")][1]
     landed = _centroid(_changed(rendered, original))
     assert np.linalg.norm(landed - [131.5, 147.5]) < 0.5, landed
+
+
+def test_landmark_losses_lower_the_landmark_transfer_error_on_real_tracks(tmp_path, shared_clips):
+    """The same short training with and without the correspondence losses: with them, the
+    driving grid carries each frame's landmarks much closer to the template."""
+    from x2face_edit.model import load_checkpoint
+    from x2face_edit.model.train import TrainConfig, train
+
+    tracks_dir = tmp_path / "tracks"
+    prepare([shared_clips / "lipnet_bbaf2n.mpg", shared_clips / "pcavs_Input_00098.mp4"], tracks_dir,
+            options=PrepareOptions(size=64, sample_fps=5))
+    tracks = load_tracks(tracks_dir)
+    landmarks = torch.from_numpy(np.concatenate([track_landmarks(t) for t in tracks]))
+    template = torch.from_numpy(symmetric_template(landmarks.numpy()))
+    frames = torch.cat([torch.stack([TrackPairs([t], size=SIZE)._frame(t, i) for i in range(len(t.frames))]) for t in tracks])
+    errors = {}
+    for weight in (0.0, 1.0):
+        checkpoint = train(TrainConfig(tracks=str(tracks_dir), out_dir=str(tmp_path / f"run{weight}"), resolution=SIZE, width=8,
+                                       batch_size=8, num_workers=0, progress=False, max_steps=60, optimizer="adam", lr=1e-3,
+                                       landmark_weight=weight, cycle_weight=0.0, mirror=0.0, val_every=1000))
+        model, _ = load_checkpoint(checkpoint)
+        with torch.no_grad():
+            carried = sample_at(model.decode(model.driving_vector(frames)), landmarks)
+        errors[weight] = (carried - template).norm(dim=-1).mean().item()
+    assert errors[1.0] < 0.6 * errors[0.0], errors
