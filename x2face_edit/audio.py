@@ -19,7 +19,7 @@ import torch
 from .errors import X2FaceError
 from .model import X2Face
 from .model.modalities import AudioMap, PoseMaps
-from .outputs import check_output
+from .outputs import check_video_output
 from .reenact import SourceFace, generate_video
 from .video import probe
 
@@ -102,7 +102,7 @@ def drive_by_audio(model: X2Face, audio_map: AudioMap, pose_maps: PoseMaps, sour
     """Write the source face speaking ``speech`` (section 4.2), the speech as its sound;
     return the number of frames. The pose change the audio implies is taken out, so the
     sound moves the mouth rather than the head."""
-    check_output(out, force=force)
+    check_video_output(out, force=force)
     samples = load_audio(speech)
     frames = max(1, math.ceil(len(samples) / SAMPLE_RATE * fps))
     features = torch.from_numpy(frame_features(samples, np.arange(frames) / fps))

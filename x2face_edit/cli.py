@@ -7,6 +7,8 @@ dlib are not installed (a GPU machine that only has the training dependencies).
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from pathlib import Path
 
 import click
@@ -24,10 +26,17 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    # SIGTERM (a job scheduler, `kill`) unwinds like Ctrl-C, so partial outputs are removed.
+    raise SystemExit(128 + signum)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="x2face-edit")
 def main() -> None:
     """Edit faces in video with X2Face (Wiles, Koepke, Zisserman, ECCV 2018)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_terminate)
 
 
 @main.command()
@@ -176,7 +185,7 @@ def inference_options(command):
               help="The embedded face PNG; FACE.edit.png and FACE.json are written beside it.")
 @click.option("--sources", default=3, show_default=True, help="Source frames averaged, chosen to cover different poses.")
 @click.option("--frames", help="Comma-separated frame numbers to use as sources instead.")
-@click.option("--size", default=512, show_default=True, help="Side of the embedded face in pixels.")
+@click.option("--size", default=512, show_default=True, type=click.IntRange(min=32), help="Side of the embedded face in pixels.")
 @click.option("--fit", "fit_seconds", type=float, default=None,
               help="First adapt the model to VIDEO for this many seconds (see 'fit'); saved as FACE.model.pt.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
@@ -242,7 +251,7 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
            seed: int, model_path: Path | None, device: str, face: int | None, force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video."""
     from .extract import read_sidecar
-    from .outputs import check_output
+    from .outputs import check_output, check_video_output
     from .render import render as run_render
 
     if not edited.is_file():
@@ -251,7 +260,7 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
         # face.edit.png and face.png both belong to face.json.
         sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit") + ".json")
     face_sidecar = read_sidecar(sidecar)
-    check_output(out, force=force, inputs=(drive, edited, sidecar, Path(face_sidecar["video"])))
+    check_video_output(out, force=force, inputs=(drive, edited, sidecar, Path(face_sidecar["video"])))
     face = face_sidecar.get("face", 0) if face is None else face
     model_path = model_path or Path(face_sidecar["model"]["path"])
     if fit_seconds:
@@ -367,13 +376,13 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
             paste_back: bool, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
     """Give the face in SOURCES (a video, or one or more images) the pose and expression
     of the face in DRIVE, frame by frame."""
-    from .outputs import check_output
+    from .outputs import check_video_output
     from .reenact import reenact as run_reenact
     from .reenact import source_face
 
     if side_by_side and paste_back:
         raise X2FaceError("choose one of --side-by-side and --paste-back")
-    check_output(out, force=force)
+    check_video_output(out, force=force, inputs=(drive, *sources))
     model, _ = _load(model_path, device)
     source = source_face(model, list(sources), count=count, size=size, face=face)
     with _frame_progress("reenacting") as progress:
@@ -452,12 +461,12 @@ def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
 def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pose_maps, model_path, device, face, force) -> None:
     """Turn the face in SOURCES to commanded head poses (paper section 4.1, equation 1)."""
     from .model import modalities
-    from .outputs import atomic_output, check_output
+    from .outputs import atomic_output, check_output, check_video_output
     from .pose import drive_by_pose, parse_angle_range
 
     ranges = {name: parse_angle_range(text, name) if text else None for name, text in (("yaw", yaw), ("pitch", pitch), ("roll", roll))}
     csv_path = csv_path or out.with_suffix(".csv")
-    check_output(out, force=force)
+    check_video_output(out, force=force, inputs=sources)
     check_output(csv_path, force=force)
     model, info = _load(model_path, device)
     maps, _ = modalities.load_map(pose_maps or modalities.maps_path(info["path"], "pose"), kind=modalities.POSE_FORMAT,
@@ -488,9 +497,9 @@ def audio(sources, speech, out, fps, count, size, audio_map, pose_maps, model_pa
     """Make the face in SOURCES speak SPEECH (a sound file or a video with sound; paper section 4.2)."""
     from .audio import drive_by_audio, load_audio
     from .model import modalities
-    from .outputs import check_output
+    from .outputs import check_video_output
 
-    check_output(out, force=force)
+    check_video_output(out, force=force, inputs=(speech, *sources))
     load_audio(speech)  # a speech file without a readable sound track fails here, before any work
     model, info = _load(model_path, device)
     maps = {}

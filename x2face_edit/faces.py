@@ -20,10 +20,14 @@ from .errors import X2FaceError
 VOXCELEB_SCALE = 1.6
 
 
+# dlib's HOG detector misses faces smaller than about this many pixels across.
+SMALLEST_FACE = 80
+
+
 class FaceDetector:
     """dlib's HOG face detector, run on a frame resized for speed.
 
-    HOG finds faces down to about 80 pixels; ``max_side`` bounds the longer side of the
+    HOG finds faces down to about ``SMALLEST_FACE`` pixels; ``max_side`` bounds the longer side of the
     frame it searches, trading the smallest findable face for speed. Frames smaller than
     ``min_side`` are usually tight face crops (VoxCeleb-style clips): their faces touch
     the border, where HOG's window does not fit, so they are padded and enlarged first.
@@ -55,9 +59,9 @@ class FaceFollower:
     between each box moved by dlib's 5-point landmarks (about 1 ms a face instead of tens
     of milliseconds for a detection)."""
 
-    def __init__(self, detect_every: int = 1) -> None:
+    def __init__(self, detect_every: int = 1, max_side: int = 640) -> None:
         self.detect_every = max(1, detect_every)
-        self.detector = FaceDetector()
+        self.detector = FaceDetector(max_side=max_side)
         self._landmarks = LandmarkDetector(points=5) if detect_every > 1 else None
         self._frames_seen = 0
         self._boxes = np.zeros((0, 4))

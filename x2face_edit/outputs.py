@@ -16,12 +16,26 @@ def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] 
     path = Path(path)
     if not path.parent.is_dir():
         raise X2FaceError(f"output folder does not exist: {path.parent}")
+    if not os.access(path.parent, os.W_OK):
+        raise X2FaceError(f"output folder is not writable: {path.parent}")
     for source in inputs:
         if Path(source).exists() and path.exists() and os.path.samefile(source, path):
             raise X2FaceError(f"{path} is also an input: write the output elsewhere")
     if path.exists() and not force:
         raise X2FaceError(f"{path} exists (pass --force to overwrite it)")
     return path
+
+
+# Containers that hold the H.264 video and the audio that VideoWriter writes.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
+
+
+def check_video_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = ()) -> Path:
+    """``check_output`` for a video, whose extension must name a container for H.264."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise X2FaceError(f"{path.name}: write the video as {', '.join(VIDEO_SUFFIXES)} (H.264 with the input's sound)")
+    return check_output(path, force=force, inputs=inputs)
 
 
 @contextmanager

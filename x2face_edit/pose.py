@@ -20,7 +20,7 @@ from .errors import X2FaceError
 from .faces import FaceDetector, LandmarkDetector
 from .model import X2Face
 from .model.modalities import PoseMaps
-from .outputs import check_output
+from .outputs import check_video_output
 from .reenact import SourceFace, generate_video
 
 # dlib indices and a generic face in millimetres, camera axes (x right, y down, z away).
@@ -97,7 +97,7 @@ def drive_by_pose(model: X2Face, maps: PoseMaps, source: SourceFace, ranges: dic
                   out: str | Path, *, frames: int = 50, fps: float = 25, size: int = 256, force: bool = False) -> np.ndarray:
     """Write the source face turned through the given pose ranges (equation 1); return the
     (frames, 6) table of commanded poses and the poses f_v->p reads from the new vectors."""
-    check_output(out, force=force)
+    check_video_output(out, force=force)
     vector = source.driving_vector(model)
     start = maps.vector_to_pose(vector)[0].numpy()
     targets = torch.from_numpy(pose_sequence(start, ranges, frames))

@@ -16,7 +16,7 @@ from .faces import FaceDetector, crop, voxceleb_box
 from .model import X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import resize_grid, sample
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_video_output
 from .render import RenderReport, composite, opaque_layer, write_driven
 from .tracking import track_video
 from .video import VideoWriter, frames_at, probe
@@ -92,7 +92,7 @@ def reenact(
     into the source frame. Where the driving face is lost the last result is held. The
     driving video's sound is kept. ``options`` say how the network runs.
     """
-    check_output(out, force=force, inputs=(drive,))
+    check_video_output(out, force=force, inputs=(drive,))
     total = probe(drive).frame_count
     track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     device = next(model.parameters()).device

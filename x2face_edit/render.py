@@ -29,7 +29,7 @@ from .lock import LOCK_MODES, LandmarkLock, locked_grids
 from .model import X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import sample
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_video_output
 from .pipeline import InOrderWorker, read_ahead
 from .tracking import VideoTrack, track_video
 from .video import Frame, VideoWriter, iter_frames, probe
@@ -240,7 +240,7 @@ def render(
             f"({model_info.get('path')}): their embedding networks differ, so the paint would land elsewhere; "
             "pass that --model, or extract again"
         )
-    check_output(out, force=force, inputs=(drive, edited, sidecar["video"]))
+    check_video_output(out, force=force, inputs=(drive, edited, sidecar["video"]))
     total = track.info.frame_count if track is not None else probe(drive).frame_count
     sources, boxes = source_frames(sidecar)
     original = embed_frames(model, sources, boxes, sidecar["size"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import X2FaceError
-from .faces import FaceFollower, follow_face, voxceleb_box
+from .faces import SMALLEST_FACE, FaceFollower, follow_face, voxceleb_box
 from .pipeline import read_ahead
 from .video import VideoInfo, iter_frames, probe
 
@@ -24,6 +24,9 @@ DETECT_EVERY = 5
 # ones are lost frames, where nothing is painted.
 REJOIN_SECONDS = 10.0
 FILL_SECONDS = 0.2
+# Faces smaller than this in the copy searched are near the detector's limit and missed in
+# some frames: the search moves to a larger copy.
+COMFORTABLE_FACE = 1.5 * SMALLEST_FACE
 
 
 @dataclass(frozen=True)
@@ -67,21 +70,36 @@ def track_video(
 
     Faces are detected every ``detect_every`` frames and followed by their landmarks in
     between; where no face is followed, every frame is searched until one returns.
-    Raises ``X2FaceError`` if no face is found at all.
+    Raises ``X2FaceError`` if no face is found at all, even at full resolution.
     """
     info = probe(path)
-    follower = FaceFollower(detect_every)
-    detections = []
-    with closing(read_ahead(iter_frames(path))) as frames:
-        for frame in frames:
-            detections.append(follower(frame.rgb))
-            if on_frame:
-                on_frame(frame.index)
     fps = float(info.fps)
-    boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)),
-                        max_fill=max(2, round(FILL_SECONDS * fps)), smoothing=smoothing)
-    track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes)
-    if not track.found.any():
-        which = "no face" if face == 0 else f"no face number {face} (counting from 0)"
-        raise X2FaceError(f"{which} found in {path}")
-    return track
+    longest = max(info.width, info.height)
+    # Faces are searched for on a copy at most 640 pixels wide. Where the faces found there
+    # are near the detector's limit (a small face in a wide shot, found in some frames and
+    # missed in others) or none is found, the video is searched again at the resolution
+    # that shows them comfortably large, up to full resolution.
+    max_side = 640
+    while True:
+        follower = FaceFollower(detect_every, max_side=max_side)
+        detections = []
+        with closing(read_ahead(iter_frames(path))) as frames:
+            for frame in frames:
+                detections.append(follower(frame.rgb))
+                if on_frame:
+                    on_frame(frame.index)
+        boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)),
+                            max_fill=max(2, round(FILL_SECONDS * fps)), smoothing=smoothing)
+        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes)
+        searched_scale = min(1.0, max_side / longest)
+        sides = (boxes[track.found, 2] - boxes[track.found, 0]) * searched_scale
+        wanted = longest if not len(sides) else math.ceil(max_side * COMFORTABLE_FACE / float(np.median(sides)))
+        if len(sides) and np.median(sides) >= COMFORTABLE_FACE or max_side >= longest or wanted <= max_side:
+            break
+        max_side = min(longest, wanted)
+    if track.found.any():
+        return track
+    which = "no face" if face == 0 else f"no face number {face} (counting from 0)"
+    raise X2FaceError(f"{which} found in {path} (searched at full resolution; dlib misses faces smaller than about "
+                      f"{SMALLEST_FACE} pixels across)")
+

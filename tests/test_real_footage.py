@@ -1,0 +1,72 @@
+"""Footage as cameras make it and outputs that cannot go wrong: wide shots, bad output
+names, interrupted renders."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from x2face_edit.cli import main
+from x2face_edit.synthetic import moving_face_frames, write_moving_face_video
+from x2face_edit.tracking import track_video
+from x2face_edit.video import VideoWriter
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_a_small_face_in_a_wide_shot_is_found_at_full_resolution(tmp_path):
+    frames = moving_face_frames(100, width=1920, height=1080, face_size=240)[:12]  # slow motion
+    video = tmp_path / "wide.mp4"
+    with VideoWriter(video, fps=25, width=1920, height=1080) as writer:
+        for frame in frames:
+            writer.write(frame)
+    track = track_video(video)
+    assert track.found.all()
+    side = track.face_boxes[:, 2] - track.face_boxes[:, 0]
+    assert 80 < side.mean() < 160  # the face itself, which a 640-wide copy shows a third as large
+
+
+def test_no_face_names_the_smallest_findable_size(tmp_path):
+    video = tmp_path / "empty.mp4"
+    with VideoWriter(video, fps=25, width=160, height=120) as writer:
+        for i in range(5):
+            writer.write(np.full((120, 160, 3), 40 * i, np.uint8))
+    result = _run("extract", video, "-o", tmp_path / "face.png")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no face found" in result.output and "80 pixels" in result.output
+
+
+def test_outputs_a_video_cannot_be_written_as_are_refused_before_any_work(tmp_path):
+    video = write_moving_face_video(tmp_path / "v.mp4", count=10)
+    for name in ("out.webm", "out.gif", "out"):
+        result = _run("reenact", video, video, "-o", tmp_path / name)
+        assert result.exit_code == 1 and "write the video as" in result.output, result.output
+    result = _run("extract", video, "-o", tmp_path / "face.png", "--size", "0")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == [video]
+
+
+def test_sigterm_removes_the_partial_output(tmp_path):
+    video = write_moving_face_video(tmp_path / "v.mp4", count=150)
+    assert _run("extract", video, "-o", tmp_path / "face.png").exit_code == 0
+    layer = Image.open(tmp_path / "face.edit.png")
+    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
+    layer.save(tmp_path / "face.edit.png")
+    render = subprocess.Popen([sys.executable, "-m", "x2face_edit", "render", "--edited", str(tmp_path / "face.edit.png"),
+                               "--drive", str(video), "-o", str(tmp_path / "out.mp4")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    partial = tmp_path / ".out.partial.mp4"
+    deadline = time.monotonic() + 120
+    while not partial.exists() and render.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert partial.exists(), "the render never started writing"
+    render.send_signal(signal.SIGTERM)
+    _, errors = render.communicate(timeout=60)
+    assert render.returncode == 128 + signal.SIGTERM, errors
+    assert not partial.exists() and not (tmp_path / "out.mp4").exists()
+    assert b"Traceback" not in errors
