@@ -70,3 +70,35 @@ def test_sigterm_removes_the_partial_output(tmp_path):
     assert render.returncode == 128 + signal.SIGTERM, errors
     assert not partial.exists() and not (tmp_path / "out.mp4").exists()
     assert b"Traceback" not in errors
+
+
+def test_variable_frame_rate_keeps_every_frame_time(tmp_path):
+    from fractions import Fraction
+
+    import av
+
+    from x2face_edit.video import iter_frames
+
+    # 25 frames at 25 fps, then 15 frames 0.12 s apart: what a phone's `-vsync vfr` capture gives.
+    times = [i * 0.04 for i in range(25)] + [1.0 + 0.12 * j for j in range(15)]
+    frames = moving_face_frames(len(times))
+    video = tmp_path / "vfr.mp4"
+    with av.open(str(video), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for time_s, rgb in zip(times, frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = round(time_s * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert _run("extract", video, "-o", tmp_path / "face.png").exit_code == 0
+    layer = Image.open(tmp_path / "face.edit.png")
+    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
+    layer.save(tmp_path / "face.edit.png")
+    result = _run("render", "--edited", tmp_path / "face.edit.png", "--drive", video, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 0, result.output
+    before = np.array([f.time for f in iter_frames(video)])
+    after = np.array([f.time for f in iter_frames(tmp_path / "out.mp4")])
+    assert len(after) == len(before) == 40
+    assert np.abs((after - after[0]) - (before - before[0])).max() < 0.001

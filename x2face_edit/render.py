@@ -179,15 +179,16 @@ def write_driven(
     on_frame: Callable[[int], None] | None = None,
     lock: LandmarkLock | None = None,
 ) -> None:
-    """Write ``finish(index, frame, grid)`` for every frame of ``drive``, ``grid`` being
-    its tracked face's driving grid (None where the face is lost), corrected by ``lock``.
+    """Write ``finish(index, frame, grid)`` for every frame of ``drive`` at that frame's
+    time, ``grid`` being its tracked face's driving grid (None where the face is lost),
+    corrected by ``lock``.
 
     With ``overlap``, decoding, the network, and finishing with encoding run in three
     threads; without, one after another (the same output, more slowly).
     """
 
     def finish_and_write(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> None:
-        writer.write(finish(index, rgb, grid))
+        writer.write(finish(index, rgb, grid), track.times[index])
         if on_frame:
             on_frame(index)
 

@@ -31,10 +31,13 @@ COMFORTABLE_FACE = 1.5 * SMALLEST_FACE
 
 @dataclass(frozen=True)
 class VideoTrack:
-    """A video's facts and its followed face: ``face_boxes[i]`` is NaN where the face is lost."""
+    """A video's facts and its followed face: ``face_boxes[i]`` is NaN where the face is
+    lost; ``times[i]`` is frame i's presentation time in seconds (variable frame rates
+    keep theirs)."""
 
     info: VideoInfo
     face_boxes: np.ndarray  # (frames, 4)
+    times: np.ndarray  # (frames,)
 
     @property
     def found(self) -> np.ndarray:
@@ -82,15 +85,16 @@ def track_video(
     max_side = 640
     while True:
         follower = FaceFollower(detect_every, max_side=max_side)
-        detections = []
+        detections, times = [], []
         with closing(read_ahead(iter_frames(path))) as frames:
             for frame in frames:
                 detections.append(follower(frame.rgb))
+                times.append(frame.time)
                 if on_frame:
                     on_frame(frame.index)
         boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)),
                             max_fill=max(2, round(FILL_SECONDS * fps)), smoothing=smoothing)
-        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes)
+        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=np.array(times))
         searched_scale = min(1.0, max_side / longest)
         sides = (boxes[track.found, 2] - boxes[track.found, 0]) * searched_scale
         wanted = longest if not len(sides) else math.ceil(max_side * COMFORTABLE_FACE / float(np.median(sides)))

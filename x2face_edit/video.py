@@ -128,6 +128,8 @@ def frames_at(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
     return found
 
 
+# Output frame times are kept to the tick of MPEG's 90 kHz clock.
+TIME_BASE = Fraction(1, 90000)
 # Audio codecs the MP4/MOV muxers take as they are; others are re-encoded to AAC there.
 _MP4_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus", "flac"}
 
@@ -150,21 +152,32 @@ class VideoWriter:
         self.width, self.height = width - width % 2, height - height % 2
         self._fps = Fraction(fps).limit_denominator(1001)
         self._frames_written = 0
+        self._first_time: float | None = None
         self._container = av.open(str(path), mode="w")
         self._stream = self._container.add_stream("libx264", rate=self._fps)
+        # The encoder's clock too: at 1/fps, frames of a variable-rate video closer than the
+        # average interval would share a timestamp.
+        self._stream.time_base = self._stream.codec_context.time_base = TIME_BASE
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset}
         self._audio = _AudioCarrier(audio_from, self._container) if audio_from is not None else None
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        """Encode the next frame. ``time`` is its presentation time in seconds (the input
+        frame's, so a variable frame rate stays as it was, in step with the sound);
+        without, frames follow each other at the writer's fps."""
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
-        frame.pts = self._frames_written
-        frame.time_base = 1 / self._fps
+        if time is None:
+            time = self._frames_written / self._fps
+        if self._first_time is None:
+            self._first_time = time
+        frame.pts = round((time - self._first_time) / TIME_BASE)
+        frame.time_base = TIME_BASE
         self._container.mux(self._stream.encode(frame))
         self._frames_written += 1
         if self._audio is not None:
-            self._audio.copy_until(self._frames_written / self._fps)
+            self._audio.copy_until(time - self._first_time + 1 / self._fps)
 
     def close(self) -> None:
         self._container.mux(self._stream.encode())
