@@ -102,3 +102,35 @@ def test_variable_frame_rate_keeps_every_frame_time(tmp_path):
     after = np.array([f.time for f in iter_frames(tmp_path / "out.mp4")])
     assert len(after) == len(before) == 40
     assert np.abs((after - after[0]) - (before - before[0])).max() < 0.001
+
+
+def test_a_phone_video_stored_sideways_is_tracked_and_written_upright(tmp_path):
+    import av
+
+    from x2face_edit.video import iter_frames, probe
+
+    upright_frames = moving_face_frames(30)
+    video = tmp_path / "phone.mp4"
+    with av.open(str(video), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 240, 320, "yuv420p"  # stored sideways ...
+        stream.set_display_rotation(-90)  # ... and played turned a quarter clockwise, upright
+        for number, rgb in enumerate(upright_frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb, k=1)), format="rgb24")
+            frame.pts = number
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    info = probe(video)
+    assert (info.width, info.height, info.rotation) == (320, 240, 270)
+    first = next(iter_frames(video)).rgb
+    assert first.shape == (240, 320, 3) and np.abs(first.astype(int) - upright_frames[0]).mean() < 6
+    assert _run("extract", video, "-o", tmp_path / "face.png").exit_code == 0
+    layer = Image.open(tmp_path / "face.edit.png")
+    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
+    layer.save(tmp_path / "face.edit.png")
+    result = _run("render", "--edited", tmp_path / "face.edit.png", "--drive", video, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 0, result.output
+    out = probe(tmp_path / "out.mp4")
+    assert (out.width, out.height, out.rotation) == (320, 240, 0)  # upright pixels play upright everywhere
+    rendered = [f.rgb for f in iter_frames(tmp_path / "out.mp4")]
+    assert np.abs(rendered[0][:40, :40].astype(int) - upright_frames[0][:40, :40]).mean() < 6

@@ -27,6 +27,9 @@ class VideoInfo:
     frame_count: int
     duration: float
     audio_rate: int | None
+    # Counter-clockwise degrees the stored pixels turn to play upright (a phone's display
+    # matrix); width and height are the upright picture's, as frames are decoded upright.
+    rotation: int = 0
 
     @property
     def has_audio(self) -> bool:
@@ -75,15 +78,30 @@ def probe(path: str | Path) -> VideoInfo:
         else:
             duration = frame_count / float(fps)
         audio = container.streams.audio
-        return VideoInfo(
-            path=Path(path),
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=Fraction(fps),
-            frame_count=frame_count,
-            duration=duration,
-            audio_rate=audio[0].codec_context.sample_rate if audio else None,
-        )
+        audio_rate = audio[0].codec_context.sample_rate if audio else None
+        width, height = stream.codec_context.width, stream.codec_context.height
+    rotation = _rotation(path)
+    if rotation % 180:
+        width, height = height, width
+    return VideoInfo(path=Path(path), width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
+                     duration=duration, audio_rate=audio_rate, rotation=rotation)
+
+
+def _rotation(path: str | Path) -> int:
+    """The display rotation of a video's first frame, a multiple of 90 degrees."""
+    with open_video(path) as container:
+        try:
+            frame = next(container.decode(container.streams.video[0]), None)
+        except av.FFmpegError:
+            return 0
+        return round((frame.rotation if frame is not None else 0) / 90) * 90 % 360
+
+
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame's RGB pixels turned as its display matrix says they play."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
 def iter_frames(path: str | Path, *, sample_fps: float | None = None) -> Iterator[Frame]:
@@ -107,7 +125,7 @@ def iter_frames(path: str | Path, *, sample_fps: float | None = None) -> Iterato
                     if slot <= last_slot:
                         continue
                     last_slot = slot
-                yield Frame(index=index, time=time, rgb=frame.to_ndarray(format="rgb24"))
+                yield Frame(index=index, time=time, rgb=upright(frame))
         except av.FFmpegError as exc:
             raise X2FaceError(f"could not decode {path}: {exc}") from None
         if not decoded_any:
