@@ -367,13 +367,15 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
 @click.option("--size", default=256, show_default=True, help="Side of the generated face in pixels.")
 @click.option("--side-by-side", is_flag=True, help="Show the driving face left of the result.")
 @click.option("--paste-back", is_flag=True, help="Paste the result into the source frame instead of writing the face alone.")
+@click.option("--lock", type=click.Choice(["landmarks", "none"]), default="landmarks", show_default=True,
+              help="With --paste-back: make the pasted face's features follow the driving face's landmarks (none: the pure warp).")
 @model_option
 @device_option
 @face_option
 @force_option
 @inference_options
 def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size: int, side_by_side: bool,
-            paste_back: bool, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
+            paste_back: bool, lock: str, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
     """Give the face in SOURCES (a video, or one or more images) the pose and expression
     of the face in DRIVE, frame by frame."""
     from .outputs import check_video_output
@@ -387,7 +389,7 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
     source = source_face(model, list(sources), count=count, size=size, face=face)
     with _frame_progress("reenacting") as progress:
         task = progress.add_task("reenacting", total=None)
-        report = run_reenact(model, source, drive, out, size=size, side_by_side=side_by_side, paste_back=paste_back,
+        report = run_reenact(model, source, drive, out, size=size, side_by_side=side_by_side, paste_back=paste_back, lock=lock,
                              face=face, force=force, options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}" + (f" (driving face lost in {lost} frames: last result held)" if lost else ""))

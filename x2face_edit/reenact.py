@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from .errors import X2FaceError
-from .extract import choose_source_frames, driving_vectors, embed_frames, to_image, to_tensor
+from .extract import choose_source_frames, driving_vectors, embed_frames, embedded_landmarks, to_image, to_tensor
 from .faces import FaceDetector, crop, voxceleb_box
+from .lock import LOCK_MODES, LandmarkLock
 from .model import X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import resize_grid, sample
@@ -26,9 +27,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 @dataclass
 class SourceFace:
-    """The source identity: its embedded face, and a frame with its crop box to paste into."""
+    """The source identity: its embedded face, where its landmarks lie on it, and a frame
+    with its crop box to paste into."""
 
     embedded: np.ndarray  # (S, S, 3) uint8
+    landmarks: torch.Tensor  # (68, 2) on the embedded face, grid coordinates (for the landmark lock)
     background: np.ndarray
     crop_box: np.ndarray
     video: Path | None = None  # where the background frame came from, if a video
@@ -48,7 +51,8 @@ def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size:
         chosen = choose_source_frames(model, video, track, count)
         frames = frames_at(video, chosen)
         images, boxes = [frames[i] for i in chosen], [track.crop_box(i) for i in chosen]
-        return SourceFace(embed_frames(model, images, boxes, size), images[0], boxes[0], video, chosen[0] / float(track.info.fps))
+        return SourceFace(embed_frames(model, images, boxes, size), embedded_landmarks(model, images, boxes), images[0], boxes[0],
+                          video, chosen[0] / float(track.info.fps))
     detector = FaceDetector()
     images, boxes = [], []
     for path in sources:
@@ -58,7 +62,7 @@ def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size:
             raise X2FaceError(f"no face found in {path}")
         images.append(image)
         boxes.append(voxceleb_box(found[face]))
-    return SourceFace(embed_frames(model, images, boxes, size), images[0], boxes[0])
+    return SourceFace(embed_frames(model, images, boxes, size), embedded_landmarks(model, images, boxes), images[0], boxes[0])
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -80,6 +84,7 @@ def reenact(
     size: int = 256,
     side_by_side: bool = False,
     paste_back: bool = False,
+    lock: str = "landmarks",
     face: int = 0,
     force: bool = False,
     options: InferenceOptions = InferenceOptions(),
@@ -89,9 +94,12 @@ def reenact(
 
     Each output frame is the generated face (``size`` pixels square); ``side_by_side``
     puts the driving face on its left; ``paste_back`` instead pastes the generated face
-    into the source frame. Where the driving face is lost the last result is held. The
-    driving video's sound is kept. ``options`` say how the network runs.
+    into the source frame, where ``lock`` "landmarks" (``lock.py``) makes its features
+    follow the driving face's landmarks exactly. Where the driving face is lost the last
+    result is held. The driving video's sound is kept. ``options`` say how the network runs.
     """
+    if lock not in LOCK_MODES:
+        raise X2FaceError(f"lock must be one of {', '.join(LOCK_MODES)}")
     check_video_output(out, force=force, inputs=(drive,))
     total = probe(drive).frame_count
     track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
@@ -124,6 +132,7 @@ def reenact(
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=track.info.fps, width=width, height=height, audio_from=drive) as writer:
             write_driven(GridPredictor(model, options), track, drive, writer, compose,
+                         lock=LandmarkLock(source.landmarks) if paste_back and lock == "landmarks" else None,
                          on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())
 
