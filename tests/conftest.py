@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
+EVAL_CLIPS = SHARED_CLIPS.parent / "clips-eval"
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +14,14 @@ def shared_clips() -> Path:
     if not SHARED_CLIPS.is_dir():
         pytest.skip("../shared/data/clips is absent")
     return SHARED_CLIPS
+
+
+@pytest.fixture(scope="session")
+def eval_clips() -> Path:
+    """Clips of people no shipped model is trained on (evaluation only)."""
+    if not EVAL_CLIPS.is_dir():
+        pytest.skip("../shared/data/clips-eval is absent")
+    return EVAL_CLIPS
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,10 @@ from x2face_edit.synthetic import astronaut_face, moving_face_motion, write_movi
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
 
-# A clip of an identity the default model never trained on (the test split of the shared clips).
-HELD_OUT_CLIP = "lipnet_bbaf2n.mpg"
-# One clip of each of the five held-out identities.
-HELD_OUT_CLIPS = ["aniportrait_pose_ref_video.mp4", "lipnet_bbaf2n.mpg", "liveportrait_d6.mp4", "liveportrait_s20.mp4",
-                  "pcavs_Input_00098.mp4"]
+# Clips of people the default model never trained on (../shared/data/clips-eval).
+HELD_OUT_CLIP = "dreamtalk_W009_front_neutral_level1_001.mp4"
+HELD_OUT_CLIPS = ["dagan_driving.mp4", "dreamtalk_M030_front_neutral_level1_001.mp4", "dreamtalk_W009_front_neutral_level1_001.mp4",
+                  "eamm_happy.mp4", "headgan_driving.mp4"]
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +74,20 @@ def test_locked_paint_lands_on_known_points_of_a_moving_face(tmp_path, model, mo
     assert errors["locked"] < 1.0 and errors["locked"] < errors["pure"], errors
 
 
-def test_paint_follows_a_real_face(tmp_path, shared_clips, model, model_info):
-    video = shared_clips / HELD_OUT_CLIP
+def test_paint_follows_a_real_face(tmp_path, eval_clips, model, model_info):
+    video = eval_clips / HELD_OUT_CLIP
     error = edit_tracking_error(model, model_info, video, track_video(video), tmp_path)
     assert error.found > 0.95
     assert error.mean_relative < 0.08
 
 
-def test_self_reenactment_beats_copying_the_source(tmp_path, shared_clips, model):
-    prepare([shared_clips / HELD_OUT_CLIP], tmp_path, options=PrepareOptions(size=128, sample_fps=10))
+def test_self_reenactment_beats_copying_the_source(tmp_path, eval_clips, model):
+    prepare([eval_clips / HELD_OUT_CLIP], tmp_path, options=PrepareOptions(size=128, sample_fps=10))
     pairs = TrackPairs(load_tracks(tmp_path), num_sources=3, size=128)
     assert model_l1(model, pairs) < copy_source_l1(pairs)
 
 
-def test_commanded_yaw_turns_held_out_faces_the_commanded_way(tmp_path, shared_clips):
+def test_commanded_yaw_turns_held_out_faces_the_commanded_way(tmp_path, eval_clips):
     """``pose --yaw -30:30`` on each held-out identity: the yaw that dlib's landmarks read
     from the generated frames trends with the command (this model turns a head by 4-16
     degrees for the 60 commanded; the direction is what is asserted)."""
@@ -97,7 +96,7 @@ def test_commanded_yaw_turns_held_out_faces_the_commanded_way(tmp_path, shared_c
     correlations = []
     for clip in HELD_OUT_CLIPS:
         out = tmp_path / f"{clip}.mp4"
-        result = CliRunner().invoke(main, ["pose", str(shared_clips / clip), "--yaw", "-30:30", "--frames", "9", "-o", str(out)])
+        result = CliRunner().invoke(main, ["pose", str(eval_clips / clip), "--yaw", "-30:30", "--frames", "9", "-o", str(out)])
         assert result.exit_code == 0, result.output
         yaws = np.array([estimate(frame.rgb)[0] for frame in iter_frames(out)])
         found = ~np.isnan(yaws)
@@ -108,12 +107,12 @@ def test_commanded_yaw_turns_held_out_faces_the_commanded_way(tmp_path, shared_c
     assert min(correlations) > 0.3 and np.mean(correlations) > 0.6, correlations
 
 
-def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, model):
-    """reenact --paste-back: with the lock, the pasted face's features sit (relative to
-    its crop) where the driving face's are in its own crop."""
+def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, eval_clips, model):
+    """reenact --paste-back of a held-out clip by itself: with the lock, the pasted face's
+    features sit (relative to its crop) where the driving face's are in its own crop."""
     from x2face_edit.reenact import reenact, source_face
 
-    video = write_moving_face_video(tmp_path / "face.mp4", count=30)
+    video = eval_clips / HELD_OUT_CLIP
     source = source_face(model, [video])
     driving = track_video(video)
     landmarks = LandmarkDetector()
@@ -129,6 +128,6 @@ def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, model):
                 made = to_crop_grid(landmarks(pasted.rgb, found[0]), source.crop_box)
                 wanted = to_crop_grid(landmarks(original.rgb, driving.face_boxes[original.index]), driving.crop_box(original.index))
                 distances.append(np.linalg.norm(made - wanted, axis=1).mean())
-        assert len(distances) > 20
+        assert len(distances) > 90
         errors[lock] = float(np.mean(distances))
-    assert errors["landmarks"] < 0.9 * errors["none"], errors  # measured: 0.073 against 0.090 grid units
+    assert errors["landmarks"] < 0.75 * errors["none"], errors  # measured: 0.0137 against 0.0232 grid units

@@ -85,19 +85,24 @@ def painted(tmp_path_factory):
             "sidecar": extracting.read_sidecar(sidecar_path), "folder": folder}
 
 
-def _render(painted, name: str, options: InferenceOptions, overlap: bool) -> np.ndarray:
+def _render(painted, name: str, options: InferenceOptions, overlap: bool, lock: str = "landmarks") -> np.ndarray:
     out = painted["folder"] / name
     render(painted["model"], painted["info"], painted["sidecar"], painted["layer"], painted["video"], out,
-           track=painted["track"], options=options, overlap=overlap)
+           track=painted["track"], options=options, overlap=overlap, lock=lock)
     return np.stack([frame.rgb for frame in iter_frames(out)]).astype(np.int16)
 
 
 def test_overlapped_batched_render_matches_the_one_frame_at_a_time_render(painted):
-    simple = _render(painted, "simple.mp4", InferenceOptions(precision="fp32", batch=1), overlap=False)
-    fast = _render(painted, "fast.mp4", InferenceOptions(precision="fp32", batch=8), overlap=True)
+    simple = _render(painted, "simple.mp4", InferenceOptions(precision="fp32", batch=1), overlap=False, lock="none")
+    fast = _render(painted, "fast.mp4", InferenceOptions(precision="fp32", batch=8), overlap=True, lock="none")
     assert simple.shape[0] == 30
     # Batching may change float round-off in the last bit; the encoded frames must not differ visibly.
     assert np.abs(fast - simple).max() <= 2
+    # With the landmark lock, that round-off (1e-5 grid units) moves a few composited pixels
+    # by one level, which x264 can turn into larger differences in a few neighbouring pixels.
+    simple = _render(painted, "simple_locked.mp4", InferenceOptions(precision="fp32", batch=1), overlap=False)
+    fast = _render(painted, "fast_locked.mp4", InferenceOptions(precision="fp32", batch=8), overlap=True)
+    assert np.mean(np.abs(fast - simple) > 2) < 1e-3
     assert np.abs(fast - simple).mean() < 0.01
 
 

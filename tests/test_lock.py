@@ -40,7 +40,9 @@ def test_lock_puts_landmarks_where_they_lie_on_the_embedded_face(template):
     # The warp is off by a shift; the landmarks are where the true (identity) warp puts the template.
     grid = identity_grid(SIZE, SIZE)[0] + torch.tensor([0.05, -0.03])
     landmarks = template.numpy()
-    corrected = lock.apply(grid, lock.correction(grid, landmarks))
+    correction, trust = lock.correction(grid, landmarks)
+    assert trust == 1.0
+    corrected = lock.apply(grid, correction)
     assert (carried(grid, landmarks) - template).norm(dim=1).mean() > 0.05
     assert (carried(corrected, landmarks) - template).norm(dim=1).max() < 0.003
     # Between and beyond the landmarks (cheeks, forehead) the correction is right too.
@@ -55,6 +57,10 @@ def test_landmarks_far_from_the_warp_are_rejected(template):
     occluded[:40] += 0.4  # a hand over half the face drags dlib's points away
     assert lock.correction(grid, occluded) is None
     assert lock.correction(grid, None) is None
+    # Between the bound and twice it, trust falls continuously: no jump at a threshold.
+    drift = lock.bound * torch.tensor([1.0, 0.0])
+    trusts = [lock.correction(grid + drift * k, template.numpy())[1] for k in (0.9, 1.2, 1.5, 1.8)]
+    assert trusts[0] == 1.0 and 1.0 > trusts[1] > trusts[2] > trusts[3] > 0
 
 
 def run_lock(lock, grids, landmarks):

@@ -8,9 +8,11 @@ X2Face still supplies the dense warp between and beyond the landmarks, and the l
 pin it where they are.
 
 The corrections are smoothed over time with a centred Gaussian (the video is read a few
-frames ahead, so nothing lags), and a frame whose landmarks disagree with the warp by more
-than ``REJECT_IOD`` (a hand over the face, a detector failure) contributes no correction of
-its own: its neighbours' is used, fading to the pure warp where none is near.
+frames ahead, so nothing lags). A frame whose landmarks disagree with the warp by more
+than ``TRUST_IOD`` (a hand over the face, a detector failure) counts for less, and from
+twice that for nothing: its neighbours' correction is used, fading to the pure warp where
+none is near. The trust falls continuously, so a frame near the bound cannot make the
+paint jump (or a re-run with other float round-off differ).
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from .model.landmarks import inter_ocular, sample_at
 from .model.networks import identity_grid
 
 LOCK_MODES = ("landmarks", "none")
-# A frame's landmarks are not trusted when their median residual exceeds this fraction of
-# the eye distance on the embedded face: the warp and dlib then disagree by far more than
-# either errs on a visible face.
-REJECT_IOD = 0.2
+# A frame's landmarks are trusted fully while their median residual is within this
+# fraction of the eye distance on the embedded face, less and less up to twice that, and
+# not at all beyond: the warp and dlib then disagree by far more than either errs on a
+# visible face.
+TRUST_IOD = 0.2
 # Temporal smoothing of the correction, in frames (a Gaussian's sigma); it reaches
 # 3 sigma ahead, which is how far the renderer reads ahead.
 TEMPORAL_SIGMA = 1.5
@@ -72,19 +75,20 @@ class LandmarkLock:
 
     def __init__(self, embedded_landmarks: torch.Tensor) -> None:
         self.targets = embedded_landmarks.float()
-        self.bound = REJECT_IOD * float(inter_ocular(self.targets))
+        self.bound = TRUST_IOD * float(inter_ocular(self.targets))
 
-    def correction(self, grid: torch.Tensor, landmarks: np.ndarray | None) -> torch.Tensor | None:
+    def correction(self, grid: torch.Tensor, landmarks: np.ndarray | None) -> tuple[torch.Tensor, float] | None:
         """The (FIELD_SIZE, FIELD_SIZE, 2) correction of a frame's (H, W, 2) driving grid
-        whose face has ``landmarks`` (68, 2) in the crop's grid coordinates, or None where
-        there are none or they disagree with the grid by more than the bound."""
+        whose face has ``landmarks`` (68, 2) in the crop's grid coordinates, and how far it
+        is trusted (0 to 1); None where there are no landmarks or no trust."""
         if landmarks is None:
             return None
         points = torch.from_numpy(np.asarray(landmarks, dtype=np.float32))
         residuals = self.targets - sample_at(grid.unsqueeze(0).float(), points.unsqueeze(0))[0]
-        if residuals.norm(dim=1).median() > self.bound:
+        trust = min(1.0, 2.0 - float(residuals.norm(dim=1).median()) / self.bound)
+        if trust <= 0:
             return None
-        return thin_plate_field(points, residuals)
+        return thin_plate_field(points, residuals), trust
 
     @staticmethod
     def apply(grid: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
@@ -95,17 +99,20 @@ class LandmarkLock:
         return grid + field[0].permute(1, 2, 0)
 
 
-def smoothed(corrections: list[torch.Tensor | None], centre: int, sigma: float = TEMPORAL_SIGMA) -> torch.Tensor | None:
-    """The Gaussian-weighted mean of the corrections around ``centre`` (None entries have
-    none). Where part of the window has none, the mean is scaled towards zero (the pure
-    warp) in proportion, so the lock fades rather than jumps."""
+def smoothed(corrections: list[tuple[torch.Tensor, float] | None], centre: int,
+             sigma: float = TEMPORAL_SIGMA) -> torch.Tensor | None:
+    """The Gaussian- and trust-weighted mean of the (correction, trust) pairs around
+    ``centre`` (None entries have none). Where part of the window has little trust, the
+    mean is scaled towards zero (the pure warp) in proportion, so the lock fades rather
+    than jumps."""
     total, weight, window = None, 0.0, 0.0
-    for offset, correction in enumerate(corrections):
+    for offset, entry in enumerate(corrections):
         w = float(np.exp(-0.5 * ((offset - centre) / sigma) ** 2))
         window += w
-        if correction is not None:
-            total = correction * w if total is None else total + correction * w
-            weight += w
+        if entry is not None:
+            correction, trust = entry
+            total = correction * (w * trust) if total is None else total + correction * (w * trust)
+            weight += w * trust
     if total is None:
         return None
     return total / weight * min(1.0, 2 * weight / window)
