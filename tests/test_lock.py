@@ -55,8 +55,8 @@ def test_landmarks_far_from_the_warp_are_rejected(template):
     grid = identity_grid(SIZE, SIZE)[0]
     occluded = template.numpy().copy()
     occluded[:40] += 0.4  # a hand over half the face drags dlib's points away
-    assert lock.correction(grid, occluded) is None
-    assert lock.correction(grid, None) is None
+    assert lock.correction(grid, occluded) == (None, 0.0)
+    assert lock.correction(grid, None) == (None, 0.0)
     # Between the bound and twice it, trust falls continuously: no jump at a threshold.
     drift = lock.bound * torch.tensor([1.0, 0.0])
     trusts = [lock.correction(grid + drift * k, template.numpy())[1] for k in (0.9, 1.2, 1.5, 1.8)]

@@ -5,6 +5,7 @@ Boxes are float arrays ``[x0, y0, x1, y1]`` in full-resolution pixel coordinates
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,12 @@ def dlib_model_file(name: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / "models" / name
 
 
+@functools.cache
+def _shape_predictor(points: int) -> dlib.shape_predictor:
+    # The 68-point model takes 0.7 s to load: once per process, shared by every detector.
+    return dlib.shape_predictor(str(dlib_model_file(f"shape_predictor_{points}_face_landmarks.dat")))
+
+
 class LandmarkDetector:
     """dlib's facial landmarks inside a face box: 68 points, or 5 (eye corners and nose,
     about 1 ms) for following a face between detections."""
@@ -248,7 +255,7 @@ class LandmarkDetector:
     def __init__(self, points: int = 68) -> None:
         if points not in (5, 68):
             raise ValueError(f"dlib predicts 5 or 68 landmarks, not {points}")
-        self._predictor = dlib.shape_predictor(str(dlib_model_file(f"shape_predictor_{points}_face_landmarks.dat")))
+        self._predictor = _shape_predictor(points)
 
     def __call__(self, rgb: np.ndarray, face_box: np.ndarray) -> np.ndarray:
         """(points, 2) landmark coordinates (x, y) in pixels."""

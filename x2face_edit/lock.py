@@ -41,6 +41,9 @@ TEMPORAL_SIGMA = 1.5
 SPLINE_REGULARISATION = 1e-3
 # The correction is computed on a coarse grid over the crop and upsampled: it is smooth.
 FIELD_SIZE = 32
+# Landmarks and a correction every second frame: the temporal smoothing fills the frames
+# between, and the lock then costs half as much (dlib's 68 landmarks take 3 ms a frame here).
+CORRECT_EVERY = 2
 
 
 def _spline_kernel(squared_distance: torch.Tensor) -> torch.Tensor:
@@ -77,17 +80,18 @@ class LandmarkLock:
         self.targets = embedded_landmarks.float()
         self.bound = TRUST_IOD * float(inter_ocular(self.targets))
 
-    def correction(self, grid: torch.Tensor, landmarks: np.ndarray | None) -> tuple[torch.Tensor, float] | None:
+    def correction(self, grid: torch.Tensor | None, landmarks: np.ndarray | None) -> tuple[torch.Tensor | None, float]:
         """The (FIELD_SIZE, FIELD_SIZE, 2) correction of a frame's (H, W, 2) driving grid
         whose face has ``landmarks`` (68, 2) in the crop's grid coordinates, and how far it
-        is trusted (0 to 1); None where there are no landmarks or no trust."""
-        if landmarks is None:
-            return None
+        is trusted (0 to 1); (None, 0) where there is no grid (face lost), no landmarks or
+        no trust."""
+        if grid is None or landmarks is None:
+            return None, 0.0
         points = torch.from_numpy(np.asarray(landmarks, dtype=np.float32))
         residuals = self.targets - sample_at(grid.unsqueeze(0).float(), points.unsqueeze(0))[0]
         trust = min(1.0, 2.0 - float(residuals.norm(dim=1).median()) / self.bound)
         if trust <= 0:
-            return None
+            return None, 0.0
         return thin_plate_field(points, residuals), trust
 
     @staticmethod
@@ -99,18 +103,20 @@ class LandmarkLock:
         return grid + field[0].permute(1, 2, 0)
 
 
-def smoothed(corrections: list[tuple[torch.Tensor, float] | None], centre: int,
+def smoothed(corrections: list[tuple[torch.Tensor | None, float] | None], centre: int,
              sigma: float = TEMPORAL_SIGMA) -> torch.Tensor | None:
     """The Gaussian- and trust-weighted mean of the (correction, trust) pairs around
-    ``centre`` (None entries have none). Where part of the window has little trust, the
-    mean is scaled towards zero (the pure warp) in proportion, so the lock fades rather
-    than jumps."""
+    ``centre``; None entries were not corrected (frames between corrected ones) and do not
+    count. Where the frames that were corrected have little trust, the mean is scaled
+    towards zero (the pure warp) in proportion, so the lock fades rather than jumps."""
     total, weight, window = None, 0.0, 0.0
     for offset, entry in enumerate(corrections):
+        if entry is None:
+            continue
         w = float(np.exp(-0.5 * ((offset - centre) / sigma) ** 2))
         window += w
-        if entry is not None:
-            correction, trust = entry
+        correction, trust = entry
+        if correction is not None:
             total = correction * (w * trust) if total is None else total + correction * (w * trust)
             weight += w * trust
     if total is None:
@@ -119,12 +125,14 @@ def smoothed(corrections: list[tuple[torch.Tensor, float] | None], centre: int,
 
 
 def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], lock: LandmarkLock,
-                 landmarks_of: Callable[[int, np.ndarray], np.ndarray | None],
-                 sigma: float = TEMPORAL_SIGMA) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+                 landmarks_of: Callable[[int, np.ndarray], np.ndarray | None], sigma: float = TEMPORAL_SIGMA,
+                 every: int = CORRECT_EVERY) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
     """(index, frame, grid) items with each grid corrected by the lock, smoothed over time.
 
     ``landmarks_of(index, frame)`` gives the frame's landmarks in its crop's grid
-    coordinates (or None). Items come out in order, ``3 * sigma`` frames behind the input.
+    coordinates (or None); it is asked for every ``every``-th frame, and the smoothing
+    carries the corrections to the frames between. Items come out in order, ``3 * sigma``
+    frames behind the input.
     """
     radius = max(1, int(np.ceil(3 * sigma)))
     entries: deque = deque()  # (index, frame, grid, correction), up to radius behind the next out
@@ -139,7 +147,9 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
         return index, frame, grid
 
     for index, frame, grid in items:
-        correction = lock.correction(grid, landmarks_of(index, frame)) if grid is not None else None
+        correction = None
+        if index % every == 0:
+            correction = lock.correction(grid, landmarks_of(index, frame) if grid is not None else None)
         entries.append((index, frame, grid, correction))
         while len(entries) - 1 - next_out >= radius:
             yield emit(next_out)

@@ -78,10 +78,10 @@ def track_video(
     info = probe(path)
     fps = float(info.fps)
     longest = max(info.width, info.height)
-    # Faces are searched for on a copy at most 640 pixels wide. Where the faces found there
-    # are near the detector's limit (a small face in a wide shot, found in some frames and
-    # missed in others) or none is found, the video is searched again at the resolution
-    # that shows them comfortably large, up to full resolution.
+    # Faces are searched for on a copy at most 640 pixels wide. Where none is found there,
+    # or faces near the detector's limit are found in under half the frames (a small face
+    # in a wide shot, found in some frames and missed in others), the video is searched
+    # again at the resolution that shows them comfortably large, up to full resolution.
     max_side = 640
     while True:
         follower = FaceFollower(detect_every, max_side=max_side)
@@ -95,12 +95,12 @@ def track_video(
         boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)),
                             max_fill=max(2, round(FILL_SECONDS * fps)), smoothing=smoothing)
         track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=np.array(times))
-        searched_scale = min(1.0, max_side / longest)
-        sides = (boxes[track.found, 2] - boxes[track.found, 0]) * searched_scale
-        wanted = longest if not len(sides) else math.ceil(max_side * COMFORTABLE_FACE / float(np.median(sides)))
-        if len(sides) and np.median(sides) >= COMFORTABLE_FACE or max_side >= longest or wanted <= max_side:
+        sides = (boxes[track.found, 2] - boxes[track.found, 0]) * min(1.0, max_side / longest)  # as searched
+        found_well = len(sides) > 0 and (track.found.mean() >= 0.5 or np.median(sides) >= COMFORTABLE_FACE)
+        if found_well or max_side >= longest:
             break
-        max_side = min(longest, wanted)
+        # Below COMFORTABLE_FACE here (or none found): search where they are that large.
+        max_side = min(longest, math.ceil(max_side * COMFORTABLE_FACE / float(np.median(sides))) if len(sides) else longest)
     if track.found.any():
         return track
     which = "no face" if face == 0 else f"no face number {face} (counting from 0)"
