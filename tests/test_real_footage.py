@@ -20,6 +20,14 @@ def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def _extract_and_paint(video, folder):
+    """Extract ``video``'s face into ``folder`` and paint a red square on face.edit.png."""
+    assert _run("extract", video, "-o", folder / "face.png").exit_code == 0
+    layer = Image.open(folder / "face.edit.png")
+    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
+    layer.save(folder / "face.edit.png")
+
+
 def test_a_small_face_in_a_wide_shot_is_found_at_full_resolution(tmp_path):
     frames = moving_face_frames(100, width=1920, height=1080, face_size=240)[:12]  # slow motion
     video = tmp_path / "wide.mp4"
@@ -54,10 +62,7 @@ def test_outputs_a_video_cannot_be_written_as_are_refused_before_any_work(tmp_pa
 
 def test_sigterm_removes_the_partial_output(tmp_path):
     video = write_moving_face_video(tmp_path / "v.mp4", count=150)
-    assert _run("extract", video, "-o", tmp_path / "face.png").exit_code == 0
-    layer = Image.open(tmp_path / "face.edit.png")
-    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
-    layer.save(tmp_path / "face.edit.png")
+    _extract_and_paint(video, tmp_path)
     render = subprocess.Popen([sys.executable, "-m", "x2face_edit", "render", "--edited", str(tmp_path / "face.edit.png"),
                                "--drive", str(video), "-o", str(tmp_path / "out.mp4")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     partial = tmp_path / ".out.partial.mp4"
@@ -92,10 +97,7 @@ def test_variable_frame_rate_keeps_every_frame_time(tmp_path):
             frame.pts, frame.time_base = round(time_s * 1000), Fraction(1, 1000)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
-    assert _run("extract", video, "-o", tmp_path / "face.png").exit_code == 0
-    layer = Image.open(tmp_path / "face.edit.png")
-    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
-    layer.save(tmp_path / "face.edit.png")
+    _extract_and_paint(video, tmp_path)
     result = _run("render", "--edited", tmp_path / "face.edit.png", "--drive", video, "-o", tmp_path / "out.mp4")
     assert result.exit_code == 0, result.output
     before = np.array([f.time for f in iter_frames(video)])
@@ -124,10 +126,7 @@ def test_a_phone_video_stored_sideways_is_tracked_and_written_upright(tmp_path):
     assert (info.width, info.height, info.rotation) == (320, 240, 270)
     first = next(iter_frames(video)).rgb
     assert first.shape == (240, 320, 3) and np.abs(first.astype(int) - upright_frames[0]).mean() < 6
-    assert _run("extract", video, "-o", tmp_path / "face.png").exit_code == 0
-    layer = Image.open(tmp_path / "face.edit.png")
-    layer.paste((255, 0, 0, 255), (200, 200, 300, 300))
-    layer.save(tmp_path / "face.edit.png")
+    _extract_and_paint(video, tmp_path)
     result = _run("render", "--edited", tmp_path / "face.edit.png", "--drive", video, "-o", tmp_path / "out.mp4")
     assert result.exit_code == 0, result.output
     out = probe(tmp_path / "out.mp4")

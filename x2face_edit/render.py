@@ -124,11 +124,15 @@ def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
     """Per-frame paint opacity: 0 where the face is lost, rising linearly to 1 over
     ``frames`` frames away from a lost frame (the video's ends are not losses)."""
     weights = np.where(found, 1.0, 0.0)
-    lost = np.flatnonzero(~found)
-    if len(lost) and frames > 0:
-        distance = np.abs(np.arange(len(found))[:, None] - lost[None, :]).min(axis=1)
-        weights = np.minimum(weights, distance / (frames + 1))
-    return weights
+    if found.all() or frames <= 0:
+        return weights
+    # Distance to the nearest lost frame before and after, in one pass each way (a
+    # frames x lost-frames table would not fit in memory for a long video).
+    index = np.arange(len(found))
+    far = 2 * len(found)
+    before = index - np.maximum.accumulate(np.where(found, -far, index))
+    after = np.minimum.accumulate(np.where(found, far, index)[::-1])[::-1] - index
+    return np.minimum(weights, np.minimum(before, after) / (frames + 1))
 
 
 def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
