@@ -53,7 +53,7 @@ def make_inputs(scratch: Path, width: int, height: int, frames: int, config: Mod
     model = load_model(checkpoint)
     face = extracting.extract(model, {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)},
                               video, track_video(video), size=256)
-    _, layer_png, sidecar_json = extracting.save(face, scratch / f"face_{width}_{config.resolution}.png", force=True)
+    _, layer_png, _, sidecar_json = extracting.save(face, scratch / f"face_{width}_{config.resolution}.png", force=True)
     layer = Image.open(layer_png)
     ImageDraw.Draw(layer).ellipse((80, 140, 120, 180), fill=(230, 20, 20, 255))
     layer.save(layer_png)

@@ -43,3 +43,48 @@ def synthetic_tracks(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tracks")
     prepare(videos, out, options=PrepareOptions(size=64, sample_fps=25))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained small model: enough for everything but where the paint lands."""
+    import torch
+
+    from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, X2Face(ModelConfig(64, 8)).eval())
+    return path
+
+
+@pytest.fixture(scope="session")
+def talking_video(tmp_path_factory) -> Path:
+    """40 frames of a moving face at 25 fps with a 330 Hz tone."""
+    from x2face_edit.synthetic import write_moving_face_video
+
+    return write_moving_face_video(tmp_path_factory.mktemp("talk") / "talk.mp4", count=40, fps=25, tone_hz=330)
+
+
+@pytest.fixture(scope="session")
+def extracted(tmp_path_factory, talking_video, tiny_model) -> Path:
+    """face.png (128 px) extracted from ``talking_video`` with the tiny model."""
+    from helpers import run
+
+    out = tmp_path_factory.mktemp("face") / "face.png"
+    result = run("extract", talking_video, "-o", out, "--model", tiny_model, "--size", "128")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def painted_layer(tmp_path_factory, extracted) -> Path:
+    """The paint layer with a small dot in the middle of the face."""
+    import numpy as np
+    from PIL import Image
+
+    layer = np.zeros((128, 128, 4), np.uint8)
+    layer[60:68, 60:68] = (0, 255, 255, 255)
+    path = tmp_path_factory.mktemp("paint") / "face.edit.png"
+    Image.fromarray(layer).save(path)
+    return path

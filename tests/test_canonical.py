@@ -184,7 +184,7 @@ def test_extracted_image_and_render_share_one_coordinate_convention(tmp_path):
     track = track_video(videos["plain"])
     faces = {name: extract(model, info, video, track, frames=[1], size=512) for name, video in videos.items()}
     mark = _centroid(_changed(faces["marked"].image, faces["plain"].image))
-    _, layer_path, _ = save(faces["plain"], tmp_path / "face.png")
+    _, layer_path, _, _ = save(faces["plain"], tmp_path / "face.png")
     layer = np.zeros((512, 512, 4), np.uint8)
     cv2.circle(layer, tuple(int(v) for v in np.round(mark * 16 - 8)), 6 * 16, (255, 255, 255, 255), -1, lineType=cv2.LINE_AA, shift=4)
     Image.fromarray(layer).save(layer_path)

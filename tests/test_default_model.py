@@ -81,6 +81,17 @@ def test_paint_follows_a_real_face(tmp_path, eval_clips, model, model_info):
     assert error.mean_relative < 0.08
 
 
+def test_the_painting_guide_marks_where_dlib_sees_the_features(eval_clips, model, model_info):
+    """The guide's landmarks (recorded in the sidecar) lie where dlib finds the features
+    on the embedded face image itself, on a face the model never saw."""
+    video = eval_clips / "dagan_driving.mp4"
+    face = extract(model, model_info, video, track_video(video))
+    guide = np.array(face.sidecar["landmarks"])
+    seen = LandmarkDetector()(face.image, FaceDetector().detect(face.image)[0])
+    distance = np.linalg.norm(seen - guide, axis=1) / np.linalg.norm(guide[45] - guide[36])
+    assert np.median(distance) < 0.04 and distance.mean() < 0.05, (np.median(distance), distance.mean())
+
+
 def test_self_reenactment_beats_copying_the_source(tmp_path, eval_clips, model):
     prepare([eval_clips / HELD_OUT_CLIP], tmp_path, options=PrepareOptions(size=128, sample_fps=10))
     pairs = TrackPairs(load_tracks(tmp_path), num_sources=3, size=128)

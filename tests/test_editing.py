@@ -6,54 +6,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import frames, one_line_error, run
 from PIL import Image
 
-from x2face_edit.cli import main
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
-from x2face_edit.synthetic import write_moving_face_video
-from x2face_edit.video import VideoWriter, iter_frames, probe
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """An untrained small model: enough for everything but where the paint lands."""
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, X2Face(ModelConfig(64, 8)).eval())
-    return path
-
-
-@pytest.fixture(scope="module")
-def talking_video(tmp_path_factory):
-    return write_moving_face_video(tmp_path_factory.mktemp("talk") / "talk.mp4", count=40, fps=25, tone_hz=330)
-
-
-@pytest.fixture(scope="module")
-def extracted(tmp_path_factory, talking_video, tiny_model):
-    out = tmp_path_factory.mktemp("face") / "face.png"
-    result = _run("extract", talking_video, "-o", out, "--model", tiny_model, "--size", "128")
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _frames(path):
-    return [f.rgb for f in iter_frames(path)]
-
-
-def _one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from x2face_edit.video import VideoWriter, probe
 
 
 def test_extract_writes_the_face_a_paint_layer_and_a_sidecar(extracted, talking_video, tiny_model):
@@ -71,26 +28,16 @@ def test_extract_writes_the_face_a_paint_layer_and_a_sidecar(extracted, talking_
 
 
 def test_extract_with_chosen_frames_and_no_overwrite(extracted, talking_video, tiny_model):
-    result = _run("extract", talking_video, "-o", extracted, "--model", tiny_model, "--size", "128", "--frames", "3,20")
-    _one_line_error(result, "exists", "--force")
-    result = _run("extract", talking_video, "-o", extracted, "--model", tiny_model, "--size", "128", "--frames", "3,20", "--force")
+    result = run("extract", talking_video, "-o", extracted, "--model", tiny_model, "--size", "128", "--frames", "3,20")
+    one_line_error(result, "exists", "--force")
+    result = run("extract", talking_video, "-o", extracted, "--model", tiny_model, "--size", "128", "--frames", "3,20", "--force")
     assert result.exit_code == 0, result.output
     assert json.loads(extracted.with_suffix(".json").read_text())["frames"] == [3, 20]
 
 
-@pytest.fixture(scope="module")
-def painted_layer(tmp_path_factory, extracted):
-    """The paint layer with a small dot in the middle of the face."""
-    layer = np.zeros((128, 128, 4), np.uint8)
-    layer[60:68, 60:68] = (0, 255, 255, 255)
-    path = tmp_path_factory.mktemp("paint") / "face.edit.png"
-    Image.fromarray(layer).save(path)
-    return path
-
-
 def test_render_keeps_frames_rate_sound_and_the_untouched_corners(tmp_path, extracted, talking_video, painted_layer):
     out = tmp_path / "out.mp4"
-    result = _run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video, "-o", out)
+    result = run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video, "-o", out)
     assert result.exit_code == 0, result.output
     source, rendered = probe(talking_video), probe(out)
     assert (rendered.frame_count, rendered.fps, rendered.width, rendered.height) == (40, source.fps, 320, 240)
@@ -100,26 +47,26 @@ def test_render_keeps_frames_rate_sound_and_the_untouched_corners(tmp_path, extr
     # Far from the face, what the same encoder makes of the untouched input.
     reference = tmp_path / "reencoded.mp4"
     with VideoWriter(reference, fps=source.fps, width=320, height=240) as writer:
-        for frame in _frames(talking_video):
+        for frame in frames(talking_video):
             writer.write(frame)
-    for a, b in zip(_frames(out), _frames(reference)):
+    for a, b in zip(frames(out), frames(reference)):
         assert np.abs(a[:32, :32].astype(int) - b[:32, :32]).max() <= 2
 
 
 def test_unpainted_layers_and_outputs_over_inputs_are_refused(tmp_path, extracted, talking_video, painted_layer):
-    _one_line_error(_run("render", "--edited", extracted.with_suffix(".edit.png"), "--drive", talking_video, "-o", tmp_path / "o.mp4"),
+    one_line_error(run("render", "--edited", extracted.with_suffix(".edit.png"), "--drive", talking_video, "-o", tmp_path / "o.mp4"),
                     "no paint")
     # A painted copy with one erased pixel is still a painted copy, not a layer of the whole face.
     copy = np.asarray(Image.open(extracted).convert("RGBA")).copy()
     copy[0, 0, 3] = 0
     Image.fromarray(copy).save(tmp_path / "copy.png")
-    _one_line_error(_run("render", "--edited", tmp_path / "copy.png", "--sidecar", extracted.with_suffix(".json"),
+    one_line_error(run("render", "--edited", tmp_path / "copy.png", "--sidecar", extracted.with_suffix(".json"),
                          "--drive", talking_video, "-o", tmp_path / "o.mp4"), "no paint")
     same = tmp_path / "same.mp4"
     same.write_bytes(talking_video.read_bytes())
-    _one_line_error(_run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", same,
+    one_line_error(run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", same,
                          "-o", same, "--force"), "also an input")
-    _one_line_error(_run("render", "--edited", tmp_path / "gone.png", "--drive", talking_video, "-o", tmp_path / "o.mp4"),
+    one_line_error(run("render", "--edited", tmp_path / "gone.png", "--drive", talking_video, "-o", tmp_path / "o.mp4"),
                     "no such file")
     assert not (tmp_path / "o.mp4").exists()
 
@@ -128,10 +75,10 @@ def test_a_project_folder_moved_as_a_whole_still_renders(tmp_path, talking_video
     project = tmp_path / "project"
     project.mkdir()
     (project / "talk.mp4").write_bytes(talking_video.read_bytes())
-    assert _run("extract", project / "talk.mp4", "-o", project / "face.png", "--model", tiny_model, "--size", "128").exit_code == 0
+    assert run("extract", project / "talk.mp4", "-o", project / "face.png", "--model", tiny_model, "--size", "128").exit_code == 0
     (project / "face.edit.png").write_bytes(painted_layer.read_bytes())
     moved = project.rename(tmp_path / "moved")
-    result = _run("render", "--edited", moved / "face.edit.png", "--drive", moved / "talk.mp4", "-o", moved / "out.mp4")
+    result = run("render", "--edited", moved / "face.edit.png", "--drive", moved / "talk.mp4", "-o", moved / "out.mp4")
     assert result.exit_code == 0, result.output
 
 
@@ -141,9 +88,9 @@ def test_paint_changes_the_face_and_nothing_else(tmp_path, extracted, talking_vi
     painted = tmp_path / "face.edit.png"
     Image.fromarray(layer).save(painted)
     out = tmp_path / "out.mp4"
-    result = _run("render", "--edited", painted, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video, "-o", out)
+    result = run("render", "--edited", painted, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video, "-o", out)
     assert result.exit_code == 0, result.output
-    changed = [np.abs(a.astype(int) - b).max(axis=2) > 60 for a, b in zip(_frames(out), _frames(talking_video))]
+    changed = [np.abs(a.astype(int) - b).max(axis=2) > 60 for a, b in zip(frames(out), frames(talking_video))]
     assert all(c.sum() > 50 for c in changed)  # the paint is in every frame
     # ... and only near the moving face: never in the frame's corners.
     assert not any(c[:30, :30].any() or c[-30:, -30:].any() for c in changed)
@@ -151,9 +98,9 @@ def test_paint_changes_the_face_and_nothing_else(tmp_path, extracted, talking_vi
 
 def test_generate_mode_pastes_the_whole_face(tmp_path, extracted, talking_video):
     out = tmp_path / "generated.mp4"
-    result = _run("render", "--edited", extracted, "--drive", talking_video, "-o", out, "--mode", "generate", "--lock", "none")
+    result = run("render", "--edited", extracted, "--drive", talking_video, "-o", out, "--mode", "generate", "--lock", "none")
     assert result.exit_code == 0, result.output
-    changed = [np.abs(a.astype(int) - b).max(axis=2) > 30 for a, b in zip(_frames(out), _frames(talking_video))]
+    changed = [np.abs(a.astype(int) - b).max(axis=2) > 30 for a, b in zip(frames(out), frames(talking_video))]
     assert min(c.sum() for c in changed) > 2000
 
 
@@ -177,32 +124,32 @@ def test_bad_inputs_fail_in_one_line(tmp_path, extracted, talking_video, tiny_mo
     layer = extracted.with_suffix(".edit.png")
     out = tmp_path / "out.mp4"
 
-    _one_line_error(_run("extract", tmp_path / "missing.mp4", "-o", tmp_path / "f.png", "--model", tiny_model), "no such file")
-    _one_line_error(_run("extract", text, "-o", tmp_path / "f.png", "--model", tiny_model), "not a video file")
-    _one_line_error(_run("extract", empty, "-o", tmp_path / "f.png", "--model", tiny_model), "no frames")
-    _one_line_error(_run("extract", faceless, "-o", tmp_path / "f.png", "--model", tiny_model), "no face found")
-    _one_line_error(_run("extract", talking_video, "-o", tmp_path / "nowhere" / "f.png", "--model", tiny_model), "output folder does not exist")
-    _one_line_error(_run("render", "--edited", wrong_size, "--sidecar", sidecar, "--drive", talking_video, "-o", out),
+    one_line_error(run("extract", tmp_path / "missing.mp4", "-o", tmp_path / "f.png", "--model", tiny_model), "no such file")
+    one_line_error(run("extract", text, "-o", tmp_path / "f.png", "--model", tiny_model), "not a video file")
+    one_line_error(run("extract", empty, "-o", tmp_path / "f.png", "--model", tiny_model), "no frames")
+    one_line_error(run("extract", faceless, "-o", tmp_path / "f.png", "--model", tiny_model), "no face found")
+    one_line_error(run("extract", talking_video, "-o", tmp_path / "nowhere" / "f.png", "--model", tiny_model), "output folder does not exist")
+    one_line_error(run("render", "--edited", wrong_size, "--sidecar", sidecar, "--drive", talking_video, "-o", out),
                     "100x100", "128x128")
-    _one_line_error(_run("render", "--edited", layer, "--drive", talking_video, "-o", out, "--model", other_model),
+    one_line_error(run("render", "--edited", layer, "--drive", talking_video, "-o", out, "--model", other_model),
                     "another model")
-    _one_line_error(_run("render", "--edited", layer, "--drive", talking_video, "-o", tmp_path / "nowhere" / "o.mp4"),
+    one_line_error(run("render", "--edited", layer, "--drive", talking_video, "-o", tmp_path / "nowhere" / "o.mp4"),
                     "output folder does not exist")
-    _one_line_error(_run("render", "--edited", layer, "--sidecar", tmp_path / "none.json", "--drive", talking_video, "-o", out),
+    one_line_error(run("render", "--edited", layer, "--sidecar", tmp_path / "none.json", "--drive", talking_video, "-o", out),
                     "sidecar not found")
     painted = tmp_path / "face.edit.png"
     Image.fromarray(np.full((128, 128, 4), (255, 0, 0, 255), np.uint8)).save(painted)
-    _one_line_error(_run("render", "--edited", painted, "--sidecar", sidecar, "--drive", faceless, "-o", out), "no face found")
+    one_line_error(run("render", "--edited", painted, "--sidecar", sidecar, "--drive", faceless, "-o", out), "no face found")
     bad_checkpoint = tmp_path / "bad.pt"
     bad_checkpoint.write_bytes(b"\x00" * 100)
-    _one_line_error(_run("extract", talking_video, "-o", tmp_path / "f.png", "--model", bad_checkpoint), "not a readable checkpoint")
+    one_line_error(run("extract", talking_video, "-o", tmp_path / "f.png", "--model", bad_checkpoint), "not a readable checkpoint")
     assert not out.exists() and not (tmp_path / "f.png").exists()
     assert not list(tmp_path.glob(".*partial*"))
 
 
 def test_fit_adapts_the_model_to_the_video(tmp_path, talking_video, tiny_model):
     out = tmp_path / "fitted.pt"
-    result = _run("fit", talking_video, "-o", out, "--model", tiny_model, "--steps", "8", "--seconds", "60")
+    result = run("fit", talking_video, "-o", out, "--model", tiny_model, "--steps", "8", "--seconds", "60")
     assert result.exit_code == 0, result.output
     import torch
 
@@ -217,12 +164,12 @@ def test_fit_adapts_the_model_to_the_video(tmp_path, talking_video, tiny_model):
 def test_render_on_a_real_clip_keeps_its_timing_and_sound(tmp_path, shared_clips, tiny_model):
     clip = shared_clips / "pcavs_Input_00002.mp4"  # 224x224 at 25 fps, AAC sound, a face turning away
     face = tmp_path / "face.png"
-    assert _run("extract", clip, "-o", face, "--model", tiny_model, "--size", "128").exit_code == 0
+    assert run("extract", clip, "-o", face, "--model", tiny_model, "--size", "128").exit_code == 0
     layer = np.zeros((128, 128, 4), np.uint8)
     layer[60:70, 60:70] = (0, 255, 0, 255)
     Image.fromarray(layer).save(tmp_path / "face.edit.png")
     out = tmp_path / "out.mp4"
-    result = _run("render", "--edited", tmp_path / "face.edit.png", "--drive", clip, "-o", out)
+    result = run("render", "--edited", tmp_path / "face.edit.png", "--drive", clip, "-o", out)
     assert result.exit_code == 0, result.output
     source, rendered = probe(clip), probe(out)
     assert (rendered.frame_count, rendered.fps, rendered.width, rendered.height) == (126, source.fps, 224, 224)
@@ -234,10 +181,10 @@ def test_render_on_a_real_clip_keeps_its_timing_and_sound(tmp_path, shared_clips
 def test_render_fit_adapts_the_driving_network_and_keeps_the_paint_valid(tmp_path, extracted, talking_video, painted_layer):
     out = tmp_path / "out.mp4"
     # Without paint, refused at once rather than after the fit.
-    _one_line_error(_run("render", "--edited", extracted.with_suffix(".edit.png"), "--drive", talking_video, "-o", out, "--fit", "20"),
+    one_line_error(run("render", "--edited", extracted.with_suffix(".edit.png"), "--drive", talking_video, "-o", out, "--fit", "20"),
                     "no paint")
     assert not (tmp_path / "out.model.pt").exists()
-    result = _run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video,
+    result = run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video,
                   "-o", out, "--fit", "20")
     assert result.exit_code == 0, result.output
     import torch

@@ -77,7 +77,7 @@ def painted(tmp_path_factory):
     info = {"path": str(model_path.resolve()), "fingerprint": file_fingerprint(model_path)}
     track = track_video(video)
     face = extracting.extract(model, info, video, track, size=256)
-    _, layer_png, sidecar_path = extracting.save(face, folder / "face.png")
+    _, layer_png, _, sidecar_path = extracting.save(face, folder / "face.png")
     layer = Image.open(layer_png)
     ImageDraw.Draw(layer).ellipse((90, 140, 130, 180), fill=(230, 20, 20, 255))
     layer.save(layer_png)

@@ -7,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import run
 
 from x2face_edit.audio import FEATURE_SIZE, frame_features, load_audio
-from x2face_edit.cli import main
 from x2face_edit.errors import X2FaceError
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
 from x2face_edit.model.checkpoint import file_fingerprint
@@ -132,20 +131,16 @@ def tiny_model_with_maps(tmp_path_factory):
     return model
 
 
-def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def test_pose_command_writes_frames_and_angles(tmp_path, tiny_model_with_maps):
     source = write_moving_face_video(tmp_path / "source.mp4", count=20)
     out = tmp_path / "turn.mp4"
-    result = _run("pose", source, "--yaw", "-30:30", "--frames", "12", "-o", out, "--model", tiny_model_with_maps, "--size", "64")
+    result = run("pose", source, "--yaw", "-30:30", "--frames", "12", "-o", out, "--model", tiny_model_with_maps, "--size", "64")
     assert result.exit_code == 0, result.output
     assert probe(out).frame_count == 12
     rows = (tmp_path / "turn.csv").read_text().splitlines()
     assert rows[0].startswith("frame,yaw") and len(rows) == 13
     assert [float(r.split(",")[1]) for r in (rows[1], rows[-1])] == [-30.0, 30.0]
-    result = _run("pose", source, "--yaw", "-100:0", "-o", tmp_path / "x.mp4", "--model", tiny_model_with_maps)
+    result = run("pose", source, "--yaw", "-100:0", "-o", tmp_path / "x.mp4", "--model", tiny_model_with_maps)
     assert result.exit_code == 1 and "within -90 and 90" in result.output
 
 
@@ -153,7 +148,7 @@ def test_audio_command_matches_the_speech(tmp_path, tiny_model_with_maps):
     source = write_moving_face_video(tmp_path / "source.mp4", count=20)
     speech = write_moving_face_video(tmp_path / "speech.mp4", count=45, fps=30, tone_hz=250)  # 1.5 s of sound
     out = tmp_path / "talk.mp4"
-    result = _run("audio", source, speech, "-o", out, "--model", tiny_model_with_maps, "--size", "64")
+    result = run("audio", source, speech, "-o", out, "--model", tiny_model_with_maps, "--size", "64")
     assert result.exit_code == 0, result.output
     info = probe(out)
     speech_seconds = len(load_audio(speech)) / 16000  # 1.5 s and the AAC encoder's padding
@@ -166,14 +161,14 @@ def test_audio_command_matches_the_speech(tmp_path, tiny_model_with_maps):
 def test_audio_and_pose_bad_inputs(tmp_path, tiny_model_with_maps):
     source = write_moving_face_video(tmp_path / "source.mp4", count=20)
     silent = write_moving_face_video(tmp_path / "silent.mp4", count=20)
-    result = _run("audio", source, silent, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps)
+    result = run("audio", source, silent, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps)
     assert result.exit_code == 1 and "has no sound track" in result.output
     other = tmp_path / "other.pt"
     save_checkpoint(other, X2Face(ModelConfig(64, 8)))
-    result = _run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other,
+    result = run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other,
                   "--pose-maps", tiny_model_with_maps.with_suffix(".pose.pt"))
     assert result.exit_code == 1 and "fitted for another model" in result.output
-    result = _run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other)
+    result = run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other)
     assert result.exit_code == 1 and "fit-pose" in result.output
 
 
@@ -183,23 +178,23 @@ def test_fit_pose_and_fit_audio_store_maps_beside_the_model(tmp_path, tiny_model
     prepare(videos, tmp_path / "tracks", options=PrepareOptions(size=64, sample_fps=10))
     model = tmp_path / "model.pt"
     model.write_bytes(tiny_model_with_maps.read_bytes())
-    result = _run("fit-pose", tmp_path / "tracks", "--model", model)
+    result = run("fit-pose", tmp_path / "tracks", "--model", model)
     assert result.exit_code == 0, result.output
     assert "MAE on test identities: yaw" in result.output and model.with_suffix(".pose.pt").is_file()
-    result = _run("fit-audio", tmp_path / "tracks", "--model", model)
+    result = run("fit-audio", tmp_path / "tracks", "--model", model)
     assert result.exit_code == 0, result.output
     assert "variance on test identities" in result.output and model.with_suffix(".audio.pt").is_file()
     # Fitting again would replace the maps: only with --force.
     for command in ("fit-pose", "fit-audio"):
-        result = _run(command, tmp_path / "tracks", "--model", model)
+        result = run(command, tmp_path / "tracks", "--model", model)
         assert result.exit_code == 1 and "--force" in result.output, result.output
-    assert _run("fit-pose", tmp_path / "tracks", "--model", model, "--force").exit_code == 0
+    assert run("fit-pose", tmp_path / "tracks", "--model", model, "--force").exit_code == 0
     # The maps are tied to this model: the pose command accepts them.
-    result = _run("pose", videos[0], "--roll", "0:10", "--frames", "3", "-o", tmp_path / "roll.mp4", "--model", model, "--size", "64")
+    result = run("pose", videos[0], "--roll", "0:10", "--frames", "3", "-o", tmp_path / "roll.mp4", "--model", model, "--size", "64")
     assert result.exit_code == 0, result.output
     # eval adds Table 2 (f_v->p's pose error) for a model with pose maps.
     table = tmp_path / "table.json"
-    result = _run("eval", tmp_path / "tracks", "--model", model, "--json", table)
+    result = run("eval", tmp_path / "tracks", "--model", model, "--json", table)
     assert result.exit_code == 0, result.output
     assert "f_v->p pose MAE yaw" in result.output
     assert set(json.loads(table.read_text())["pose_mae_degrees"]["model.pt"]) == {"yaw", "pitch", "roll", "mean"}

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+from PIL import Image
 
 from x2face_edit.model import load_checkpoint
 from x2face_edit.model.train import TrainConfig, train
@@ -30,6 +32,30 @@ def test_training_overfits_a_tiny_track_set(tmp_path, synthetic_tracks):
     model, payload = load_checkpoint(checkpoint)
     assert payload["meta"]["step"] == 120 and payload["meta"]["final"]
     assert payload["training_state"]["step"] == 120
+
+
+def test_tensorboard_holds_the_scalars_and_pictures_and_curves_plot_the_log(tmp_path, synthetic_tracks):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from x2face_edit.cli import main
+
+    run = tmp_path / "run"
+    train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), max_steps=6, val_every=3, log_every=3,
+                      tensorboard=True, **TINY))
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"loss", "photometric", "val_l1", "lr"} <= set(scalars)
+    assert [e.step for e in events.Scalars("val_l1")] == [3, 6]
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx([r["loss"] for r in _log(run)])
+    (picture_tag,) = events.Tags()["images"]
+    picture = events.Images(picture_tag)[-1]
+    # A row per pair (up to 4) of source | driving | generated | embedded face, 64 px each.
+    assert (picture.width, picture.height) == (4 * 64, 64 * min(4, picture.height // 64)) and picture.height >= 64
+    pytest.importorskip("matplotlib")
+    result = CliRunner().invoke(main, ["curves", str(run)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(run / "curves.png").size[0] > 500
 
 
 def test_paper_recipe_sgd_runs_and_resume_continues(tmp_path, synthetic_tracks):

@@ -120,6 +120,9 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--workers", "num_workers", default=2, show_default=True, help="Data-loading processes per training process.")
 @click.option("--progress/--no-progress", default=True)
+@click.option("--tensorboard", is_flag=True,
+              help="Also write TensorBoard scalars and, at each validation, a picture grid to OUT/tensorboard "
+                   "(pip install 'x2face-edit[monitor]').")
 def train(tracks: Path, out_dir: Path, **options) -> None:
     """Train X2Face on face tracks from 'prepare': stage I (photometric L1) or stage II (identity losses).
 
@@ -182,7 +185,8 @@ def inference_options(command):
 @main.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
-              help="The embedded face PNG; FACE.edit.png and FACE.json are written beside it.")
+              help="The embedded face PNG; FACE.edit.png (a layer to paint on), FACE.guide.png (the face's features, "
+                   "to paint by) and FACE.json are written beside it.")
 @click.option("--sources", default=3, show_default=True, help="Source frames averaged, chosen to cover different poses.")
 @click.option("--frames", help="Comma-separated frame numbers to use as sources instead.")
 @click.option("--size", default=512, show_default=True, type=click.IntRange(min=32), help="Side of the embedded face in pixels.")
@@ -245,11 +249,24 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
 @device_option
 @click.option("--face", type=int, default=None, help="Which face of --drive: 0 is the most prominent (default: the one extract used).")
+@click.option("--layer-only", is_flag=True,
+              help="Write only the warped paint with its alpha, to lay over the footage in an editor "
+                   "(OUT.mov: ProRes 4444; OUT.webm: VP9; OUT_%05d.png: a PNG sequence).")
+@click.option("--codec", help="h264, h265, prores, vp9, png or tiff (default: what OUT's suffix implies: "
+              "h264 for .mp4/.mov/.mkv, vp9 for .webm, png/tiff for image sequences).")
+@click.option("--crf", type=click.IntRange(0, 63), help="Constant quality of h264/h265/vp9, lower is better "
+              "(default 16, 20, 30).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
+              help="Frame rate of a --drive image sequence (NAME_%05d.png or a folder of frames; default 25).")
+@click.option("--preview", type=click.IntRange(min=1),
+              help="Instead of rendering, write a before/after contact sheet of this many frames spread over the "
+                   "video to OUT (.png or .jpg), in seconds.")
 @force_option
 @inference_options
 def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, lock: str, fit_seconds: float | None,
-           seed: int, model_path: Path | None, device: str, face: int | None, force: bool, options) -> None:
-    """Make the paint on an embedded face follow the face through a video."""
+           seed: int, model_path: Path | None, device: str, face: int | None, layer_only: bool, codec: str | None,
+           crf: int | None, fps: float | None, preview: int | None, force: bool, options) -> None:
+    """Make the paint on an embedded face follow the face through a video (or image sequence)."""
     from .extract import read_sidecar
     from .outputs import check_output, check_video_output
     from .render import render as run_render
@@ -257,12 +274,23 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
     if not edited.is_file():
         raise X2FaceError(f"no such file: {edited}")
     if sidecar is None:
-        # face.edit.png and face.png both belong to face.json.
-        sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit") + ".json")
+        # face.edit.png and face.png (and face.guide.png, refused later as paint) belong to face.json.
+        sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit").removesuffix(".guide") + ".json")
     face_sidecar = read_sidecar(sidecar)
-    check_video_output(out, force=force, inputs=(drive, edited, sidecar, Path(face_sidecar["video"])))
     face = face_sidecar.get("face", 0) if face is None else face
     model_path = model_path or Path(face_sidecar["model"]["path"])
+    if preview:
+        from .preview import preview as run_preview
+
+        model, model_info = _load(model_path, device)
+        with _frame_progress("previewing") as progress:
+            task = progress.add_task("previewing", total=preview)
+            shown = run_preview(model, model_info, face_sidecar, edited, drive, out, count=preview, mode=mode, lock=lock,
+                                face=face, fps=fps, force=force, on_frame=lambda done, total: progress.update(task, completed=done))
+        click.echo(f"frames {', '.join(map(str, shown))}, before and after -> {out}")
+        return
+    check_video_output(out, force=force, inputs=(drive, edited, sidecar, Path(face_sidecar["video"])), codec=codec, crf=crf,
+                       alpha=layer_only)
     if fit_seconds:
         from .extract import rebuild
         from .fit import fit as run_fit
@@ -279,7 +307,10 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
         report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, lock=lock, face=face, force=force,
-                            options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+                            options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total),
+                            layer_only=layer_only, codec=codec, crf=crf, fps=fps)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     lost = sum(last - first + 1 for first, last in report.lost)
     ranges = ", ".join(f"{first}-{last}" if last > first else f"{first}" for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}"
@@ -527,3 +558,19 @@ def import_official(release: Path, out: Path, force: bool) -> None:
     model = convert(release)
     save_checkpoint(out, model, meta={"imported_from": str(release.resolve()), "stage": "released"})
     click.echo(f"{count_parameters(model) / 1e6:.1f} M parameters, {model.config.resolution}x{model.config.resolution} -> {out}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="The PNG (default: RUN/curves.png).")
+@force_option
+def curves(run: Path, out: Path | None, force: bool) -> None:
+    """Plot a training run's log.jsonl (RUN: its folder or the file) as curves in a PNG."""
+    from .model.monitor import plot_log, read_log
+    from .outputs import atomic_output
+
+    records = read_log(run)
+    out = out or (run if run.is_dir() else run.parent) / "curves.png"
+    with atomic_output(out, force=force) as partial:
+        plot_log(records, partial)
+    click.echo(f"{len(records)} records -> {out}")

@@ -74,7 +74,7 @@ def edit_tracking_error(model: X2Face, model_info: dict, video: Path, track: Vid
                         *, size: int = 512, dot_radius: float = 0.012, lock: str = "landmarks") -> TrackingError:
     """Paint a dot on each of ``LANDMARKS`` and measure where they land in every tracked frame."""
     face = extract(model, model_info, video, track, size=size)
-    _, layer_path, _ = save(face, work_dir / "face.png", force=True)
+    _, layer_path, _, _ = save(face, work_dir / "face.png", force=True)
     frames, boxes = source_frames(face.sidecar)
     landmarks = LandmarkDetector()
     source = face.sidecar["frames"][0]

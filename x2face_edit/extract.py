@@ -1,9 +1,10 @@
 """The embedded face of a video: the pose-free texture a user paints on.
 
-``extract`` writes three files: ``face.png`` (the embedded face), ``face.edit.png`` (a
+``extract`` writes four files: ``face.png`` (the embedded face), ``face.edit.png`` (a
 transparent layer of the same size to paint on, or to paint over ``face.png`` in an
-editor) and ``face.json`` (the sidecar: video, frames, crop boxes and model, from which
-``render`` rebuilds the unpainted face to tell what was painted).
+editor), ``face.guide.png`` (the painting guide, ``guide.py``) and ``face.json`` (the
+sidecar: video, frames, crop boxes and model, from which ``render`` rebuilds the
+unpainted face to tell what was painted; and the landmarks the guide draws).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image
 
 from .errors import X2FaceError
 from .faces import LandmarkDetector, crop, face_box_of, to_crop_grid
+from .guide import coverage_mask, draw_guide, save_guide, to_pixels
 from .model import X2Face
 from .model.landmarks import invert_grid
 from .model.networks import resize_grid, sample, weighted_average
@@ -35,6 +37,7 @@ CANDIDATES = 48
 class EmbeddedFace:
     image: np.ndarray  # (S, S, 3) uint8
     sidecar: dict
+    coverage: np.ndarray | None = None  # (S, S) uint8 mask: the part of the face the video's frames show
 
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -150,7 +153,19 @@ def extract(
         "size": size,
         "model": {**model_info, "config": model.config.to_dict(), "embedding": model.embedding_fingerprint()},
     }
-    return EmbeddedFace(embed_frames(model, [decoded[i] for i in frames], boxes, size), sidecar)
+    sources = [decoded[i] for i in frames]
+    landmarks = embedded_landmarks(model, sources, boxes).numpy()
+    sidecar["landmarks"] = [[round(float(v), 2) for v in point] for point in to_pixels(landmarks, size)]
+    return EmbeddedFace(embed_frames(model, sources, boxes, size), sidecar, coverage_of(model, sources, boxes, size))
+
+
+@torch.inference_mode()
+def coverage_of(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], size: int) -> np.ndarray:
+    """The part of the embedded face that the frames' driving grids sample (``guide.coverage_mask``)."""
+    device = next(model.parameters()).device
+    crops = to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]).to(device)
+    grids = model.decode(model.driving_vector(crops))
+    return coverage_mask(grids.reshape(-1, 2).cpu().numpy(), size)
 
 
 def source_frames(sidecar: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -167,21 +182,24 @@ def rebuild(model: X2Face, sidecar: dict) -> np.ndarray:
     return embed_frames(model, *source_frames(sidecar), sidecar["size"])
 
 
-def output_paths(face_png: str | Path) -> tuple[Path, Path, Path]:
-    """``face.png`` -> (face.png, face.edit.png, face.json)."""
+def output_paths(face_png: str | Path) -> tuple[Path, Path, Path, Path]:
+    """``face.png`` -> (face.png, face.edit.png, face.guide.png, face.json)."""
     face_png = Path(face_png)
-    return face_png, face_png.with_suffix(".edit.png"), face_png.with_suffix(".json")
+    return face_png, face_png.with_suffix(".edit.png"), face_png.with_suffix(".guide.png"), face_png.with_suffix(".json")
 
 
-def save(face: EmbeddedFace, face_png: str | Path, *, force: bool = False) -> tuple[Path, Path, Path]:
+def save(face: EmbeddedFace, face_png: str | Path, *, force: bool = False) -> tuple[Path, Path, Path, Path]:
     paths = output_paths(face_png)
     for path in paths:
         check_output(path, force=force)
-    image_path, layer_path, sidecar_path = paths
+    image_path, layer_path, guide_path, sidecar_path = paths
     with atomic_output(image_path, force=force) as partial:
         Image.fromarray(face.image).save(partial, format="PNG")
     with atomic_output(layer_path, force=force) as partial:
         Image.new("RGBA", face.image.shape[1::-1], (0, 0, 0, 0)).save(partial, format="PNG")
+    with atomic_output(guide_path, force=force) as partial:
+        save_guide(draw_guide(face.image.shape[0], np.array(face.sidecar["landmarks"]) / face.image.shape[0] * 2 - 1,
+                              face.coverage), partial)
     # The video is recorded relative to the sidecar too, so a project folder can move as a whole.
     video = Path(face.sidecar["video"])
     relative = os.path.relpath(video, sidecar_path.resolve().parent)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import X2FaceError
+from .sequences import existing_frames, is_sequence
+from .video import Encoding, choose_encoding
 
 
 def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = ()) -> Path:
@@ -19,23 +22,23 @@ def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] 
     if not os.access(path.parent, os.W_OK):
         raise X2FaceError(f"output folder is not writable: {path.parent}")
     for source in inputs:
-        if Path(source).exists() and path.exists() and os.path.samefile(source, path):
+        same_pattern = is_sequence(source) and Path(source).resolve() == path.resolve()
+        if same_pattern or Path(source).exists() and path.exists() and os.path.samefile(source, path):
             raise X2FaceError(f"{path} is also an input: write the output elsewhere")
-    if path.exists() and not force:
-        raise X2FaceError(f"{path} exists (pass --force to overwrite it)")
+    existing = existing_frames(path) if is_sequence(path) else [path] if path.exists() else []
+    if existing and not force:
+        what = f"{existing[0]} (and {len(existing) - 1} more frames)" if len(existing) > 1 else str(existing[0])
+        raise X2FaceError(f"{what} exists (pass --force to overwrite it)")
     return path
 
 
-# Containers that hold the H.264 video and the audio that VideoWriter writes.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
-
-
-def check_video_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = ()) -> Path:
-    """``check_output`` for a video, whose extension must name a container for H.264."""
-    path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise X2FaceError(f"{path.name}: write the video as {', '.join(VIDEO_SUFFIXES)} (H.264 with the input's sound)")
-    return check_output(path, force=force, inputs=inputs)
+def check_video_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = (), codec: str | None = None,
+                       crf: int | None = None, alpha: bool = False, deep: bool = False) -> tuple[Encoding, str | None]:
+    """``check_output`` for a video or image sequence, whose suffix, ``codec``, ``crf`` and
+    ``alpha`` must go together (``video.choose_encoding``); the encoding and its warning."""
+    chosen = choose_encoding(path, codec=codec, crf=crf, alpha=alpha, deep=deep)
+    check_output(path, force=force, inputs=inputs)
+    return chosen
 
 
 @contextmanager
@@ -46,6 +49,19 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     temporary name keeps the suffix, so writers that pick a format by extension still can.
     """
     path = check_output(path, force=force)
+    if is_sequence(path):
+        # A sequence is written into a hidden folder beside it, and its frames moved out.
+        folder = path.parent / f".{path.name.replace('%', '')}.partial"
+        folder.mkdir(exist_ok=True)
+        try:
+            yield folder / path.name
+            for frame in existing_frames(path):
+                frame.unlink()
+            for frame in sorted(folder.iterdir()):
+                os.replace(frame, path.parent / frame.name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
     temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
         yield temporary

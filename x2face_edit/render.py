@@ -25,14 +25,16 @@ from PIL import Image
 from .errors import X2FaceError
 from .extract import embed_frames, embedded_landmarks, source_frames, to_tensor
 from .faces import LandmarkDetector, crop, to_crop_grid
+from .guide import is_guide
 from .lock import LOCK_MODES, LandmarkLock, locked_grids
 from .model import X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import sample
 from .outputs import atomic_output, check_video_output
 from .pipeline import InOrderWorker, read_ahead
+from .sequences import is_sequence
 from .tracking import VideoTrack, track_video
-from .video import Frame, VideoWriter, iter_frames, probe
+from .video import Frame, VideoWriter, eight_bit, iter_frames, probe
 
 MODES = ("edit", "generate")
 # Colour differences (0-255) below LOW are unpainted (editor round-off); above HIGH, fully painted.
@@ -47,6 +49,7 @@ FADE_FRAMES = 6
 class RenderReport:
     frames: int
     lost: list[tuple[int, int]]  # inclusive frame ranges left untouched: no face tracked
+    warnings: tuple[str, ...] = ()
 
 
 def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
@@ -65,6 +68,8 @@ def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
         image.load()
     except (OSError, ValueError):
         raise X2FaceError(f"not an image: {edited}") from None
+    if is_guide(image):
+        raise X2FaceError(f"{edited.name} is the painting guide, not paint: paint on a copy of the embedded face or on its .edit.png layer")
     if image.size != original.shape[1::-1]:
         raise X2FaceError(
             f"{edited.name} is {image.size[0]}x{image.size[1]} but the embedded face is "
@@ -97,27 +102,52 @@ def opaque_layer(image: np.ndarray, feather: float = 0.06) -> torch.Tensor:
     return torch.cat([rgb * alpha, alpha])
 
 
-def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
-    """Warp ``layer`` by the crop's (h, w, 2) ``grid`` and blend it into ``frame`` in place."""
-    height, width = frame.shape[:2]
+def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
+               layer: torch.Tensor) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """``layer`` warped by the crop's (h, w, 2) ``grid`` onto the pixels of a frame of
+    ``shape`` inside the crop box: the region's slices and its premultiplied (h, w, 4)
+    float RGBA in [0, 1]; None where no paint lands."""
+    height, width = shape[:2]
     x0, y0, x1, y1 = crop_box
     left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
     if right <= left or bottom <= top:
-        return
+        return None
     # Each frame pixel's centre in the crop's [-1, 1] coordinates.
     u = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
     v = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
     positions = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
     frame_grid = sample(grid.permute(2, 0, 1).unsqueeze(0).float(), positions, padding="border").permute(0, 2, 3, 1)
-    warped = sample(layer.unsqueeze(0), frame_grid)[0]
-    alpha = warped[3].numpy()
-    painted = alpha > 0
-    if not painted.any():
+    warped = sample(layer.unsqueeze(0), frame_grid)[0].permute(1, 2, 0).numpy()
+    if not (warped[..., 3] > 0).any():
+        return None
+    return (slice(top, bottom), slice(left, right)), warped
+
+
+def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
+    """Warp ``layer`` by the crop's (h, w, 2) ``grid`` and blend it into ``frame`` (8- or
+    16-bit) in place."""
+    if (warped := warp_paint(frame.shape, crop_box, grid, layer)) is None:
         return
-    region = frame[top:bottom, left:right]
-    blended = region.astype(np.float32) * (1 - alpha[..., None]) + warped[:3].permute(1, 2, 0).numpy() * 255
-    region[painted] = np.clip(np.round(blended[painted]), 0, 255).astype(np.uint8)
+    region_slices, paint = warped
+    full = np.iinfo(frame.dtype).max
+    alpha = paint[..., 3]
+    painted = alpha > 0
+    region = frame[region_slices]
+    blended = region.astype(np.float32) * (1 - alpha[..., None]) + paint[..., :3] * full
+    region[painted] = np.clip(np.round(blended[painted]), 0, full).astype(frame.dtype)
+
+
+def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
+    """Warp ``layer`` like ``composite`` into a transparent (H, W, 4) ``canvas`` with
+    straight (not premultiplied) colour, as compositors expect of a layer's alpha."""
+    if (warped := warp_paint(canvas.shape, crop_box, grid, layer)) is None:
+        return
+    region_slices, paint = warped
+    full = np.iinfo(canvas.dtype).max
+    alpha = paint[..., 3:]
+    colour = np.divide(paint[..., :3], alpha, out=np.zeros_like(paint[..., :3]), where=alpha > 0)
+    canvas[region_slices] = np.clip(np.round(np.concatenate([colour, alpha], axis=2) * full), 0, full).astype(canvas.dtype)
 
 
 def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
@@ -144,7 +174,7 @@ def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: It
     detector = LandmarkDetector()
 
     def landmarks_of(index: int, rgb: np.ndarray) -> np.ndarray:
-        return to_crop_grid(detector(rgb, track.face_boxes[index]), track.crop_box(index))
+        return to_crop_grid(detector(eight_bit(rgb), track.face_boxes[index]), track.crop_box(index))
 
     return locked_grids(items, lock, landmarks_of)
 
@@ -160,7 +190,7 @@ def driving_grids(predictor: GridPredictor, track: VideoTrack,
         tracked = [f for f in pending if track.found[f.index]]
         grids: dict[int, torch.Tensor] = {}
         if tracked:
-            crops = to_tensor([crop(f.rgb, track.crop_box(f.index), resolution) for f in tracked])
+            crops = to_tensor([crop(eight_bit(f.rgb), track.crop_box(f.index), resolution) for f in tracked])
             grids = dict(zip((f.index for f in tracked), predictor(crops)))
         yield from ((f.index, f.rgb, grids.get(f.index)) for f in pending)
         pending.clear()
@@ -182,10 +212,11 @@ def write_driven(
     overlap: bool = True,
     on_frame: Callable[[int], None] | None = None,
     lock: LandmarkLock | None = None,
+    deep: bool = False,
 ) -> None:
     """Write ``finish(index, frame, grid)`` for every frame of ``drive`` at that frame's
     time, ``grid`` being its tracked face's driving grid (None where the face is lost),
-    corrected by ``lock``.
+    corrected by ``lock``; ``deep`` decodes the frames at 16 bits.
 
     With ``overlap``, decoding, the network, and finishing with encoding run in three
     threads; without, one after another (the same output, more slowly).
@@ -196,7 +227,7 @@ def write_driven(
         if on_frame:
             on_frame(index)
 
-    frames = iter_frames(drive)
+    frames = iter_frames(drive, fps=float(track.info.fps), deep=deep)
     if not overlap:
         for item in locked_driving_grids(predictor, track, frames, lock):
             finish_and_write(*item)
@@ -204,6 +235,37 @@ def write_driven(
     with closing(read_ahead(frames)) as decoded, InOrderWorker() as worker:
         for item in locked_driving_grids(predictor, track, decoded, lock):
             worker.submit(finish_and_write, *item)
+
+
+def check_render_inputs(model: X2Face, model_info: dict, sidecar: dict, *, mode: str, lock: str) -> None:
+    """Refuse an unknown mode or lock, and a model whose embedding network is not the one
+    the face was extracted with."""
+    if mode not in MODES:
+        raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
+    if lock not in LOCK_MODES:
+        raise X2FaceError(f"lock must be one of {', '.join(LOCK_MODES)}")
+    if sidecar["model"].get("embedding") != model.embedding_fingerprint():
+        raise X2FaceError(
+            f"the face was extracted with another model ({sidecar['model'].get('path')}) than this one "
+            f"({model_info.get('path')}): their embedding networks differ, so the paint would land elsewhere; "
+            "pass that --model, or extract again"
+        )
+
+
+def prepare_paint(model: X2Face, sidecar: dict, edited: str | Path, *, mode: str,
+                  lock: str) -> tuple[torch.Tensor, LandmarkLock | None]:
+    """The layer to warp (the paint; in "generate" mode the whole painted embedded face)
+    and the landmark lock (None for ``lock`` "none"), rebuilt from the sidecar's frames."""
+    sources, boxes = source_frames(sidecar)
+    original = embed_frames(model, sources, boxes, sidecar["size"])
+    layer = paint_layer(edited, original)
+    if mode == "edit":
+        require_paint(layer, edited)
+    landmark_lock = LandmarkLock(embedded_landmarks(model, sources, boxes)) if lock == "landmarks" else None
+    if mode == "generate":
+        painted = (layer[:3] + to_tensor([original])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
+        layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
+    return layer, landmark_lock
 
 
 @torch.inference_mode()
@@ -223,8 +285,17 @@ def render(
     options: InferenceOptions = InferenceOptions(),
     overlap: bool = True,
     on_frame: Callable[[int, int], None] | None = None,
+    layer_only: bool = False,
+    codec: str | None = None,
+    crf: int | None = None,
+    fps: float | None = None,
 ) -> RenderReport:
     """Render the paint of ``edited`` through every frame of ``drive`` into ``out``.
+
+    ``drive`` and ``out`` may be image sequences (``shot_%05d.png``; ``fps`` is the input
+    sequence's rate); ``out``'s suffix picks the codec unless ``codec`` names one, at
+    constant quality ``crf``. High-bit-depth input stays high where the codec allows.
+    ``layer_only`` writes the warped paint alone, with its alpha, to lay over the footage.
 
     The model must share its embedding network with the one the sidecar was made with
     (the same model, or one fitted with ``driving_only``). ``mode`` "generate"
@@ -235,39 +306,28 @@ def render(
     ``overlap`` runs decoding, the network and compositing with encoding side by side.
     ``on_frame(done, total)`` reports progress over both passes (tracking, then rendering).
     """
-    if mode not in MODES:
-        raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
-    if lock not in LOCK_MODES:
-        raise X2FaceError(f"lock must be one of {', '.join(LOCK_MODES)}")
-    if sidecar["model"].get("embedding") != model.embedding_fingerprint():
-        raise X2FaceError(
-            f"the face was extracted with another model ({sidecar['model'].get('path')}) than this one "
-            f"({model_info.get('path')}): their embedding networks differ, so the paint would land elsewhere; "
-            "pass that --model, or extract again"
-        )
-    check_video_output(out, force=force, inputs=(drive, edited, sidecar["video"]))
-    total = track.info.frame_count if track is not None else probe(drive).frame_count
-    sources, boxes = source_frames(sidecar)
-    original = embed_frames(model, sources, boxes, sidecar["size"])
-    layer = paint_layer(edited, original)
-    if mode == "edit":
-        require_paint(layer, edited)
-    landmark_lock = LandmarkLock(embedded_landmarks(model, sources, boxes)) if lock == "landmarks" else None
-    if mode == "generate":
-        painted = (layer[:3] + to_tensor([original])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
-        layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
+    check_render_inputs(model, model_info, sidecar, mode=mode, lock=lock)
+    info = track.info if track is not None else probe(drive, fps=fps)
+    encoding, warning = check_video_output(out, force=force, inputs=(drive, edited, sidecar["video"]), codec=codec, crf=crf,
+                                           alpha=layer_only, deep=info.deep)
+    total = info.frame_count
+    layer, landmark_lock = prepare_paint(model, sidecar, edited, mode=mode, lock=lock)
     if track is None:
-        track = track_video(drive, face=face, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
+        track = track_video(drive, face=face, fps=fps, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
     opacity = fade_weights(track.found)
 
     def paint(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
+        if layer_only:
+            rgb = np.zeros((*rgb.shape[:2], 4), rgb.dtype)
         if grid is not None and opacity[index] > 0:
-            composite(rgb, track.crop_box(index), grid, layer if opacity[index] == 1 else layer * opacity[index])
+            (paint_alone if layer_only else composite)(rgb, track.crop_box(index), grid,
+                                                       layer if opacity[index] == 1 else layer * opacity[index])
         return rgb
 
     with atomic_output(out, force=force) as partial:
-        with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, audio_from=drive) as writer:
+        with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, encoding=encoding,
+                         audio_from=None if is_sequence(drive) else drive, first_number=info.first_number) as writer:
             write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap, lock=landmark_lock,
-                         on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
-    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())
+                         deep=encoding.deep, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
+    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges(), warnings=(warning,) if warning else ())

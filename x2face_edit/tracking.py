@@ -68,14 +68,16 @@ def track_video(
     smoothing: float = 2.0,
     detect_every: int = DETECT_EVERY,
     on_frame: Callable[[int], None] | None = None,
+    fps: float | None = None,
 ) -> VideoTrack:
     """Find faces in every frame and follow the ``face``-th most prominent one.
 
     Faces are detected every ``detect_every`` frames and followed by their landmarks in
     between; where no face is followed, every frame is searched until one returns.
-    Raises ``X2FaceError`` if no face is found at all, even at full resolution.
+    ``fps`` is an image sequence's frame rate. Raises ``X2FaceError`` if no face is found
+    at all, even at full resolution.
     """
-    info = probe(path)
+    info = probe(path, fps=fps)
     fps = float(info.fps)
     longest = max(info.width, info.height)
     # Faces are searched for on a copy at most 640 pixels wide. Where none is found there,
@@ -86,7 +88,7 @@ def track_video(
     while True:
         follower = FaceFollower(detect_every, max_side=max_side)
         detections, times = [], []
-        with closing(read_ahead(iter_frames(path))) as frames:
+        with closing(read_ahead(iter_frames(path, fps=fps))) as frames:
             for frame in frames:
                 detections.append(follower(frame.rgb))
                 times.append(frame.time)

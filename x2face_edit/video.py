@@ -1,4 +1,5 @@
-"""Reading videos with PyAV: stream facts and RGB frames with their exact times.
+"""Reading and writing videos (and image sequences) with PyAV: stream facts, RGB frames
+with their exact times, and encoders chosen by codec and container.
 
 PyAV bundles FFmpeg's libraries, so no ffmpeg program needs to be installed.
 """
@@ -16,6 +17,7 @@ import av
 import numpy as np
 
 from .errors import X2FaceError
+from .sequences import DEFAULT_SEQUENCE_FPS, find_sequence, is_sequence, is_sequence_output
 
 
 @dataclass(frozen=True)
@@ -30,23 +32,51 @@ class VideoInfo:
     # Counter-clockwise degrees the stored pixels turn to play upright (a phone's display
     # matrix); width and height are the upright picture's, as frames are decoded upright.
     rotation: int = 0
+    bit_depth: int = 8  # bits per colour sample as stored (10 for 10-bit video, 16 for 16-bit PNG)
+    first_number: int = 0  # an image sequence's first frame number
 
     @property
     def has_audio(self) -> bool:
         return self.audio_rate is not None
+
+    @property
+    def deep(self) -> bool:
+        """More than 8 bits per sample: frames are worth decoding and writing at 16 bits."""
+        return self.bit_depth > 8
 
 
 @dataclass(frozen=True)
 class Frame:
     index: int
     time: float
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8, or uint16 when decoded deep
+
+
+def eight_bit(rgb: np.ndarray) -> np.ndarray:
+    """An 8-bit copy of a frame decoded at 16 bits (detection and the network want 8)."""
+    return rgb if rgb.dtype == np.uint8 else (rgb >> 8).astype(np.uint8)
 
 
 @contextmanager
-def open_video(path: str | Path) -> Iterator[av.container.InputContainer]:
-    """Open ``path`` for reading, turning every way it can fail into one clear error."""
+def open_video(path: str | Path, *, fps: float | None = None) -> Iterator[av.container.InputContainer]:
+    """Open ``path`` for reading, turning every way it can fail into one clear error.
+
+    ``path`` may be an image sequence (``shot_%05d.png`` or a folder of numbered frames),
+    played at ``fps`` (default ``DEFAULT_SEQUENCE_FPS``).
+    """
     path = Path(path)
+    if is_sequence(path):
+        sequence = find_sequence(path)
+        options = {"framerate": str(fps or DEFAULT_SEQUENCE_FPS), "start_number": str(sequence.start)}
+        try:
+            container = av.open(sequence.pattern, mode="r", format="image2", options=options)
+        except av.FFmpegError as exc:
+            raise X2FaceError(f"cannot read the sequence {path} ({exc.__class__.__name__})") from None
+        try:
+            yield container
+        finally:
+            container.close()
+        return
     if not path.exists():
         raise X2FaceError(f"no such file: {path}")
     if not path.is_file():
@@ -63,9 +93,10 @@ def open_video(path: str | Path) -> Iterator[av.container.InputContainer]:
         container.close()
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Stream facts of a video; the frame count is counted by demuxing when the container omits it."""
-    with open_video(path) as container:
+def probe(path: str | Path, *, fps: float | None = None) -> VideoInfo:
+    """Stream facts of a video (or image sequence, at ``fps``); the frame count is counted
+    by demuxing when the container omits it."""
+    with open_video(path, fps=fps) as container:
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or Fraction(25)
         frame_count = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
@@ -80,15 +111,18 @@ def probe(path: str | Path) -> VideoInfo:
         audio = container.streams.audio
         audio_rate = audio[0].codec_context.sample_rate if audio else None
         width, height = stream.codec_context.width, stream.codec_context.height
-    rotation = _rotation(path)
+        stored = stream.codec_context.format
+        bit_depth = max((c.bits for c in stored.components), default=8) if stored is not None else 8
+    rotation = 0 if is_sequence(path) else _rotation(path)
     if rotation % 180:
         width, height = height, width
     return VideoInfo(path=Path(path), width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
-                     duration=duration, audio_rate=audio_rate, rotation=rotation)
+                     duration=duration, audio_rate=audio_rate, rotation=rotation, bit_depth=bit_depth,
+                     first_number=find_sequence(path).start if is_sequence(path) else 0)
 
 
 def _rotation(path: str | Path) -> int:
-    """The display rotation of a video's first frame, a multiple of 90 degrees."""
+    """The display rotation of a video file's first frame, a multiple of 90 degrees."""
     with open_video(path) as container:
         try:
             frame = next(container.decode(container.streams.video[0]), None)
@@ -97,20 +131,22 @@ def _rotation(path: str | Path) -> int:
         return round((frame.rotation if frame is not None else 0) / 90) * 90 % 360
 
 
-def upright(frame: av.VideoFrame) -> np.ndarray:
-    """A decoded frame's RGB pixels turned as its display matrix says they play."""
-    rgb = frame.to_ndarray(format="rgb24")
+def upright(frame: av.VideoFrame, *, deep: bool = False) -> np.ndarray:
+    """A decoded frame's RGB pixels (16-bit with ``deep``) turned as its display matrix says they play."""
+    rgb = frame.to_ndarray(format="rgb48le" if deep else "rgb24")
     turns = round(frame.rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
-def iter_frames(path: str | Path, *, sample_fps: float | None = None) -> Iterator[Frame]:
+def iter_frames(path: str | Path, *, sample_fps: float | None = None, fps: float | None = None,
+                deep: bool = False) -> Iterator[Frame]:
     """Decode RGB frames in order, with their presentation times in seconds.
 
     With ``sample_fps`` only the first frame of each 1/sample_fps interval is yielded
-    (frames are still numbered by their index in the whole video).
+    (frames are still numbered by their index in the whole video). ``fps`` is an image
+    sequence's frame rate; ``deep`` decodes 16 bits per sample instead of 8.
     """
-    with open_video(path) as container:
+    with open_video(path, fps=fps) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 25)
@@ -125,17 +161,18 @@ def iter_frames(path: str | Path, *, sample_fps: float | None = None) -> Iterato
                     if slot <= last_slot:
                         continue
                     last_slot = slot
-                yield Frame(index=index, time=time, rgb=upright(frame))
+                yield Frame(index=index, time=time, rgb=upright(frame, deep=deep))
         except av.FFmpegError as exc:
             raise X2FaceError(f"could not decode {path}: {exc}") from None
         if not decoded_any:
             raise X2FaceError(f"no frames in {path}")
 
 
-def frames_at(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
-    """The RGB frames with the given indices (decoding up to the last one)."""
+def frames_at(path: str | Path, indices: list[int], *, fps: float | None = None) -> dict[int, np.ndarray]:
+    """The RGB frames with the given indices (decoding up to the last one); ``fps`` is an
+    image sequence's frame rate."""
     wanted, found = set(indices), {}
-    for frame in iter_frames(path):
+    for frame in iter_frames(path, fps=fps):
         if frame.index in wanted:
             found[frame.index] = frame.rgb
             if len(found) == len(wanted):
@@ -150,42 +187,151 @@ def frames_at(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
 TIME_BASE = Fraction(1, 90000)
 # Audio codecs the MP4/MOV muxers take as they are; others are re-encoded to AAC there.
 _MP4_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus", "flac"}
+# WebM takes only these; others are re-encoded to Opus.
+_WEBM_AUDIO = {"opus", "vorbis"}
+
+
+@dataclass(frozen=True)
+class Codec:
+    """An encoder, the output suffixes it may go in, and its pixel format for each
+    (alpha, deep) need; a missing key is a need it cannot meet."""
+
+    encoder: str
+    suffixes: tuple[str, ...]
+    formats: dict[tuple[bool, bool], str]
+    crf: int | None = None  # its default constant-quality level; None: no --crf (fixed-quality or lossless)
+    options: dict[str, str] | None = None
+
+
+_FILMS = (".mp4", ".mov", ".mkv", ".m4v")
+CODECS = {
+    "h264": Codec("libx264", _FILMS, {(False, False): "yuv420p", (False, True): "yuv420p10le"}, crf=16,
+                  options={"preset": "veryfast"}),
+    # x265's CRF 20 looks like x264's 16 at about two thirds of the size.
+    "h265": Codec("libx265", _FILMS, {(False, False): "yuv420p", (False, True): "yuv420p10le"}, crf=20,
+                  options={"preset": "veryfast", "x265-params": "log-level=error"}),
+    # ProRes is 10-bit in every profile: 422 HQ for pictures, 4444 for pictures with alpha.
+    "prores": Codec("prores_ks", (".mov", ".mkv"), {(False, False): "yuv422p10le", (False, True): "yuv422p10le",
+                                                    (True, False): "yuva444p10le", (True, True): "yuva444p10le"}),
+    "vp9": Codec("libvpx-vp9", (".webm", ".mkv"), {(False, False): "yuv420p", (True, False): "yuva420p"}, crf=30,
+                 options={"row-mt": "1", "deadline": "realtime", "cpu-used": "8"}),
+    "png": Codec("png", (".png",), {(False, False): "rgb24", (False, True): "rgb48be", (True, False): "rgba", (True, True): "rgba64be"}),
+    "tiff": Codec("tiff", (".tif", ".tiff"), {(False, False): "rgb24", (False, True): "rgb48le", (True, False): "rgba", (True, True): "rgba64le"}),
+}
+# What an output suffix means when no codec is named (with alpha, the first that has it).
+_DEFAULT_CODECS = {".webm": ("vp9",), ".png": ("png",), ".tif": ("tiff",), ".tiff": ("tiff",), ".mov": ("h264", "prores")}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How an output is encoded: the codec, its quality, and whether it keeps an alpha
+    channel and more than 8 bits."""
+
+    codec: str = "h264"
+    crf: int | None = 16
+    alpha: bool = False
+    deep: bool = False
+
+    @property
+    def pixel_format(self) -> str:
+        return CODECS[self.codec].formats[(self.alpha, self.deep)]
+
+    @property
+    def input_format(self) -> str:
+        """The RGB layout frames are handed over in."""
+        return {(False, False): "rgb24", (False, True): "rgb48le", (True, False): "rgba", (True, True): "rgba64le"}[(self.alpha, self.deep)]
+
+
+def choose_encoding(path: str | Path, *, codec: str | None = None, crf: int | None = None, alpha: bool = False,
+                    deep: bool = False) -> tuple[Encoding, str | None]:
+    """The encoding of an output at ``path``, checked before any work: the ``codec`` (by
+    default what the suffix implies) must fit the suffix, take ``crf`` and, with
+    ``alpha``, hold transparency. ``deep`` (a high-bit-depth input) is kept where the codec
+    can; otherwise the second value is a one-line warning that it is not."""
+    suffix = Path(path).suffix.lower()
+    sequence = is_sequence_output(path)
+    if sequence and not is_sequence(path):
+        raise X2FaceError(f"{Path(path).name}: write an image sequence as a numbered pattern, e.g. "
+                          f"{Path(path).stem}_%05d{Path(path).suffix}")
+    known = sorted({s for c in CODECS.values() for s in c.suffixes})
+    if suffix not in known:
+        raise X2FaceError(f"{Path(path).name}: write the output as {', '.join(known)}")
+    if codec is None:
+        candidates = _DEFAULT_CODECS.get(suffix, ("h264",))
+        codec = next((c for c in candidates if not alpha or (True, False) in CODECS[c].formats), candidates[0])
+    if codec not in CODECS:
+        raise X2FaceError(f"unknown codec {codec}: choose from {', '.join(CODECS)}")
+    chosen = CODECS[codec]
+    if suffix not in chosen.suffixes:
+        raise X2FaceError(f"{codec} does not go in {suffix} files: use {', '.join(chosen.suffixes)}")
+    if alpha and (True, False) not in chosen.formats:
+        holders = [f"{name} ({', '.join(c.suffixes)})" for name, c in CODECS.items() if (True, False) in c.formats]
+        raise X2FaceError(f"{codec} in {suffix} has no alpha channel: a layer needs {', '.join(holders)}")
+    if crf is not None and chosen.crf is None:
+        raise X2FaceError(f"--crf does not apply to {codec} (fixed quality or lossless)")
+    warning = None
+    if deep and (alpha, True) not in chosen.formats:
+        deep_codecs = [name for name, c in CODECS.items() if (alpha, True) in c.formats]
+        warning = f"the input has more than 8 bits per sample; {codec} writes 8 (for more: {', '.join(deep_codecs)})"
+        deep = False
+    return Encoding(codec=codec, crf=chosen.crf if crf is None else crf, alpha=alpha, deep=deep), warning
 
 
 class VideoWriter:
-    """Encode RGB frames to H.264 (yuv420p) at a fixed frame rate, optionally carrying
-    over the audio of another file (usually the input video).
+    """Encode RGB frames (RGBA with an alpha encoding; 16-bit for a deep one) as the
+    ``encoding`` says (by default, what the suffix implies), optionally carrying over the audio of another file (usually the
+    input video). A path with a %d pattern and an image suffix writes an image sequence,
+    numbered from ``first_number`` (sequences carry no sound).
 
     x264's veryfast preset at CRF 16 encodes real 1280x720 footage 2.4x faster here than
     its default (medium, CRF 18) at the same quality (42.8 vs 42.9 dB PSNR, 10 % larger):
     at the default, encoding was the slowest stage of a render.
 
     The audio is copied packet for packet when the container accepts its codec, else
-    re-encoded to AAC, and interleaved with the frames as they are written. Frame sizes
-    are rounded down to even numbers, which yuv420p requires.
+    re-encoded (AAC in MP4/MOV, Opus in WebM), and interleaved with the frames as they are
+    written. Frame sizes are rounded down to even numbers where the pixel format
+    subsamples colour.
     """
 
     def __init__(self, path: str | Path, *, fps: Fraction | float, width: int, height: int,
-                 audio_from: str | Path | None = None, crf: int = 16, preset: str = "veryfast") -> None:
-        self.width, self.height = width - width % 2, height - height % 2
+                 audio_from: str | Path | None = None, encoding: Encoding | None = None, first_number: int = 0) -> None:
+        encoding = encoding or choose_encoding(path)[0]
+        codec = CODECS[encoding.codec]
+        subsampled = av.VideoFormat(encoding.pixel_format).chroma_width(2) < 2
+        self.width, self.height = (width - width % 2, height - height % 2) if subsampled else (width, height)
+        self.encoding = encoding
         self._fps = Fraction(fps).limit_denominator(1001)
         self._frames_written = 0
         self._first_time: float | None = None
-        self._container = av.open(str(path), mode="w")
-        self._stream = self._container.add_stream("libx264", rate=self._fps)
+        sequence = is_sequence_output(path)
+        self._container = av.open(str(path), mode="w", format="image2" if sequence else None,
+                                  options={"start_number": str(first_number)} if sequence else None)
+        self._stream = self._container.add_stream(codec.encoder, rate=self._fps)
         # The encoder's clock too: at 1/fps, frames of a variable-rate video closer than the
         # average interval would share a timestamp.
         self._stream.time_base = self._stream.codec_context.time_base = TIME_BASE
         self._stream.width, self._stream.height = self.width, self.height
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
-        self._audio = _AudioCarrier(audio_from, self._container) if audio_from is not None else None
+        self._stream.pix_fmt = encoding.pixel_format
+        options = dict(codec.options or {})
+        if encoding.crf is not None:
+            options["crf"] = str(encoding.crf)
+        if encoding.codec == "vp9":
+            self._stream.bit_rate = 0  # constant quality: CRF alone decides
+        if encoding.codec == "prores":
+            options["profile"] = "4" if encoding.alpha else "3"  # 4444 with alpha, else 422 HQ
+        self._stream.options = options
+        self._audio = _AudioCarrier(audio_from, self._container) if audio_from is not None and not sequence else None
 
     def write(self, rgb: np.ndarray, time: float | None = None) -> None:
         """Encode the next frame. ``time`` is its presentation time in seconds (the input
         frame's, so a variable frame rate stays as it was, in step with the sound);
         without, frames follow each other at the writer's fps."""
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
+        pixels = np.ascontiguousarray(rgb[: self.height, : self.width])
+        if pixels.dtype == np.uint8 and self.encoding.deep:
+            pixels = pixels.astype(np.uint16) * 257  # 255 -> 65535
+        elif pixels.dtype != np.uint8 and not self.encoding.deep:
+            pixels = eight_bit(pixels)
+        frame = av.VideoFrame.from_ndarray(pixels, format=self.encoding.input_format)
         if time is None:
             time = self._frames_written / self._fps
         if self._first_time is None:
@@ -226,9 +372,14 @@ class _AudioCarrier:
         video = self._input.streams.video
         self._start = float(video[0].start_time * video[0].time_base) if video and video[0].start_time is not None else 0.0
         self._time_base = audio.time_base
-        self._copy = output.format.name.split(",")[0] not in ("mov", "mp4") or audio.codec_context.name in _MP4_AUDIO
+        muxer = output.format.name.split(",")[0]
+        accepted = {"mov": _MP4_AUDIO, "mp4": _MP4_AUDIO, "webm": _WEBM_AUDIO}.get(muxer)
+        self._copy = accepted is None or audio.codec_context.name in accepted
         if self._copy:
             self._stream = output.add_stream_from_template(audio)
+        elif muxer == "webm":  # Opus runs at 48 kHz
+            self._stream = output.add_stream("libopus", rate=48000)
+            self._resampler = av.AudioResampler(format="s16", layout=audio.layout.name, rate=48000, frame_size=960)
         else:
             self._stream = output.add_stream("aac", rate=audio.codec_context.sample_rate)
             self._resampler = av.AudioResampler(format="fltp", layout=audio.layout.name, rate=audio.codec_context.sample_rate, frame_size=1024)

@@ -12,7 +12,6 @@ rate schedule.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -37,10 +36,10 @@ from .inference import resolve_device
 from .landmarks import symmetric_template
 from .losses import IdentityLosses, correspondence_losses, cycle_loss
 from .metrics import model_l1, round_trip_error
+from .monitor import PICTURE_PAIRS, TrainingLog
 from .networks import ModelConfig, X2Face
 
 CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "log.jsonl"
 
 
 @dataclass
@@ -78,6 +77,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     num_workers: int = 2
     progress: bool = True
+    tensorboard: bool = False  # also TensorBoard scalars and, at each validation, a picture grid
 
 
 @dataclass
@@ -185,6 +185,8 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
     template = model.template()
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
     val_set = TrackPairs(val_tracks, num_sources=config.sources, size=model_config.resolution, landmarks=True) if val_tracks else None
+    # The same validation pairs are pictured at every validation (TensorBoard).
+    picture_pairs = next(iter(DataLoader(val_set, batch_size=PICTURE_PAIRS)))[:2] if val_set is not None and config.tensorboard else None
 
     sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if ddp.enabled else None
     generator = torch.Generator().manual_seed(config.seed)
@@ -249,7 +251,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
 
     if ddp.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    log = (out_dir / LOG_NAME).open("a") if ddp.main else None
+    log = TrainingLog(out_dir, tensorboard=config.tensorboard) if ddp.main else None
     progress = _progress(config.progress and ddp.main)
     task = progress.add_task("training", total=config.max_steps, completed=step)
     batches = _batches(loader, sampler, start_epoch=step // max(len(loader), 1))
@@ -319,6 +321,8 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                         val = model_l1(model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
                         record["val_round_trip_iod_pct"] = round_trip_error(
                             model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
+                        if picture_pairs is not None:
+                            log.pictures(step, model, *(t.to(device) for t in picture_pairs))
                     val = _from_rank0(val, ddp, device)
                     last_val = None if math.isnan(val) else val
                     record["val_l1"] = last_val
@@ -326,8 +330,7 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
                     scheduler.step(record["loss"] if last_val is None else last_val)
                     window_start = time.perf_counter()
                 if log is not None:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    log.write(record)
             if step % config.checkpoint_every == 0 or last:
                 save(final=last)
             if last:

@@ -1,0 +1,110 @@
+"""A before/after contact sheet of a few frames: what ``render`` will do, in seconds.
+
+Only the chosen frames are searched for the face (no tracking pass over the video), and
+each is locked to its own landmarks without the temporal smoothing of a render, so a
+preview frame can differ from the same frame of a render by the smoothing's share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .errors import X2FaceError
+from .extract import to_tensor
+from .faces import FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
+from .lock import smoothed
+from .model import X2Face
+from .model.inference import GridPredictor
+from .outputs import atomic_output, check_output
+from .render import check_render_inputs, composite, prepare_paint
+from .video import eight_bit, frames_at, probe
+
+PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Side of each before/after picture on the sheet, and before/after pairs per row.
+TILE, PAIRS_PER_ROW = 256, 2
+# The area shown around the face: its crop box enlarged by this factor.
+SHOWN = 1.25
+
+
+def spread_frames(frame_count: int, count: int) -> list[int]:
+    """``count`` frame indices spread evenly over a video: the middles of equal parts."""
+    count = min(count, frame_count)
+    return sorted({int((i + 0.5) * frame_count / count) for i in range(count)})
+
+
+def _face_box(detectors: list[FaceDetector], rgb: np.ndarray, face: int) -> np.ndarray | None:
+    """The ``face``-th most prominent face box, searched at 640 px and then full size."""
+    for detector in detectors:
+        boxes = detector.detect(rgb)
+        if len(boxes) > face:
+            return boxes[face]
+    return None
+
+
+def _tile(rgb: np.ndarray, box: np.ndarray | None) -> np.ndarray:
+    """The area around a crop ``box`` (the whole frame for None) as a TILE square."""
+    if box is None:
+        height, width = rgb.shape[:2]
+        side = max(height, width)
+        box = np.array([(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2])
+    centre, half = (box[:2] + box[2:]) / 2, (box[2] - box[0]) * SHOWN / 2
+    return crop(rgb, np.concatenate([centre - half, centre + half]), TILE)
+
+
+def contact_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray, bool]]) -> Image.Image:
+    """Before/after tiles of (frame index, before, after, face found), labelled."""
+    label = 16
+    columns = min(len(pairs), PAIRS_PER_ROW)
+    rows = -(-len(pairs) // columns)
+    sheet = Image.new("RGB", (columns * 2 * TILE, rows * (TILE + label)), (32, 32, 32))
+    draw = ImageDraw.Draw(sheet)
+    for n, (index, before, after, found) in enumerate(pairs):
+        x, y = (n % columns) * 2 * TILE, (n // columns) * (TILE + label)
+        sheet.paste(Image.fromarray(before), (x, y + label))
+        sheet.paste(Image.fromarray(after), (x + TILE, y + label))
+        draw.text((x + 4, y + 2), f"frame {index}: before / after" + ("" if found else " (no face: left as it is)"), fill=(230, 230, 230))
+    return sheet
+
+
+@torch.inference_mode()
+def preview(model: X2Face, model_info: dict, sidecar: dict, edited: str | Path, drive: str | Path, out: str | Path, *,
+            count: int = 6, mode: str = "edit", lock: str = "landmarks", face: int = 0, fps: float | None = None,
+            force: bool = False, on_frame: Callable[[int, int], None] | None = None) -> list[int]:
+    """Write a contact sheet of ``count`` frames of ``drive``, before and after the paint
+    of ``edited``, to ``out`` (PNG or JPEG); return the frame indices shown."""
+    check_render_inputs(model, model_info, sidecar, mode=mode, lock=lock)
+    out = Path(out)
+    if out.suffix.lower() not in PREVIEW_SUFFIXES:
+        raise X2FaceError(f"{out.name}: write the preview as {', '.join(PREVIEW_SUFFIXES)}")
+    check_output(out, force=force, inputs=(drive, edited))
+    layer, landmark_lock = prepare_paint(model, sidecar, edited, mode=mode, lock=lock)
+    info = probe(drive, fps=fps)
+    indices = spread_frames(info.frame_count, count)
+    frames = frames_at(drive, indices, fps=fps)
+    detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]
+    landmarks = LandmarkDetector()
+    predictor = GridPredictor(model)
+    pairs = []
+    for done, index in enumerate(indices):
+        rgb = eight_bit(frames[index])
+        face_box = _face_box(detectors, rgb, face)
+        crop_box = None if face_box is None else voxceleb_box(face_box)
+        painted = rgb.copy()
+        if crop_box is not None:
+            grid = predictor(to_tensor([crop(rgb, crop_box, model.config.resolution)]))[0]
+            if landmark_lock is not None:
+                correction = landmark_lock.correction(grid, to_crop_grid(landmarks(rgb, face_box), crop_box))
+                if (field := smoothed([correction], 0)) is not None:
+                    grid = landmark_lock.apply(grid, field)
+            composite(painted, crop_box, grid, layer)
+        pairs.append((index, _tile(rgb, crop_box), _tile(painted, crop_box), crop_box is not None))
+        if on_frame:
+            on_frame(done + 1, len(indices))
+    with atomic_output(out, force=force) as partial:
+        contact_sheet(pairs).save(partial, format="JPEG" if out.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+    return indices
