@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from x2face_edit.cli import main
 from x2face_edit.evaluate import edit_tracking_error, landing_positions
 from x2face_edit.extract import embedded_landmarks, extract, locate_in_embedded_face, source_frames
-from x2face_edit.faces import FaceDetector, LandmarkDetector, to_crop_grid
+from x2face_edit.faces import FaceDetector, LandmarkDetector, to_crop_grid, voxceleb_box
 from x2face_edit.lock import LandmarkLock
 from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import DEFAULT_MODEL, file_fingerprint
@@ -98,13 +98,12 @@ def test_self_reenactment_beats_copying_the_source(tmp_path, eval_clips, model):
     assert model_l1(model, pairs) < copy_source_l1(pairs)
 
 
-def test_commanded_yaw_turns_held_out_faces_the_commanded_way(tmp_path, eval_clips):
+def test_commanded_yaw_turns_held_out_faces_by_most_of_the_command(tmp_path, eval_clips):
     """``pose --yaw -30:30`` on each held-out identity: the yaw that dlib's landmarks read
-    from the generated frames trends with the command (this model turns a head by 4-16
-    degrees for the 60 commanded; the direction is what is asserted)."""
+    from the generated frames follows the command (correlation >= 0.8) by at least half
+    of it (slope >= 0.5) on every clip; equation (1) turned them by 0.13-0.44."""
     estimate = PoseEstimator()
     commanded = np.linspace(-30, 30, 9)
-    correlations = []
     for clip in HELD_OUT_CLIPS:
         out = tmp_path / f"{clip}.mp4"
         result = CliRunner().invoke(main, ["pose", str(eval_clips / clip), "--yaw", "-30:30", "--frames", "9", "-o", str(out)])
@@ -112,10 +111,25 @@ def test_commanded_yaw_turns_held_out_faces_the_commanded_way(tmp_path, eval_cli
         yaws = np.array([estimate(frame.rgb)[0] for frame in iter_frames(out)])
         found = ~np.isnan(yaws)
         assert found.sum() >= 7, clip
-        correlations.append(np.corrcoef(commanded[found], yaws[found])[0, 1])
-        first, last = yaws[:3][found[:3]].mean(), yaws[-3:][found[-3:]].mean()
-        assert last > first, (clip, yaws)
-    assert min(correlations) > 0.3 and np.mean(correlations) > 0.6, correlations
+        slope = np.polyfit(commanded[found], yaws[found], 1)[0]
+        assert np.corrcoef(commanded[found], yaws[found])[0, 1] >= 0.8 and slope >= 0.5, (clip, yaws)
+
+
+def test_moved_landmarks_read_as_the_commanded_pose():
+    """The landmark targets of ``pose``: the astronaut's landmarks moved by the shipped
+    maps' per-degree motion read (solvePnP) as the commanded yaw and pitch."""
+    from x2face_edit.model.modalities import POSE_FORMAT, load_map, maps_path
+    from x2face_edit.pose import head_pose, landmark_targets
+
+    maps, _ = load_map(maps_path(DEFAULT_MODEL, "pose"), kind=POSE_FORMAT, model_fingerprint=file_fingerprint(DEFAULT_MODEL))
+    picture = astronaut_face()
+    box = FaceDetector().detect(picture)[0]
+    landmarks = to_crop_grid(LandmarkDetector()(picture, box), voxceleb_box(box))
+    start = head_pose((landmarks + 1) * 128, 256, 256)
+    targets = np.array([[yaw, pitch, start[2]] for yaw in (-25, 0, 25) for pitch in (-10, 10)])
+    moved = landmark_targets(landmarks, targets, maps.landmark_motion.numpy(), 256)
+    read = np.array([head_pose((points + 1) * 128, 256, 256) for points in moved])
+    assert np.abs(read[:, :2] - targets[:, :2]).max() < 1.5, read
 
 
 def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, eval_clips, model):

@@ -13,10 +13,12 @@ from x2face_edit.audio import FEATURE_SIZE, frame_features, load_audio
 from x2face_edit.errors import X2FaceError
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
 from x2face_edit.model.checkpoint import file_fingerprint
+from x2face_edit.model.landmarks import mirror_landmarks
 from x2face_edit.model.modalities import (
     AUDIO_FORMAT,
     POSE_FORMAT,
     fit_audio_map,
+    fit_landmark_motion,
     fit_pose_maps,
     pose_errors,
     save_map,
@@ -24,7 +26,7 @@ from x2face_edit.model.modalities import (
 from x2face_edit.pose import PoseEstimator, parse_angle_range
 from x2face_edit.prepare import PrepareOptions, prepare
 from x2face_edit.synthetic import astronaut_face, write_moving_face_video
-from x2face_edit.video import probe
+from x2face_edit.video import iter_frames, probe
 
 
 def test_frontal_face_has_small_yaw_and_mirroring_flips_it():
@@ -73,6 +75,18 @@ def test_pose_maps_read_and_set_pose():
         assert torch.allclose(maps.repose(vectors, maps.vector_to_pose(vectors)), vectors, atol=1e-4)
 
 
+def test_landmark_motion_is_recovered_from_landmarks_and_poses():
+    generator = np.random.default_rng(0)
+    motion = generator.normal(0, 0.002, (3, 68, 2)).astype(np.float32)
+    motion = (motion + np.asarray(mirror_landmarks(motion.copy())) * np.array([-1, 1, -1])[:, None, None]) / 2  # symmetric
+    motion -= motion.mean(axis=1, keepdims=True)
+    base = generator.normal(0, 0.3, (68, 2)).astype(np.float32)
+    base = (base + np.asarray(mirror_landmarks(base.copy()))) / 2
+    poses = generator.uniform(-30, 30, (400, 3)).astype(np.float32)
+    landmarks = base + np.tensordot(poses, motion, axes=1) + generator.normal(0.05, 0.001, (400, 1, 2)).astype(np.float32)
+    assert np.abs(fit_landmark_motion(landmarks, poses).numpy() - motion).max() < 1e-4
+
+
 def test_audio_map_is_least_squares():
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(500, 20, generator=generator) * 3 + 1
@@ -81,6 +95,10 @@ def test_audio_map_is_least_squares():
     audio_map = fit_audio_map(features, vectors)
     with torch.no_grad():
         assert torch.allclose(audio_map(features), vectors, atol=1e-3)
+        # Ridge shrinks the weights and keeps the mean.
+        shrunk = fit_audio_map(features, vectors, ridge=1.0)
+        assert shrunk.linear.weight.norm() < 0.7 * audio_map.linear.weight.norm()
+        assert torch.allclose(shrunk(features).mean(0), vectors.mean(0), atol=1e-3)
 
 
 def test_audio_features_follow_the_sound_in_time():
@@ -158,11 +176,44 @@ def test_audio_command_matches_the_speech(tmp_path, tiny_model_with_maps):
         assert float(stream.duration * stream.time_base) == pytest.approx(1.5, abs=0.07)
 
 
+def _tone(path, seconds, rate=16000, bursts=None):
+    """A WAV of a 300 Hz tone (silence with ``bursts`` = 0; on and off every ``bursts`` s)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        time = np.arange(int(seconds * rate)) / rate
+        samples = 0.5 * np.sin(2 * np.pi * 300 * time)
+        if bursts is not None:
+            samples = samples * (np.floor(time / bursts) % 2 == 1) if bursts else samples * 0
+        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        frame.sample_rate = rate
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_audio_picks_the_speakers_own_map_and_keeps_silence_still(tmp_path, tiny_model_with_maps):
+    silent_source = write_moving_face_video(tmp_path / "silent_source.mp4", count=20)
+    talking_source = write_moving_face_video(tmp_path / "talking_source.mp4", count=40, tone_hz=220)
+    silence = _tone(tmp_path / "silence.wav", 1.0, bursts=0)
+    result = run("audio", silent_source, silence, "-o", tmp_path / "still.mp4", "--model", tiny_model_with_maps, "--size", "64")
+    assert result.exit_code == 0, result.output
+    assert "the global one (silent_source.mp4 has no sound" in result.output
+    frames = [f.rgb.astype(int) for f in iter_frames(tmp_path / "still.mp4")]
+    assert len(frames) == 25 and max(np.abs(f - frames[0]).mean() for f in frames) < 0.5  # silence: a still face (codec noise aside)
+    result = run("audio", talking_source, _tone(tmp_path / "bursts.wav", 1.0, bursts=0.2), "-o", tmp_path / "talk.mp4",
+                 "--model", tiny_model_with_maps, "--size", "64")
+    assert result.exit_code == 0, result.output
+    assert "fitted on talking_source.mp4's own 40 frames and sound" in result.output
+
+
 def test_audio_and_pose_bad_inputs(tmp_path, tiny_model_with_maps):
     source = write_moving_face_video(tmp_path / "source.mp4", count=20)
     silent = write_moving_face_video(tmp_path / "silent.mp4", count=20)
     result = run("audio", source, silent, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps)
     assert result.exit_code == 1 and "has no sound track" in result.output
+    result = run("audio", source, _tone(tmp_path / "blip.wav", 0.1), "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps)
+    assert result.exit_code == 1 and "at least 0.2 s" in result.output
     other = tmp_path / "other.pt"
     save_checkpoint(other, X2Face(ModelConfig(64, 8)))
     result = run("pose", source, "--yaw", "10", "-o", tmp_path / "o.mp4", "--model", other,

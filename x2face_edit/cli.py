@@ -486,13 +486,17 @@ def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-frame angles (default: OUT with .csv).")
 @click.option("--sources", "count", default=3, show_default=True)
 @click.option("--size", default=256, show_default=True)
+@click.option("--method", type=click.Choice(["landmarks", "paper"]), default="landmarks", show_default=True,
+              help="landmarks: move the face's landmarks as a head turns and steer the warp to put its features there; "
+                   "paper: equation (1), the pose map's vector change (turns heads by a fraction of the command).")
 @click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
 @model_option
 @device_option
 @face_option
 @force_option
-def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pose_maps, model_path, device, face, force) -> None:
-    """Turn the face in SOURCES to commanded head poses (paper section 4.1, equation 1)."""
+def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, method, pose_maps, model_path, device, face,
+         force) -> None:
+    """Turn the face in SOURCES to commanded head poses (paper section 4.1)."""
     from .model import modalities
     from .outputs import atomic_output, check_output, check_video_output
     from .pose import drive_by_pose, parse_angle_range
@@ -505,7 +509,7 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pos
     maps, _ = modalities.load_map(pose_maps or modalities.maps_path(info["path"], "pose"), kind=modalities.POSE_FORMAT,
                                   model_fingerprint=info["fingerprint"])
     table = drive_by_pose(model, maps, _source(model, sources, count, size, face), ranges, out, frames=frames, fps=fps,
-                          size=size, force=force)
+                          size=size, method=method, force=force)
     with atomic_output(csv_path, force=force) as partial:
         lines = ["frame,yaw,pitch,roll,read_yaw,read_pitch,read_roll"]
         lines += [",".join([str(i), *(f"{v:.2f}" for v in row)]) for i, row in enumerate(table)]
@@ -520,7 +524,9 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pos
 @click.option("--fps", default=25.0, show_default=True)
 @click.option("--sources", "count", default=3, show_default=True)
 @click.option("--size", default=256, show_default=True)
-@click.option("--audio-map", type=click.Path(path_type=Path), help="Default: MODEL.audio.pt beside the model.")
+@click.option("--audio-map", type=click.Path(path_type=Path),
+              help="A map from 'fit-audio' (MODEL.audio.pt beside the model is the global one). Default: a map fitted on "
+                   "SOURCES' own frames and sound when SOURCES is a talking video, else the global map.")
 @click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
 @model_option
 @device_option
@@ -528,19 +534,25 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, pos
 @force_option
 def audio(sources, speech, out, fps, count, size, audio_map, pose_maps, model_path, device, face, force) -> None:
     """Make the face in SOURCES speak SPEECH (a sound file or a video with sound; paper section 4.2)."""
-    from .audio import drive_by_audio, load_audio
+    from .audio import drive_by_audio, load_audio, source_audio_map
     from .model import modalities
     from .outputs import check_video_output
 
     check_video_output(out, force=force, inputs=(speech, *sources))
     load_audio(speech)  # a speech file without a readable sound track fails here, before any work
     model, info = _load(model_path, device)
-    maps = {}
-    for kind, path, name in ((modalities.AUDIO_FORMAT, audio_map, "audio"), (modalities.POSE_FORMAT, pose_maps, "pose")):
-        maps[name], _ = modalities.load_map(path or modalities.maps_path(info["path"], name), kind=kind,
-                                            model_fingerprint=info["fingerprint"])
-    frames = drive_by_audio(model, maps["audio"], maps["pose"], _source(model, sources, count, size, face), speech, out,
-                            fps=fps, size=size, force=force)
+
+    def load(kind: str, path: Path | None, name: str):
+        return modalities.load_map(path or modalities.maps_path(info["path"], name), kind=kind, model_fingerprint=info["fingerprint"])[0]
+
+    pose = load(modalities.POSE_FORMAT, pose_maps, "pose")
+    source = _source(model, sources, count, size, face)
+    if audio_map is None:
+        speech_map, which = source_audio_map(model, source, lambda: load(modalities.AUDIO_FORMAT, None, "audio"), face=face)
+    else:
+        speech_map, which = load(modalities.AUDIO_FORMAT, audio_map, "audio"), f"audio map: {audio_map}"
+    click.echo(which)
+    frames = drive_by_audio(model, speech_map, pose, source, speech, out, fps=fps, size=size, force=force)
     click.echo(f"{frames} frames -> {out}")
 
 

@@ -262,3 +262,11 @@ class LandmarkDetector:
         x0, y0, x1, y1 = (int(round(v)) for v in face_box)
         shape = self._predictor(np.ascontiguousarray(rgb), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """How far the lips are apart: the gap between dlib's inner-lip points (61-63 above,
+    65-67 below) over the distance between the outer eye corners, so the face's size and
+    distance do not count."""
+    gap = np.linalg.norm(landmarks[[61, 62, 63]].mean(axis=0) - landmarks[[67, 66, 65]].mean(axis=0))
+    return float(gap / np.linalg.norm(landmarks[45] - landmarks[36]))

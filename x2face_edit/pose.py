@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from .errors import X2FaceError
-from .faces import FaceDetector, LandmarkDetector
+from .faces import FaceDetector, LandmarkDetector, face_box_of, to_crop_grid
+from .lock import LandmarkLock
 from .model import X2Face
 from .model.modalities import PoseMaps
 from .outputs import check_video_output
-from .reenact import SourceFace, generate_video
+from .reenact import SourceFace, frames_from_grids, generate_video, write_frames
 
 # dlib indices and a generic face in millimetres, camera axes (x right, y down, z away).
 POSE_LANDMARKS = [30, 8, 36, 45, 48, 54]  # nose tip, chin, eye corners, mouth corners
@@ -34,6 +35,9 @@ GENERIC_FACE = np.array([
     [150.0, 150.0, 125.0],
 ])
 MAX_ANGLE = 90.0
+POSE_METHODS = ("landmarks", "paper")
+# Fixed-point steps that make the moved landmarks read as the commanded pose.
+TARGET_STEPS = 12
 
 
 def head_pose(landmarks: np.ndarray, image_width: int, image_height: int) -> np.ndarray:
@@ -92,15 +96,78 @@ def pose_sequence(start: np.ndarray, ranges: dict[str, tuple[float, float] | Non
     return targets
 
 
+def landmark_targets(landmarks: np.ndarray, targets: np.ndarray, motion: np.ndarray, size: int) -> np.ndarray:
+    """(N, 68, 2) crop landmarks (grid coordinates) of the face whose crop landmarks are
+    ``landmarks`` turned to each of the (N, 3) ``targets``: moved along the per-degree
+    ``motion`` (3, 68, 2) until ``head_pose`` reads the target from them in a ``size``
+    crop (a few fixed-point steps: the linear motion is only right on average)."""
+    def pose_of(points: np.ndarray) -> np.ndarray:
+        return head_pose((points + 1) * size / 2, size, size)
+
+    start = pose_of(landmarks)
+    moved = []
+    for target in np.asarray(targets, np.float64):
+        change = target - start
+        for _ in range(TARGET_STEPS):
+            points = landmarks + np.tensordot(change, motion, axes=1)
+            read = pose_of(points)
+            if np.isnan(read).any():
+                break
+            change = change + (target - read)
+        moved.append(landmarks + np.tensordot(change, motion, axes=1))
+    return np.stack(moved).astype(np.float32)
+
+
+def pinned_grids(model: X2Face, vectors: torch.Tensor, embedded_landmarks: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 2) driving grids of the (N, 128) ``vectors`` (the network's warp: the far
+    cheek narrows, the near one widens), each corrected by the landmark lock's thin-plate
+    field so that the embedded face's landmarks land exactly on the (N, 68, 2) ``targets``."""
+    lock = LandmarkLock(embedded_landmarks)
+    grids = []
+    for grid, points in zip(model.decode(vectors), targets):
+        correction, _ = lock.correction(grid, points.numpy())
+        grids.append(grid if correction is None else lock.apply(grid, correction))
+    return torch.stack(grids)
+
+
 @torch.inference_mode()
 def drive_by_pose(model: X2Face, maps: PoseMaps, source: SourceFace, ranges: dict[str, tuple[float, float] | None],
-                  out: str | Path, *, frames: int = 50, fps: float = 25, size: int = 256, force: bool = False) -> np.ndarray:
-    """Write the source face turned through the given pose ranges (equation 1); return the
-    (frames, 6) table of commanded poses and the poses f_v->p reads from the new vectors."""
+                  out: str | Path, *, frames: int = 50, fps: float = 25, size: int = 256, method: str = "landmarks",
+                  force: bool = False) -> np.ndarray:
+    """Write the source face turned through the given pose ranges; return the (frames, 6)
+    table of commanded poses and the poses read back (dlib's landmarks of the generated
+    frames for "landmarks"; f_v->p of the new vectors for "paper").
+
+    ``method`` "landmarks" (the default) moves the source's landmarks as heads turn
+    (``landmark_targets``), changes the driving vector by what moves landmarks so
+    (``PoseMaps.landmarks_to_vector``) and pins the warp to the moved landmarks
+    (``pinned_grids``); "paper" is equation (1), v = v_src + f_p->v(Δp), which turns heads
+    by a fraction of the command.
+    """
+    if method not in POSE_METHODS:
+        raise X2FaceError(f"method must be one of {', '.join(POSE_METHODS)}")
     check_video_output(out, force=force)
     vector = source.driving_vector(model)
     start = maps.vector_to_pose(vector)[0].numpy()
-    targets = torch.from_numpy(pose_sequence(start, ranges, frames))
-    vectors = maps.repose(vector.expand(frames, -1), targets)
-    generate_video(model, source, vectors, out, fps=fps, size=size, force=force)
-    return np.concatenate([targets.numpy(), maps.vector_to_pose(vectors).numpy()], axis=1)
+    if method == "paper":
+        targets = torch.from_numpy(pose_sequence(start, ranges, frames))
+        vectors = maps.repose(vector.expand(frames, -1), targets)
+        generate_video(model, source, vectors, out, fps=fps, size=size, force=force)
+        return np.concatenate([targets.numpy(), maps.vector_to_pose(vectors).numpy()], axis=1)
+    found = LandmarkDetector()(source.background, face_box_of(source.crop_box))
+    landmarks = to_crop_grid(found, source.crop_box)
+    start = head_pose((landmarks + 1) * size / 2, size, size)
+    targets = pose_sequence(start, ranges, frames)
+    moved = torch.from_numpy(landmark_targets(landmarks, targets, maps.landmark_motion.numpy(), size))
+    shift = (moved - torch.from_numpy(landmarks).float()).flatten(1)
+    grids = pinned_grids(model, vector + shift @ maps.landmarks_to_vector, source.landmarks, moved)
+    estimate = PoseEstimator()
+    read = []
+
+    def frames_read_back():
+        for frame in frames_from_grids(source, grids, size):
+            read.append(estimate(frame))
+            yield frame
+
+    write_frames(frames_read_back(), out, fps=fps, size=size, force=force)
+    return np.concatenate([targets, np.array(read)], axis=1)

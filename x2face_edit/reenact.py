@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,15 +137,35 @@ def reenact(
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())
 
 
-@torch.inference_mode()
 def generate_video(model: X2Face, source: SourceFace, vectors: torch.Tensor, out: str | Path, *, fps: float,
                    size: int = 256, audio_from: str | Path | None = None, force: bool = False, batch: int = 16) -> None:
     """Write the source face driven by each of the (T, 128) driving vectors, one frame each."""
-    device = next(model.parameters()).device
-    embedded = to_tensor([source.embedded]).to(device)
+    write_frames(generated_frames(model, source, vectors, size=size, batch=batch), out, fps=fps, size=size,
+                 audio_from=audio_from, force=force)
+
+
+def write_frames(frames: Iterable[np.ndarray], out: str | Path, *, fps: float, size: int,
+                 audio_from: str | Path | None = None, force: bool = False) -> None:
+    """Write ``size``-square frames to ``out`` at ``fps``, with the sound of ``audio_from``."""
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=fps, width=size, height=size, audio_from=audio_from) as writer:
-            for chunk in vectors.split(batch):
-                grids = resize_grid(model.decode(chunk.to(device)), size, size)
-                for generated in sample(embedded.expand(len(chunk), -1, -1, -1), grids):
-                    writer.write(to_image(generated))
+            for frame in frames:
+                writer.write(frame)
+
+
+@torch.inference_mode()
+def generated_frames(model: X2Face, source: SourceFace, vectors: torch.Tensor, *, size: int = 256,
+                     batch: int = 16) -> Iterator[np.ndarray]:
+    """The source face driven by each of the (T, 128) driving vectors, ``size`` pixels square."""
+    device = next(model.parameters()).device
+    for chunk in vectors.split(batch):
+        yield from frames_from_grids(source, model.decode(chunk.to(device)), size)
+
+
+@torch.inference_mode()
+def frames_from_grids(source: SourceFace, grids: torch.Tensor, size: int = 256) -> Iterator[np.ndarray]:
+    """The source's embedded face sampled by each of the (T, H, W, 2) driving grids."""
+    embedded = to_tensor([source.embedded]).to(grids.device)
+    resized = resize_grid(grids, size, size)
+    for grid in resized:
+        yield to_image(sample(embedded, grid.unsqueeze(0))[0])

@@ -7,8 +7,10 @@ face tracks, stored beside the model they were fitted for.
   f_p->v, a linear layer 3 -> 128 then BatchNorm1d, fitted with an L1 loss to regress the
   vector from the pose, turns a pose change into a vector change. Equation (1):
   v = v_src + f_p->v(p_target - f_v->p(v_src)), applied as the map's change from a zero
-  pose change so that "no change" leaves the source as it is.
-- Audio: ordinary least squares from normalised audio features to driving vectors.
+  pose change so that "no change" leaves the source as it is. The maps also hold how
+  dlib's landmarks move per degree (``fit_landmark_motion``), for driving by landmarks.
+- Audio: least squares from normalised audio features to driving vectors (ridge-regularised
+  for one speaker's own map, ``audio.speaker_audio_map``).
   v = v_src + Δ - f_p->v(f_v->p(Δ)), Δ = f_a->v(a_t) - f_a->v(a_src): the audio's change
   to the vector, less the pose change it implies (audio should move the mouth, not the head).
 """
@@ -25,11 +27,14 @@ from torch.utils.data import DataLoader
 from ..errors import X2FaceError
 from ..outputs import atomic_output
 from .checkpoint import file_fingerprint
-from .data import TrackInfo, load_image, load_tracks, track_labels, tracks_in_split
+from .data import TrackInfo, load_image, load_tracks, track_labels, track_landmarks, tracks_in_split
+from .landmarks import LANDMARK_COUNT, mirror_landmarks
 from .networks import DRIVING_VECTOR_SIZE, X2Face
 
 POSE_FORMAT = "x2face-edit pose maps"
 AUDIO_FORMAT = "x2face-edit audio map"
+# Ridge of the landmarks -> vector regression (per frame, on grid-coordinate landmarks).
+LANDMARK_RIDGE = 1e-3
 
 
 class PoseMaps(nn.Module):
@@ -37,6 +42,11 @@ class PoseMaps(nn.Module):
         super().__init__()
         self.vector_to_pose = nn.Linear(DRIVING_VECTOR_SIZE, 3)
         self.pose_to_vector = nn.Sequential(nn.Linear(3, DRIVING_VECTOR_SIZE), nn.BatchNorm1d(DRIVING_VECTOR_SIZE))
+        # How each of dlib's 68 landmarks moves in a face crop (grid units) per degree of
+        # yaw, pitch and roll: what turning a head looks like, for pose driving by landmarks.
+        self.register_buffer("landmark_motion", torch.zeros(3, LANDMARK_COUNT, 2))
+        # The driving-vector change for a change of those landmarks (flattened), by ridge regression.
+        self.register_buffer("landmarks_to_vector", torch.zeros(LANDMARK_COUNT * 2, DRIVING_VECTOR_SIZE))
 
     def vector_change(self, pose_change: torch.Tensor) -> torch.Tensor:
         """f_p->v(Δp) - f_p->v(0): the vector change for a (N, 3) pose change in degrees."""
@@ -52,10 +62,16 @@ class PoseMaps(nn.Module):
 
 
 class AudioMap(nn.Module):
-    """f_a->v: normalised features -> driving vector, by least squares."""
+    """f_a->v: normalised features -> driving vector, by (ridge-regularised) least squares.
 
-    def __init__(self, feature_size: int) -> None:
+    ``offsets`` are the times (seconds, around each frame's time) whose audio features are
+    concatenated into the map's input: (0.0,) for the global map, a wider context for a
+    speaker's own map.
+    """
+
+    def __init__(self, feature_size: int, offsets: tuple[float, ...] = (0.0,)) -> None:
         super().__init__()
+        self.offsets = tuple(offsets)
         self.register_buffer("mean", torch.zeros(feature_size))
         self.register_buffer("std", torch.ones(feature_size))
         self.linear = nn.Linear(feature_size, DRIVING_VECTOR_SIZE)
@@ -91,18 +107,61 @@ def fit_pose_maps(vectors: torch.Tensor, poses: torch.Tensor, *, steps: int = 30
     return maps.eval()
 
 
-def fit_audio_map(features: torch.Tensor, vectors: torch.Tensor) -> AudioMap:
-    """Ordinary least squares from normalised (N, D) features to (N, 128) vectors."""
-    audio_map = AudioMap(features.shape[1])
+def fit_landmark_motion(landmarks: np.ndarray, poses: np.ndarray) -> torch.Tensor:
+    """(3, 68, 2) least-squares landmark displacement per degree of (yaw, pitch, roll),
+    from (N, 68, 2) crop landmarks (grid coordinates) and their (N, 3) poses; every face is
+    also counted mirrored (yaw and roll change sign), so the motion is symmetric."""
+    mirrored = np.asarray(mirror_landmarks(landmarks.copy()))
+    points = np.concatenate([landmarks, mirrored])
+    angles = np.concatenate([poses, poses * np.array([-1, 1, -1], np.float32)])
+    centred = (points - points.mean(axis=1, keepdims=True)).reshape(len(points), -1)
+    design = np.concatenate([angles, np.ones((len(angles), 1), np.float32)], axis=1)
+    solution, *_ = np.linalg.lstsq(design.astype(np.float64), centred.astype(np.float64), rcond=None)
+    return torch.from_numpy(solution[:3].reshape(3, LANDMARK_COUNT, 2)).float()
+
+
+def fit_landmarks_to_vector(landmarks: np.ndarray, vectors: np.ndarray, *, ridge: float = LANDMARK_RIDGE) -> torch.Tensor:
+    """(136, 128) ridge regression of driving vectors on (N, 68, 2) crop landmarks (both
+    centred): the vector change that moves a face's landmarks by a given change."""
+    points = landmarks.reshape(len(landmarks), -1).astype(np.float64)
+    points = points - points.mean(axis=0)
+    targets = vectors.astype(np.float64) - vectors.mean(axis=0)
+    gram = points.T @ points + ridge * len(points) * np.eye(points.shape[1])
+    return torch.from_numpy(np.linalg.solve(gram, points.T @ targets)).float()
+
+
+def landmark_pose_pairs(model: X2Face, tracks: list[TrackInfo], **options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 68, 2) landmarks, (N, 3) poses and (N, 128) driving vectors of every track
+    frame that has landmarks and a pose."""
+    landmarks, poses, vectors = [], [], []
+    for track, track_vectors_ in zip(tracks, track_vectors(model, tracks, **options)):
+        points, labels = track_landmarks(track), track_labels(track)[0]
+        both = ~np.isnan(labels).any(axis=1) & ~np.isnan(points).any(axis=(1, 2))
+        landmarks.append(points[both])
+        poses.append(labels[both])
+        vectors.append(track_vectors_.numpy()[both])
+    if not tracks or not sum(len(p) for p in poses):
+        raise X2FaceError("no track frame has both landmarks and a head pose: run 'prepare' on these videos again")
+    return np.concatenate(landmarks), np.concatenate(poses), np.concatenate(vectors)
+
+
+def fit_audio_map(features: torch.Tensor, vectors: torch.Tensor, *, ridge: float = 0.0,
+                  offsets: tuple[float, ...] = (0.0,)) -> AudioMap:
+    """Least squares from normalised (N, D) features to (N, 128) vectors; ``ridge`` > 0
+    adds ridge * N * |W|^2 (the bias is not shrunk), which a few hundred frames of one
+    speaker need against hundreds of feature dimensions."""
+    audio_map = AudioMap(features.shape[1], offsets)
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
-    normalised = (features - mean) / std
-    design = torch.cat([normalised, torch.ones(len(normalised), 1)], dim=1).double()
-    solution = torch.linalg.lstsq(design, vectors.double()).solution.float()
+    normalised = ((features - mean) / std).double()
+    centre = vectors.double().mean(0)
+    gram = normalised.T @ normalised + ridge * len(normalised) * torch.eye(normalised.shape[1], dtype=torch.float64)
+    weight = torch.linalg.lstsq(gram, normalised.T @ (vectors.double() - centre)).solution
+    bias = centre - normalised.mean(0) @ weight
     with torch.no_grad():
         audio_map.mean.copy_(mean)
         audio_map.std.copy_(std)
-        audio_map.linear.weight.copy_(solution[:-1].T)
-        audio_map.linear.bias.copy_(solution[-1])
+        audio_map.linear.weight.copy_(weight.T.float())
+        audio_map.linear.bias.copy_(bias.float())
     return audio_map.eval()
 
 
@@ -128,6 +187,8 @@ def load_map(path: str | Path, *, kind: str, model_fingerprint: str) -> tuple[nn
     if payload["model_fingerprint"] != model_fingerprint:
         raise X2FaceError(f"{path} was fitted for another model ({payload['model_fingerprint']}, not {model_fingerprint})")
     state = payload["state_dict"]
+    if kind == POSE_FORMAT and "landmarks_to_vector" not in state:
+        raise X2FaceError(f"{path} predates driving by landmarks: fit it again with 'x2face-edit fit-pose TRACKS'")
     module = PoseMaps() if kind == POSE_FORMAT else AudioMap(state["mean"].shape[0])
     module.load_state_dict(state)
     return module.eval(), payload["meta"]
@@ -182,7 +243,10 @@ def fit_and_save_pose_maps(model: X2Face, model_fingerprint: str, tracks_dir: st
     """Fit the pose maps on the training identities of ``tracks_dir``, save them, and
     return f_v->p's mean absolute errors on the test identities (None if there are none)."""
     train_tracks, test_tracks = _train_and_test(tracks_dir, split_seed)
-    maps = fit_pose_maps(*pose_pairs(model, train_tracks, device=device))
+    landmarks, poses, vectors = landmark_pose_pairs(model, train_tracks, device=device)
+    maps = fit_pose_maps(torch.from_numpy(vectors), torch.from_numpy(poses))
+    maps.landmark_motion.copy_(fit_landmark_motion(landmarks, poses))
+    maps.landmarks_to_vector.copy_(fit_landmarks_to_vector(landmarks, vectors))
     errors = pose_errors(maps, *pose_pairs(model, test_tracks, device=device)) if test_tracks else None
     save_map(out, maps, kind=POSE_FORMAT, model_fingerprint=model_fingerprint,
              meta={"tracks": str(tracks_dir), "test_mae_degrees": errors})
