@@ -156,3 +156,21 @@ def test_preview_shows_before_and_after_of_spread_frames(tmp_path, extracted, pa
             changed = np.abs(before - after).max(axis=2) > 60
             assert 20 < changed.sum() < 0.5 * changed.size  # the dot, on the face only
     one_line_error(_render(extracted, painted_layer, talking_video, tmp_path / "sheet.gif", "--preview", "4"), "preview as")
+
+
+def test_a_truncated_file_renders_what_it_holds_and_says_so(tmp_path, extracted, painted_layer):
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), mode="w", options={"movflags": "faststart"}) as container:  # the frame count up front
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for rgb in moving_face_frames(60):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    decoded = sum(1 for _ in iter_frames(cut))
+    assert probe(cut).frame_count == 60 and 0 < decoded < 60
+    result = _render(extracted, painted_layer, cut, tmp_path / "out.mp4")
+    assert result.exit_code == 0, result.output
+    assert f"only {decoded} of the 60 frames cut.mp4 announces could be decoded" in result.output
+    assert probe(tmp_path / "out.mp4").frame_count == decoded

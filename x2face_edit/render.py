@@ -330,4 +330,8 @@ def render(
                          audio_from=None if is_sequence(drive) else drive, first_number=info.first_number) as writer:
             write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap, lock=landmark_lock,
                          deep=encoding.deep, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
-    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges(), warnings=(warning,) if warning else ())
+    warnings = [warning] if warning else []
+    if track.info.frame_count < total:  # the header announces frames the file does not hold
+        warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
+                        "(a truncated file?): the output has those")
+    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
