@@ -1,7 +1,9 @@
-"""Frames per second of each stage of `render`, and of the whole, on synthetic videos.
+"""Frames per second of each stage of `render`, and of the whole, on synthetic videos;
+or, with ``--real CLIP``, the whole of `extract` and `render` against a plain re-encode.
 
     python benchmarks/render_throughput.py [--sizes 640x360,1280x720] [--models 256:64,128:32]
                                            [--frames 150] [--device cpu|cuda] [--lock landmarks|none]
+    python benchmarks/render_throughput.py --real CLIP [--sizes 1280x720,1920x1080] [--frames 200]
 
 For each video size and model (random weights: speed does not depend on them) it times,
 each alone: decoding, face tracking, the driving network on the face crops (batches of
@@ -9,6 +11,13 @@ each alone: decoding, face tracking, the driving network on the face crops (batc
 thin-plate correction of each grid), compositing the warped paint, and encoding; then the
 whole `render` (tracking pass included, with ``--lock``) in a fresh process, whose peak
 resident memory it also reports. ``ratio`` is whole render / network-only.
+
+``--real``: CLIP (a talking-head clip with sound) is scaled to the frame's height and
+padded to each size (a face about half the height), the first ``--frames`` frames with the
+sound; then, each as a user runs it (a fresh ``x2face-edit`` process, start-up included):
+a plain re-encode through the same libraries at render's settings (decode, H.264
+veryfast CRF 16, sound copied), `extract` with the default model, and `render` of a painted
+dot with ``--lock``. ``ratio`` is render throughput / re-encode throughput.
 """
 
 from __future__ import annotations
@@ -16,10 +25,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -33,7 +46,7 @@ from x2face_edit.model.inference import GridPredictor, InferenceOptions
 from x2face_edit.render import composite, paint_layer, render
 from x2face_edit.synthetic import write_moving_face_video
 from x2face_edit.tracking import track_video
-from x2face_edit.video import VideoWriter, iter_frames
+from x2face_edit.video import VideoWriter, iter_frames, probe
 
 
 def timed(run) -> float:
@@ -131,6 +144,62 @@ def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, 
     return row
 
 
+def real_footage(clip: Path, width: int, height: int, frames: int, out: Path) -> Path:
+    """CLIP's first ``frames`` frames scaled to ``height`` and centred in a ``width`` x
+    ``height`` frame, with its sound."""
+    source = next(iter_frames(clip)).rgb
+    side = height
+    scaled_width = round(source.shape[1] * side / source.shape[0])
+    with VideoWriter(out, fps=25, width=width, height=height, audio_from=clip) as writer:
+        for frame in iter_frames(clip):
+            if frame.index == frames:
+                break
+            canvas = np.zeros((height, width, 3), np.uint8)
+            left = (width - scaled_width) // 2
+            canvas[:, left : left + scaled_width] = cv2.resize(frame.rgb, (scaled_width, side), interpolation=cv2.INTER_LINEAR)
+            writer.write(canvas, frame.time)
+    return out
+
+
+# A plain re-encode at render's settings (decode, H.264 veryfast CRF 16, sound copied), run
+# in a fresh process that loads only PyAV, as a transcoding tool would.
+REENCODE = """
+import sys
+from x2face_edit.video import VideoWriter, iter_frames, probe
+info = probe(sys.argv[1])
+with VideoWriter(sys.argv[2], fps=info.fps, width=info.width, height=info.height, audio_from=sys.argv[1]) as writer:
+    for frame in iter_frames(sys.argv[1]):
+        writer.write(frame.rgb, frame.time)
+"""
+
+
+def timed_command(*args: str) -> float:
+    """Seconds a fresh Python process takes to run ``args`` (start-up included)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def compare_with_reencode(clip: Path, sizes: list[tuple[int, int]], frames: int, lock: str, scratch: Path) -> None:
+    print(f"{clip.name}, {frames} frames, lock {lock}; seconds (frames/s)")
+    columns = ["re-encode", "extract", "render", "ratio"]
+    print(f"{'video':<11}" + "".join(f"{c:>18}" for c in columns))
+    for width, height in sizes:
+        video = real_footage(clip, width, height, frames, scratch / f"real_{width}x{height}.mp4")
+        count = probe(video).frame_count
+        plain = timed_command("-c", REENCODE, str(video), str(scratch / "plain.mp4"))
+        face = scratch / f"face_{width}.png"
+        extracting = timed_command("-m", "x2face_edit", "extract", str(video), "-o", str(face), "--force")
+        layer = Image.open(face.with_suffix(".edit.png"))
+        ImageDraw.Draw(layer).ellipse((236, 300, 276, 340), fill=(230, 20, 20, 255))
+        layer.save(face.with_suffix(".edit.png"))
+        rendering = timed_command("-m", "x2face_edit", "render", "--edited", str(face.with_suffix(".edit.png")), "--drive", str(video),
+                                  "-o", str(scratch / "rendered.mp4"), "--lock", lock, "--force")
+        cells = [f"{plain:.1f} ({count / plain:.1f})", f"{extracting:.1f}", f"{rendering:.1f} ({count / rendering:.1f})",
+                 f"{plain / rendering:.2f}"]
+        print(f"{f'{width}x{height}':<11}" + "".join(f"{c:>18}" for c in cells), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="640x360,1280x720", help="video sizes, WIDTHxHEIGHT")
@@ -143,7 +212,14 @@ def main() -> None:
     parser.add_argument("--lock", default="landmarks", choices=["landmarks", "none"], help="render's --lock")
     parser.add_argument("--no-overlap", dest="overlap", action="store_false",
                         help="render's stages one after another (the simple path)")
+    parser.add_argument("--real", type=Path, help="a talking-head clip: compare extract and render with a plain re-encode")
     args = parser.parse_args()
+    if args.real:
+        sizes = [tuple(int(v) for v in size.split("x")) for size in
+                 (args.sizes if args.sizes != parser.get_default("sizes") else "1280x720,1920x1080").split(",")]
+        with tempfile.TemporaryDirectory(prefix="x2face-bench-") as scratch:
+            compare_with_reencode(args.real, sizes, args.frames, args.lock, Path(scratch))
+        return
     options = InferenceOptions(device=args.device, precision=args.precision, compile=args.compile, batch=args.batch)
     print(f"device {args.device}, precision {options.resolved_precision(torch.device(args.device))}, "
           f"compile {args.compile}, overlap {args.overlap}, lock {args.lock}, threads {torch.get_num_threads()}, "

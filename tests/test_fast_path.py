@@ -150,3 +150,24 @@ def test_cuda_render_matches_cpu_render(painted):
     cuda = _render(painted, "cuda.mp4", InferenceOptions(device="cuda", precision="fp32"), overlap=True)
     painted["model"].to("cpu")
     assert np.abs(cuda - cpu).mean() < 0.1
+
+
+def test_compositing_only_the_paints_footprint_changes_nothing():
+    """``paint_bounds`` limits warping and blending to the pixels the paint can reach: the
+    frame comes out the same as compositing over the whole crop box, also where the warp
+    puts the paint out of view (then the frame is untouched)."""
+    from x2face_edit.render import composite, paint_bounds
+
+    layer = torch.zeros(4, 256, 256)
+    layer[0, 100:130, 60:90] = layer[3, 100:130, 60:90] = 1.0  # a red square
+    identity = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")[::-1], dim=-1)
+    generator = np.random.default_rng(0)
+    for shift in (0.0, 0.2, 3.0):  # 3.0: the grid samples far outside the embedded face
+        grid = identity * 0.9 + shift + 0.02 * torch.sin(identity * 7)
+        frame = generator.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+        whole, limited = frame.copy(), frame.copy()
+        box = np.array([400.3, 100.7, 900.3, 600.7])
+        composite(whole, box, grid, layer)
+        composite(limited, box, grid, layer, paint_bounds(layer))
+        assert np.array_equal(whole, limited)
+        assert (shift == 3.0) == np.array_equal(limited, frame)

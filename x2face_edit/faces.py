@@ -123,12 +123,20 @@ def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
 def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """Resample ``box`` of ``frame`` to a square crop; parts outside the frame are black."""
     scale = (box[2] - box[0]) / size
-    interpolation = cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR
-    if scale > 1:
-        # INTER_AREA is not applied by warpAffine; shrink first so the crop does not alias.
-        small = cv2.resize(frame, None, fx=1 / scale, fy=1 / scale, interpolation=interpolation)
-        return cv2.warpAffine(small, crop_matrix(box / scale, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return cv2.warpAffine(frame, crop_matrix(box, size), (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+    if scale <= 1:
+        return cv2.warpAffine(frame, crop_matrix(box, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # INTER_AREA is not applied by warpAffine: shrink first so the crop does not alias, and
+    # only the part of the frame the box covers (a whole 1080p frame costs 10x more).
+    height, width = frame.shape[:2]
+    left, top = max(0, int(np.floor(box[0])) - 1), max(0, int(np.floor(box[1])) - 1)
+    right, bottom = min(width, int(np.ceil(box[2])) + 1), min(height, int(np.ceil(box[3])) + 1)
+    if right <= left or bottom <= top:
+        return np.zeros((size, size, *frame.shape[2:]), frame.dtype)
+    shrunk = (max(1, round((right - left) / scale)), max(1, round((bottom - top) / scale)))
+    small = cv2.resize(frame[top:bottom, left:right], shrunk, interpolation=cv2.INTER_AREA)
+    fx, fy = shrunk[0] / (right - left), shrunk[1] / (bottom - top)
+    moved = np.array([(box[0] - left) * fx, (box[1] - top) * fy, (box[2] - left) * fx, (box[3] - top) * fy])
+    return cv2.warpAffine(small, crop_matrix(moved, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def box_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -102,15 +102,46 @@ def opaque_layer(image: np.ndarray, feather: float = 0.06) -> torch.Tensor:
     return torch.cat([rgb * alpha, alpha])
 
 
-def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
-               layer: torch.Tensor) -> tuple[tuple[slice, slice], np.ndarray] | None:
+def paint_bounds(layer: torch.Tensor) -> tuple[float, float, float, float] | None:
+    """The (x0, y0, x1, y1) grid coordinates of the texels of ``layer`` that hold paint,
+    widened by a texel (bilinear sampling reaches that far); None for a layer without paint."""
+    rows, columns = torch.nonzero(layer[3] > 0, as_tuple=True)
+    if not len(rows):
+        return None
+    size_y, size_x = layer.shape[1:]
+    return (float(columns.min() - 1) / size_x * 2 - 1, float(rows.min() - 1) / size_y * 2 - 1,
+            float(columns.max() + 2) / size_x * 2 - 1, float(rows.max() + 2) / size_y * 2 - 1)
+
+
+def footprint(grid: torch.Tensor, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
+    """The crop cells (first column, first row, last column + 1, last row + 1) of a
+    (h, w, 2) ``grid`` that can sample inside ``bounds``, widened by a cell, since pixels
+    between cells interpolate the grid; None if none can (the paint is out of view)."""
+    step = max(float((grid[1:] - grid[:-1]).abs().max()), float((grid[:, 1:] - grid[:, :-1]).abs().max()))
+    x, y = grid[..., 0], grid[..., 1]
+    inside = (x >= bounds[0] - step) & (x <= bounds[2] + step) & (y >= bounds[1] - step) & (y <= bounds[3] + step)
+    rows, columns = torch.nonzero(inside, as_tuple=True)
+    if not len(rows):
+        return None
+    return int(columns.min()) - 1, int(rows.min()) - 1, int(columns.max()) + 2, int(rows.max()) + 2
+
+
+def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+               bounds: tuple[float, float, float, float] | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """``layer`` warped by the crop's (h, w, 2) ``grid`` onto the pixels of a frame of
     ``shape`` inside the crop box: the region's slices and its premultiplied (h, w, 4)
-    float RGBA in [0, 1]; None where no paint lands."""
+    float RGBA in [0, 1]; None where no paint lands. With the layer's ``paint_bounds``,
+    only the pixels the paint can reach are warped."""
     height, width = shape[:2]
     x0, y0, x1, y1 = crop_box
     left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+    if bounds is not None:
+        if (cells := footprint(grid, bounds)) is None:
+            return None
+        cell_width, cell_height = (x1 - x0) / grid.shape[1], (y1 - y0) / grid.shape[0]
+        left, right = max(left, int(np.floor(x0 + cells[0] * cell_width))), min(right, int(np.ceil(x0 + cells[2] * cell_width)))
+        top, bottom = max(top, int(np.floor(y0 + cells[1] * cell_height))), min(bottom, int(np.ceil(y0 + cells[3] * cell_height)))
     if right <= left or bottom <= top:
         return None
     # Each frame pixel's centre in the crop's [-1, 1] coordinates.
@@ -124,10 +155,11 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
     return (slice(top, bottom), slice(left, right)), warped
 
 
-def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
+def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+              bounds: tuple[float, float, float, float] | None = None) -> None:
     """Warp ``layer`` by the crop's (h, w, 2) ``grid`` and blend it into ``frame`` (8- or
-    16-bit) in place."""
-    if (warped := warp_paint(frame.shape, crop_box, grid, layer)) is None:
+    16-bit) in place; ``bounds`` (``paint_bounds``) limits the work to where paint lands."""
+    if (warped := warp_paint(frame.shape, crop_box, grid, layer, bounds)) is None:
         return
     region_slices, paint = warped
     full = np.iinfo(frame.dtype).max
@@ -138,10 +170,11 @@ def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer
     region[painted] = np.clip(np.round(blended[painted]), 0, full).astype(frame.dtype)
 
 
-def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor) -> None:
+def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+                bounds: tuple[float, float, float, float] | None = None) -> None:
     """Warp ``layer`` like ``composite`` into a transparent (H, W, 4) ``canvas`` with
     straight (not premultiplied) colour, as compositors expect of a layer's alpha."""
-    if (warped := warp_paint(canvas.shape, crop_box, grid, layer)) is None:
+    if (warped := warp_paint(canvas.shape, crop_box, grid, layer, bounds)) is None:
         return
     region_slices, paint = warped
     full = np.iinfo(canvas.dtype).max
@@ -316,13 +349,14 @@ def render(
         track = track_video(drive, face=face, fps=fps, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
     opacity = fade_weights(track.found)
+    bounds = paint_bounds(layer)
 
     def paint(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
         if layer_only:
             rgb = np.zeros((*rgb.shape[:2], 4), rgb.dtype)
         if grid is not None and opacity[index] > 0:
             (paint_alone if layer_only else composite)(rgb, track.crop_box(index), grid,
-                                                       layer if opacity[index] == 1 else layer * opacity[index])
+                                                       layer if opacity[index] == 1 else layer * opacity[index], bounds)
         return rgb
 
     with atomic_output(out, force=force) as partial:
