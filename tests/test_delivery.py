@@ -174,3 +174,30 @@ def test_a_truncated_file_renders_what_it_holds_and_says_so(tmp_path, extracted,
     assert result.exit_code == 0, result.output
     assert f"only {decoded} of the 60 frames cut.mp4 announces could be decoded" in result.output
     assert probe(tmp_path / "out.mp4").frame_count == decoded
+
+
+def test_every_sound_track_is_kept(tmp_path, extracted, painted_layer):
+    """A second language or a commentary track is carried over like the first."""
+    video = tmp_path / "two_tracks.mkv"
+    rate, seconds = 48000, 1.0
+    with av.open(str(video), mode="w") as container:
+        picture = container.add_stream("libx264", rate=25)
+        picture.width, picture.height, picture.pix_fmt = 320, 240, "yuv420p"
+        sounds = [container.add_stream("aac", rate=rate, layout="mono") for _ in range(2)]
+        for stream, pitch in zip(sounds, (300, 500)):
+            tone = (0.3 * np.sin(2 * np.pi * pitch * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+            for start in range(0, len(tone), 1024):
+                frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = rate, start
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        for rgb in moving_face_frames(25):
+            container.mux(picture.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(picture.encode())
+    out = tmp_path / "out.mp4"
+    result = _render(extracted, painted_layer, video, out)
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as container:
+        assert len(container.streams.audio) == 2
+        for stream in container.streams.audio:
+            assert float(stream.duration * stream.time_base) == pytest.approx(seconds, abs=0.1)

@@ -287,7 +287,7 @@ class VideoWriter:
     its default (medium, CRF 18) at the same quality (42.8 vs 42.9 dB PSNR, 10 % larger):
     at the default, encoding was the slowest stage of a render.
 
-    The audio is copied packet for packet when the container accepts its codec, else
+    Every audio stream is copied packet for packet when the container accepts its codec, else
     re-encoded (AAC in MP4/MOV, Opus in WebM), and interleaved with the frames as they are
     written. Frame sizes are rounded down to even numbers where the pixel format
     subsamples colour.
@@ -320,7 +320,7 @@ class VideoWriter:
         if encoding.codec == "prores":
             options["profile"] = "4" if encoding.alpha else "3"  # 4444 with alpha, else 422 HQ
         self._stream.options = options
-        self._audio = _AudioCarrier(audio_from, self._container) if audio_from is not None and not sequence else None
+        self._audio = _audio_carriers(audio_from, self._container) if audio_from is not None and not sequence else []
 
     def write(self, rgb: np.ndarray, time: float | None = None) -> None:
         """Encode the next frame. ``time`` is its presentation time in seconds (the input
@@ -340,14 +340,14 @@ class VideoWriter:
         frame.time_base = TIME_BASE
         self._container.mux(self._stream.encode(frame))
         self._frames_written += 1
-        if self._audio is not None:
-            self._audio.copy_until(time - self._first_time + 1 / self._fps)
+        for carrier in self._audio:
+            carrier.copy_until(time - self._first_time + 1 / self._fps)
 
     def close(self) -> None:
         self._container.mux(self._stream.encode())
-        if self._audio is not None:
-            self._audio.copy_until(None)
-            self._audio.close()
+        for carrier in self._audio:
+            carrier.copy_until(None)
+            carrier.close()
         self._container.close()
 
     def __enter__(self) -> VideoWriter:
@@ -357,18 +357,22 @@ class VideoWriter:
         self.close()
 
 
-class _AudioCarrier:
-    """Copies (or re-encodes) the first audio stream of a file into an output container,
-    timed relative to the file's first video frame."""
+def _audio_carriers(source: str | Path, output: av.container.OutputContainer) -> list[_AudioCarrier]:
+    """One carrier for each audio stream of ``source`` (a second language, a commentary
+    track: none is dropped)."""
+    with av.open(str(source), mode="r") as container:
+        count = len(container.streams.audio)
+    return [_AudioCarrier(source, output, index) for index in range(count)]
 
-    def __init__(self, source: str | Path, output: av.container.OutputContainer) -> None:
+
+class _AudioCarrier:
+    """Copies (or re-encodes) one audio stream of a file into an output container, timed
+    relative to the file's first video frame."""
+
+    def __init__(self, source: str | Path, output: av.container.OutputContainer, index: int = 0) -> None:
         self._input = av.open(str(source), mode="r")
         self._output = output
-        if not self._input.streams.audio:
-            self._input.close()
-            self._input = None
-            return
-        audio = self._input.streams.audio[0]
+        audio = self._input.streams.audio[index]
         video = self._input.streams.video
         self._start = float(video[0].start_time * video[0].time_base) if video and video[0].start_time is not None else 0.0
         self._time_base = audio.time_base
