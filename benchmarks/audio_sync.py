@@ -33,7 +33,7 @@ from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.modalities import AUDIO_FORMAT, POSE_FORMAT, load_map, maps_path
 from x2face_edit.reenact import SourceFace, generated_frames
 from x2face_edit.tracking import track_video
-from x2face_edit.video import frames_at, iter_frames, probe
+from x2face_edit.video import iter_frames, probe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The validation and test identities of `prepare ../shared/data/clips` (split seed 0): the
@@ -79,10 +79,9 @@ def score_clip(model, global_map, pose_maps, clip: Path, *, fraction: float, shi
     # The source face comes from the speaker's part only, as 'audio SRC' would make it.
     early = replace(track, face_boxes=np.where((track.times < cut)[:, None], track.face_boxes, np.nan))
     chosen = choose_source_frames(model, clip, early, 3)
-    decoded = frames_at(clip, chosen)
-    images, boxes = [decoded[i] for i in chosen], [track.crop_box(i) for i in chosen]
+    images, boxes = list(chosen.values()), [track.crop_box(i) for i in chosen]
     source = SourceFace(embed_frames(model, images, boxes, 256), embedded_landmarks(model, images, boxes), images[0], boxes[0],
-                        clip, float(track.times[chosen[0]]))
+                        clip, float(track.times[next(iter(chosen))]))
     test = frames.times >= cut
     times = frames.times[test]
     truth = real[np.searchsorted(track.times, times)]

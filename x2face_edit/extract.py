@@ -61,8 +61,9 @@ def driving_vectors(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndar
     return torch.cat(vectors)
 
 
-def choose_source_frames(model: X2Face, video: Path, track: VideoTrack, count: int) -> list[int]:
-    """``count`` tracked frames whose driving vectors are far apart: different poses.
+def choose_source_frames(model: X2Face, video: Path, track: VideoTrack, count: int) -> dict[int, np.ndarray]:
+    """``count`` tracked frames whose driving vectors are far apart (different poses), by
+    index, decoded (so that the video need not be decoded again for them).
 
     Farthest-point sampling over up to ``CANDIDATES`` evenly spaced tracked frames, starting
     from the one nearest the average pose.
@@ -75,7 +76,7 @@ def choose_source_frames(model: X2Face, video: Path, track: VideoTrack, count: i
     while len(chosen) < min(count, len(candidates)):
         distance = torch.cdist(vectors, vectors[chosen]).min(dim=1).values
         chosen.append(int(distance.argmax()))
-    return sorted(candidates[i] for i in chosen)
+    return {candidates[i]: frames[candidates[i]] for i in sorted(chosen)}
 
 
 @torch.inference_mode()
@@ -135,15 +136,16 @@ def extract(
     ``track`` follows) go into the sidecar."""
     video = Path(video).resolve()
     if frames is None:
-        frames = choose_source_frames(model, video, track, sources)
+        decoded = choose_source_frames(model, video, track, sources)
+        frames = sorted(decoded)
     else:
         for index in frames:
             if not 0 <= index < len(track.found):
                 raise X2FaceError(f"frame {index} is outside {video.name} (0 to {len(track.found) - 1})")
             if not track.found[index]:
                 raise X2FaceError(f"no face tracked in frame {index} of {video.name}")
+        decoded = frames_at(video, frames)
     boxes = [track.crop_box(i) for i in frames]
-    decoded = frames_at(video, frames)
     sidecar = {
         "format": SIDECAR_FORMAT,
         "video": str(video),

@@ -20,7 +20,7 @@ from .model.networks import resize_grid, sample
 from .outputs import atomic_output, check_video_output
 from .render import RenderReport, composite, opaque_layer, write_driven
 from .tracking import track_video
-from .video import VideoWriter, frames_at, probe
+from .video import VideoWriter, probe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -49,10 +49,9 @@ def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size:
         video = sources[0]
         track = track_video(video, face=face)
         chosen = choose_source_frames(model, video, track, count)
-        frames = frames_at(video, chosen)
-        images, boxes = [frames[i] for i in chosen], [track.crop_box(i) for i in chosen]
+        images, boxes = list(chosen.values()), [track.crop_box(i) for i in chosen]
         return SourceFace(embed_frames(model, images, boxes, size), embedded_landmarks(model, images, boxes), images[0], boxes[0],
-                          video, chosen[0] / float(track.info.fps))
+                          video, float(track.times[next(iter(chosen))]))
     detector = FaceDetector()
     images, boxes = [], []
     for path in sources:
