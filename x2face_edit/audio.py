@@ -130,9 +130,10 @@ class SpeakerFrames:
 
 @torch.inference_mode()
 def speaker_frames(model: X2Face, video: str | Path, *, face: int = 0, track: VideoTrack | None = None,
-                   batch: int = 32) -> SpeakerFrames:
-    """The driving vector of every frame of ``video`` where its face is tracked, and its sound."""
-    samples = load_audio(video)
+                   samples: np.ndarray | None = None, batch: int = 32) -> SpeakerFrames:
+    """The driving vector of every frame of ``video`` where its face is tracked (``track``
+    if already followed), and its sound (``samples`` if already decoded)."""
+    samples = load_audio(video) if samples is None else samples
     track = track or track_video(video, face=face)
     device = next(model.parameters()).device
     times, vectors, crops = [], [], []
@@ -175,8 +176,9 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
     when the source is a video with sound (a map fitted on other people does not move an
     unseen speaker's mouth: it explains none of their driving vectors' variance), else
     ``global_map()``."""
-    if source.video is not None and probe(source.video).has_audio and not is_silent(load_audio(source.video)):
-        frames = speaker_frames(model, source.video, face=face)
+    samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
+    if samples is not None and not is_silent(samples):
+        frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
         return speaker_audio_map(frames), f"audio map: fitted on {source.video.name}'s own {len(frames.times)} frames and sound"
     why = "the source is not a video" if source.video is None else f"{source.video.name} has no sound"
     return global_map(), f"audio map: the global one ({why}; fitted on other people, it moves an unseen speaker's mouth little)"

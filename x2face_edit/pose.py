@@ -148,9 +148,8 @@ def drive_by_pose(model: X2Face, maps: PoseMaps, source: SourceFace, ranges: dic
         raise X2FaceError(f"method must be one of {', '.join(POSE_METHODS)}")
     check_video_output(out, force=force)
     vector = source.driving_vector(model)
-    start = maps.vector_to_pose(vector)[0].numpy()
     if method == "paper":
-        targets = torch.from_numpy(pose_sequence(start, ranges, frames))
+        targets = torch.from_numpy(pose_sequence(maps.vector_to_pose(vector)[0].numpy(), ranges, frames))
         vectors = maps.repose(vector.expand(frames, -1), targets)
         generate_video(model, source, vectors, out, fps=fps, size=size, force=force)
         return np.concatenate([targets.numpy(), maps.vector_to_pose(vectors).numpy()], axis=1)

@@ -19,7 +19,7 @@ from .model.inference import GridPredictor, InferenceOptions
 from .model.networks import resize_grid, sample
 from .outputs import atomic_output, check_video_output
 from .render import RenderReport, composite, opaque_layer, write_driven
-from .tracking import track_video
+from .tracking import VideoTrack, track_video
 from .video import VideoWriter, probe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -36,6 +36,7 @@ class SourceFace:
     crop_box: np.ndarray
     video: Path | None = None  # where the background frame came from, if a video
     time: float = 0.0  # and when, in seconds
+    track: VideoTrack | None = None  # the video's followed face, for work that needs every frame
 
     def driving_vector(self, model: X2Face) -> torch.Tensor:
         """(1, 128): the pose and expression of the source frame itself."""
@@ -51,7 +52,7 @@ def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size:
         chosen = choose_source_frames(model, video, track, count)
         images, boxes = list(chosen.values()), [track.crop_box(i) for i in chosen]
         return SourceFace(embed_frames(model, images, boxes, size), embedded_landmarks(model, images, boxes), images[0], boxes[0],
-                          video, float(track.times[next(iter(chosen))]))
+                          video, float(track.times[next(iter(chosen))]), track)
     detector = FaceDetector()
     images, boxes = [], []
     for path in sources:

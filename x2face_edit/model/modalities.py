@@ -120,14 +120,23 @@ def fit_landmark_motion(landmarks: np.ndarray, poses: np.ndarray) -> torch.Tenso
     return torch.from_numpy(solution[:3].reshape(3, LANDMARK_COUNT, 2)).float()
 
 
+def _ridge(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (D, K) weight and (K,) bias of least squares ``targets ~ inputs @ W + b`` for
+    (N, D) inputs and (N, K) targets, adding ridge * N * |W|^2 (the bias is not shrunk);
+    computed in float64."""
+    inputs, targets = inputs.double(), targets.double()
+    input_mean, target_mean = inputs.mean(0), targets.mean(0)
+    centred = inputs - input_mean
+    gram = centred.T @ centred + ridge * len(inputs) * torch.eye(inputs.shape[1], dtype=torch.float64)
+    weight = torch.linalg.lstsq(gram, centred.T @ (targets - target_mean)).solution
+    return weight, target_mean - input_mean @ weight
+
+
 def fit_landmarks_to_vector(landmarks: np.ndarray, vectors: np.ndarray, *, ridge: float = LANDMARK_RIDGE) -> torch.Tensor:
-    """(136, 128) ridge regression of driving vectors on (N, 68, 2) crop landmarks (both
-    centred): the vector change that moves a face's landmarks by a given change."""
-    points = landmarks.reshape(len(landmarks), -1).astype(np.float64)
-    points = points - points.mean(axis=0)
-    targets = vectors.astype(np.float64) - vectors.mean(axis=0)
-    gram = points.T @ points + ridge * len(points) * np.eye(points.shape[1])
-    return torch.from_numpy(np.linalg.solve(gram, points.T @ targets)).float()
+    """(136, 128) ridge regression of driving vectors on (N, 68, 2) crop landmarks: the
+    vector change that moves a face's landmarks by a given change."""
+    weight, _ = _ridge(torch.from_numpy(landmarks.reshape(len(landmarks), -1)), torch.from_numpy(vectors), ridge)
+    return weight.float()
 
 
 def landmark_pose_pairs(model: X2Face, tracks: list[TrackInfo], **options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,11 +161,7 @@ def fit_audio_map(features: torch.Tensor, vectors: torch.Tensor, *, ridge: float
     speaker need against hundreds of feature dimensions."""
     audio_map = AudioMap(features.shape[1], offsets)
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
-    normalised = ((features - mean) / std).double()
-    centre = vectors.double().mean(0)
-    gram = normalised.T @ normalised + ridge * len(normalised) * torch.eye(normalised.shape[1], dtype=torch.float64)
-    weight = torch.linalg.lstsq(gram, normalised.T @ (vectors.double() - centre)).solution
-    bias = centre - normalised.mean(0) @ weight
+    weight, bias = _ridge((features - mean) / std, vectors, ridge)
     with torch.no_grad():
         audio_map.mean.copy_(mean)
         audio_map.std.copy_(std)
