@@ -65,12 +65,36 @@ def test_bad_video_inputs(tmp_path, content, message):
 
 @pytest.mark.parametrize("frames", [3, 10, 40])
 def test_following_smooths_tracks_of_any_length(frames):
-    from x2face_edit.faces import follow_face
+    from x2face_edit.faces import boxes_through, link_people
 
     rng = np.random.default_rng(0)
     truth = np.array([[100.0 + 2 * i, 50.0, 180.0 + 2 * i, 130.0] for i in range(frames)])
     noisy = truth + rng.normal(0, 2, truth.shape)
-    boxes = follow_face([box[None] for box in noisy])
+    boxes = boxes_through(link_people([box[None] for box in noisy])[0], frames)
     assert boxes.shape == (frames, 4) and not np.isnan(boxes).any()
     if frames >= 10:  # smoothing brings the jittery boxes closer to the true path
         assert np.abs(boxes - truth).mean() < np.abs(noisy - truth).mean()
+
+
+def test_people_are_joined_by_who_they_are_not_only_where_they_were():
+    from x2face_edit.faces import boxes_through, choose_person, link_people
+
+    left, right = np.array([[0.0, 0, 100, 100]]), np.array([[500.0, 0, 600, 100]])
+    a, b = np.zeros((1, 128)), np.full((1, 128), 0.1)  # two people, 1.13 apart
+    none = np.zeros((0, 4))
+    # A on the left, hidden, A again on the right; hidden; B where A left.
+    detections = [left] * 20 + [none] * 10 + [right] * 20 + [none] * 10 + [right] * 30
+    described = {0: a, 30: a, 60: b}
+    descriptors = [described.get(i) for i in range(len(detections))]
+    people = link_people(detections, descriptors, max_gap=250, max_fill=2)
+    found = [~np.isnan(boxes_through(p, len(detections))[:, 0]) for p in people]
+    assert [f.sum() for f in found] == [40, 30]
+    assert found[0][:20].all() and found[0][30:50].all() and not found[0][60:].any()
+    assert choose_person(people, looks_like=b[0]) is people[1]
+    assert choose_person(people, face=1, looks_like=np.ones(128)) is people[1]  # nobody looks like that: by number
+    # Without descriptors only the place counts: the return elsewhere is someone new, B is A.
+    blind = link_people(detections, max_gap=250, max_fill=2)
+    assert sorted(len(p) for p in blind) == [20, 50]
+    # A cut from A to B framed alike, noticed where B is described: two people.
+    cut = link_people([left] * 40, [a if i == 0 else b if i == 25 else None for i in range(40)], max_fill=2)
+    assert [p.frame_indices[0] for p in sorted(cut, key=lambda p: p.frame_indices[0])] == [0, 25]

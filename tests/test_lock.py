@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from x2face_edit.faces import FaceDetector, LandmarkDetector, follow_face, to_crop_grid, voxceleb_box
+from x2face_edit.faces import FaceDetector, LandmarkDetector, boxes_through, choose_person, link_people, to_crop_grid, voxceleb_box
 from x2face_edit.lock import LandmarkLock, locked_grids, thin_plate_field
 from x2face_edit.model.landmarks import sample_at, symmetric_template
 from x2face_edit.model.networks import identity_grid
@@ -109,7 +109,7 @@ def test_a_face_hidden_for_a_second_is_followed_again_and_not_bridged():
     box = np.array([[100.0, 100.0, 200.0, 200.0]])
     empty = np.zeros((0, 4))
     detections = [box] * 20 + [empty] * 25 + [box + 5] * 20 + [empty] * 2 + [box + 5] * 5
-    boxes = follow_face(detections, max_gap=250, max_fill=5)
+    boxes = boxes_through(choose_person(link_people(detections, max_gap=250, max_fill=5)), len(detections), max_fill=5)
     found = ~np.isnan(boxes[:, 0])
     assert found[:20].all() and not found[20:45].any() and found[45:].all()
 

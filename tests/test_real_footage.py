@@ -1,13 +1,14 @@
 """Footage as cameras make it and outputs that cannot go wrong: wide shots, bad output
 names, interrupted renders."""
 
+import json
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
-from helpers import run
+from helpers import frames, run
 from PIL import Image
 
 from x2face_edit.synthetic import moving_face_frames, write_moving_face_video
@@ -128,3 +129,43 @@ def test_a_phone_video_stored_sideways_is_tracked_and_written_upright(tmp_path):
     assert (out.width, out.height, out.rotation) == (320, 240, 0)  # upright pixels play upright everywhere
     rendered = [f.rgb for f in iter_frames(tmp_path / "out.mp4")]
     assert np.abs(rendered[0][:40, :40].astype(int) - upright_frames[0][:40, :40]).mean() < 6
+
+
+def _two_people(shared_clips, path, plan):
+    """A 832x320 video of two real people, A (dpe_d) and B (iplap_129): ``plan`` lists
+    (frames, who is where), who being {"A"/"B": left x} or {} for an empty grey frame."""
+    from x2face_edit.video import iter_frames
+
+    faces = {"A": iter(f.rgb for f in iter_frames(shared_clips / "dpe_d.mp4")),
+             "B": iter(f.rgb for f in iter_frames(shared_clips / "iplap_129.mp4"))}
+    with VideoWriter(path, fps=25, width=832, height=320) as writer:
+        for count, placed in plan:
+            for _ in range(count):
+                frame = np.full((320, 832, 3), 100, np.uint8)
+                for who, x in placed.items():
+                    frame[32:288, x:x + 256] = next(faces[who])
+                writer.write(frame)
+    return path
+
+
+def test_a_face_is_followed_by_who_it_is_wherever_it_returns(tmp_path, shared_clips):
+    left, right = 32, 544
+    # A on the left, hidden, A on the right, hidden, then B where A left off (B's face is
+    # larger on screen: by place and size alone it would be the face to follow).
+    video = _two_people(shared_clips, tmp_path / "two.mp4",
+                        [(30, {"A": left}), (20, {}), (30, {"A": right}), (20, {}), (15, {"B": right})])
+    found = track_video(video).found
+    assert found[:30].all() and found[50:80].all()  # before: only B's 15 frames were followed
+    assert not found[30:50].any() and not found[80:].any()
+
+    # The sidecar knows who A is: rendering a shot where B is the larger face paints A.
+    _extract_and_paint(video, tmp_path)
+    assert "person" in json.loads((tmp_path / "face.json").read_text())
+    both = _two_people(shared_clips, tmp_path / "both.mp4", [(20, {"B": left, "A": right})])
+    assert run("render", "--edited", tmp_path / "face.edit.png", "--drive", both, "-o", tmp_path / "out.mp4").exit_code == 0
+    painted = np.array([np.abs(a.astype(int) - b).max(axis=2) > 60 for a, b in zip(frames(tmp_path / "out.mp4"), frames(both))])
+    assert painted[:, :, right:].mean() > 0.01 and painted[:, :, :right].sum() == 0
+    # Footage where nobody looks like A: the most prominent face, with a warning.
+    only_b = _two_people(shared_clips, tmp_path / "b.mp4", [(10, {"B": left})])
+    result = run("render", "--edited", tmp_path / "face.edit.png", "--drive", only_b, "-o", tmp_path / "b_out.mp4")
+    assert result.exit_code == 0 and "nobody in b.mp4 looks like" in result.output

@@ -248,7 +248,9 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
                    "and so the paint, stays as it is); the adapted model is saved as OUT.model.pt.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
 @device_option
-@click.option("--face", type=int, default=None, help="Which face of --drive: 0 is the most prominent (default: the one extract used).")
+@click.option("--face", type=int, default=None,
+              help="Which face of --drive: 0 is the most prominent (default: the person extract's face is, found by "
+                   "their looks; else the face number extract used).")
 @click.option("--layer-only", is_flag=True,
               help="Write only the warped paint with its alpha, to lay over the footage in an editor "
                    "(OUT.mov: ProRes 4444; OUT.webm: VP9; OUT_%05d.png: a PNG sequence).")
@@ -277,7 +279,6 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
         # face.edit.png and face.png (and face.guide.png, refused later as paint) belong to face.json.
         sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit").removesuffix(".guide") + ".json")
     face_sidecar = read_sidecar(sidecar)
-    face = face_sidecar.get("face", 0) if face is None else face
     model_path = model_path or Path(face_sidecar["model"]["path"])
     if preview:
         from .preview import preview as run_preview

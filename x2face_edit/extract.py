@@ -132,8 +132,8 @@ def extract(
     face: int = 0,
 ) -> EmbeddedFace:
     """The embedded face of ``video`` from ``sources`` automatically chosen frames, or
-    from the given ``frames``. ``model_info`` (path, fingerprint) and ``face`` (which face
-    ``track`` follows) go into the sidecar."""
+    from the given ``frames``. ``model_info`` (path, fingerprint), ``face`` (which face
+    ``track`` follows) and who that face is (``track.person``) go into the sidecar."""
     video = Path(video).resolve()
     if frames is None:
         decoded = choose_source_frames(model, video, track, sources)
@@ -150,6 +150,7 @@ def extract(
         "format": SIDECAR_FORMAT,
         "video": str(video),
         "face": face,
+        **({"person": [round(float(v), 5) for v in track.person]} if track.person is not None else {}),
         "frames": list(frames),
         "crop_boxes": [[round(float(v), 3) for v in b] for b in boxes],
         "size": size,
@@ -208,6 +209,16 @@ def save(face: EmbeddedFace, face_png: str | Path, *, force: bool = False) -> tu
     with atomic_output(sidecar_path, force=force) as partial:
         partial.write_text(json.dumps({**face.sidecar, "video": relative, "video_absolute": str(video)}, indent=1))
     return paths
+
+
+def followed_face(sidecar: dict, face: int | None) -> tuple[int, np.ndarray | None]:
+    """Which face of a driving video the paint follows: (face number, descriptor to look
+    for). ``face`` where given; else the person the sidecar's face is, where it says, and
+    the sidecar's face number for footage where nobody looks like them."""
+    if face is not None:
+        return face, None
+    person = sidecar.get("person")
+    return sidecar.get("face", 0), None if person is None else np.array(person)
 
 
 def read_sidecar(path: str | Path) -> dict:

@@ -15,8 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import X2FaceError
-from .extract import to_tensor
-from .faces import FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
+from .extract import followed_face, to_tensor
+from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
 from .lock import smoothed
 from .model import X2Face
 from .model.inference import GridPredictor
@@ -37,10 +37,16 @@ def spread_frames(frame_count: int, count: int) -> list[int]:
     return sorted({int((i + 0.5) * frame_count / count) for i in range(count)})
 
 
-def _face_box(detectors: list[FaceDetector], rgb: np.ndarray, face: int) -> np.ndarray | None:
-    """The ``face``-th most prominent face box, searched at 640 px and then full size."""
+def _face_box(detectors: list[FaceDetector], rgb: np.ndarray, face: int, looks_like: np.ndarray | None) -> np.ndarray | None:
+    """The box of the face that looks like the descriptor ``looks_like`` (within
+    ``SAME_PERSON``), else the ``face``-th largest, searched at 640 px and then full size."""
     for detector in detectors:
         boxes = detector.detect(rgb)
+        if looks_like is not None and len(boxes):
+            describe = FaceDescriber()
+            distances = [np.linalg.norm(describe(rgb, box) - looks_like) for box in boxes]
+            if min(distances) < SAME_PERSON:
+                return boxes[int(np.argmin(distances))]
         if len(boxes) > face:
             return boxes[face]
     return None
@@ -73,10 +79,11 @@ def contact_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray, bool]]) -> Imag
 
 @torch.inference_mode()
 def preview(model: X2Face, model_info: dict, sidecar: dict, edited: str | Path, drive: str | Path, out: str | Path, *,
-            count: int = 6, mode: str = "edit", lock: str = "landmarks", face: int = 0, fps: float | None = None,
+            count: int = 6, mode: str = "edit", lock: str = "landmarks", face: int | None = None, fps: float | None = None,
             force: bool = False, on_frame: Callable[[int, int], None] | None = None) -> list[int]:
     """Write a contact sheet of ``count`` frames of ``drive``, before and after the paint
-    of ``edited``, to ``out`` (PNG or JPEG); return the frame indices shown."""
+    of ``edited``, to ``out`` (PNG or JPEG); return the frame indices shown. ``face`` as
+    in ``render.render``."""
     check_render_inputs(model, model_info, sidecar, mode=mode, lock=lock)
     out = Path(out)
     if out.suffix.lower() not in PREVIEW_SUFFIXES:
@@ -89,10 +96,11 @@ def preview(model: X2Face, model_info: dict, sidecar: dict, edited: str | Path, 
     detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]
     landmarks = LandmarkDetector()
     predictor = GridPredictor(model)
+    number, looks_like = followed_face(sidecar, face)
     pairs = []
     for done, index in enumerate(indices):
         rgb = eight_bit(frames[index])
-        face_box = _face_box(detectors, rgb, face)
+        face_box = _face_box(detectors, rgb, number, looks_like)
         crop_box = None if face_box is None else voxceleb_box(face_box)
         painted = rgb.copy()
         if crop_box is not None:

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from .errors import X2FaceError
-from .extract import embed_frames, embedded_landmarks, source_frames, to_tensor
-from .faces import LandmarkDetector, crop, to_crop_grid
+from .extract import embed_frames, embedded_landmarks, followed_face, source_frames, to_tensor
+from .faces import SAME_PERSON, LandmarkDetector, crop, to_crop_grid
 from .guide import is_guide
 from .lock import LOCK_MODES, LandmarkLock, locked_grids
 from .model import X2Face
@@ -312,7 +312,7 @@ def render(
     *,
     mode: str = "edit",
     lock: str = "landmarks",
-    face: int = 0,
+    face: int | None = None,
     force: bool = False,
     track: VideoTrack | None = None,
     options: InferenceOptions = InferenceOptions(),
@@ -329,6 +329,8 @@ def render(
     sequence's rate); ``out``'s suffix picks the codec unless ``codec`` names one, at
     constant quality ``crf``. High-bit-depth input stays high where the codec allows.
     ``layer_only`` writes the warped paint alone, with its alpha, to lay over the footage.
+    ``face`` picks the face of ``drive`` by number (0: the most prominent); by default the
+    paint follows the person it was painted on (``extract.followed_face``).
 
     The model must share its embedding network with the one the sidecar was made with
     (the same model, or one fitted with ``driving_only``). ``mode`` "generate"
@@ -345,8 +347,10 @@ def render(
                                            alpha=layer_only, deep=info.deep)
     total = info.frame_count
     layer, landmark_lock = prepare_paint(model, sidecar, edited, mode=mode, lock=lock)
+    number, looks_like = followed_face(sidecar, face)
     if track is None:
-        track = track_video(drive, face=face, fps=fps, on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
+        track = track_video(drive, face=number, looks_like=looks_like, fps=fps,
+                            on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
     opacity = fade_weights(track.found)
     bounds = paint_bounds(layer)
@@ -365,6 +369,9 @@ def render(
             write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap, lock=landmark_lock,
                          deep=encoding.deep, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     warnings = [warning] if warning else []
+    if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
+        warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
+                        f"{number} (--face picks another)")
     if track.info.frame_count < total:  # the header announces frames the file does not hold
         warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
                         "(a truncated file?): the output has those")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import X2FaceError
-from .faces import SMALLEST_FACE, FaceFollower, follow_face, voxceleb_box
+from .faces import SMALLEST_FACE, FaceDescriber, FaceFollower, boxes_through, choose_person, link_people, voxceleb_box
 from .pipeline import read_ahead
 from .video import VideoInfo, iter_frames, probe
 
@@ -24,6 +24,10 @@ DETECT_EVERY = 5
 # ones are lost frames, where nothing is painted.
 REJOIN_SECONDS = 10.0
 FILL_SECONDS = 0.2
+# Who a face is (dlib's descriptor, ~80 ms a face) is asked whenever faces appear or leave,
+# and at least this often: a face that returns is then known wherever and whenever it does,
+# and a cut to someone else framed alike is noticed within this long.
+DESCRIBE_SECONDS = 2.0
 # Faces smaller than this in the copy searched are near the detector's limit and missed in
 # some frames: the search moves to a larger copy.
 COMFORTABLE_FACE = 1.5 * SMALLEST_FACE
@@ -38,6 +42,7 @@ class VideoTrack:
     info: VideoInfo
     face_boxes: np.ndarray  # (frames, 4)
     times: np.ndarray  # (frames,)
+    person: np.ndarray | None = None  # the followed face's mean descriptor (FaceDescriber)
 
     @property
     def found(self) -> np.ndarray:
@@ -65,21 +70,27 @@ def track_video(
     path: str | Path,
     *,
     face: int = 0,
+    looks_like: np.ndarray | None = None,
     smoothing: float = 2.0,
     detect_every: int = DETECT_EVERY,
     on_frame: Callable[[int], None] | None = None,
     fps: float | None = None,
 ) -> VideoTrack:
-    """Find faces in every frame and follow the ``face``-th most prominent one.
+    """Find faces in every frame and follow one person: the one who looks like the
+    descriptor ``looks_like`` (a sidecar's), else the ``face``-th most prominent.
 
     Faces are detected every ``detect_every`` frames and followed by their landmarks in
-    between; where no face is followed, every frame is searched until one returns.
+    between; where no face is followed, every frame is searched until one returns. Faces
+    are described (who they are) when faces appear or leave and every
+    ``DESCRIBE_SECONDS``, so a face that returns is followed again wherever it returns.
     ``fps`` is an image sequence's frame rate. Raises ``X2FaceError`` if no face is found
     at all, even at full resolution.
     """
     info = probe(path, fps=fps)
     fps = float(info.fps)
     longest = max(info.width, info.height)
+    describe = FaceDescriber()
+    describe_every = max(1, round(DESCRIBE_SECONDS * fps))
     # Faces are searched for on a copy at most 640 pixels wide. Where none is found there,
     # or faces near the detector's limit are found in under half the frames (a small face
     # in a wide shot, found in some frames and missed in others), the video is searched
@@ -87,16 +98,25 @@ def track_video(
     max_side = 640
     while True:
         follower = FaceFollower(detect_every, max_side=max_side)
-        detections, times = [], []
+        detections, descriptors, times = [], [], []
+        described_at, before = -describe_every, 0
         with closing(read_ahead(iter_frames(path, fps=fps))) as frames:
             for frame in frames:
-                detections.append(follower(frame.rgb))
+                boxes, position = follower(frame.rgb), len(detections)
+                due = len(boxes) > 0 and (len(boxes) != before or position - described_at >= describe_every)
+                descriptors.append(np.array([describe(frame.rgb, box) for box in boxes]) if due else None)
+                described_at = position if due else described_at
+                before = len(boxes)
+                detections.append(boxes)
                 times.append(frame.time)
                 if on_frame:
                     on_frame(frame.index)
-        boxes = follow_face(detections, face=face, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)),
-                            max_fill=max(2, round(FILL_SECONDS * fps)), smoothing=smoothing)
-        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=np.array(times))
+        max_fill = max(2, round(FILL_SECONDS * fps))
+        people = link_people(detections, descriptors, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)), max_fill=max_fill)
+        person = choose_person(people, face=face, looks_like=looks_like)
+        boxes = boxes_through(person, len(detections), max_fill=max_fill, smoothing=smoothing)
+        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=np.array(times),
+                           person=None if person is None else person.descriptor)
         sides = (boxes[track.found, 2] - boxes[track.found, 0]) * min(1.0, max_side / longest)  # as searched
         found_well = len(sides) > 0 and (track.found.mean() >= 0.5 or np.median(sides) >= COMFORTABLE_FACE)
         if found_well or max_side >= longest:
@@ -108,4 +128,3 @@ def track_video(
     which = "no face" if face == 0 else f"no face number {face} (counting from 0)"
     raise X2FaceError(f"{which} found in {path} (searched at full resolution; dlib misses faces smaller than about "
                       f"{SMALLEST_FACE} pixels across)")
-
