@@ -15,10 +15,10 @@ from x2face_edit.synthetic import moving_face_frames
 from x2face_edit.video import VideoWriter, choose_encoding, iter_frames, probe
 
 
-def _sequence(folder, name="shot_%04d.png", count=12, first=1, deep=False):
-    """The synthetic face as a numbered PNG sequence (16-bit with ``deep``)."""
+def _sequence(folder, name="shot_%04d.png", count=12, first=1, deep=False, **size):
+    """The synthetic face as a numbered PNG sequence (16-bit with ``deep``; ``size``: width, height)."""
     folder.mkdir(exist_ok=True)
-    for number, rgb in enumerate(moving_face_frames(count), start=first):
+    for number, rgb in enumerate(moving_face_frames(count, **size), start=first):
         pixels = rgb.astype(np.uint16) * 257 if deep else rgb
         cv2.imwrite(str(folder / (name % number)), np.ascontiguousarray(pixels[..., ::-1]))
     return folder / name
@@ -113,6 +113,17 @@ def test_an_image_sequence_in_gives_a_sequence_out_with_the_same_numbers(tmp_pat
     movie = tmp_path / "out.mp4"
     assert _render(extracted, painted_layer, shots.parent, movie, "--fps", "24").exit_code == 0
     assert probe(movie).frame_count == 12 and float(probe(movie).fps) == pytest.approx(24)
+
+
+def test_odd_sizes_are_kept_where_the_codec_can_and_said_where_it_cannot(tmp_path, extracted, painted_layer):
+    shots = _sequence(tmp_path / "shots", count=6, width=321, height=241)
+    movie = _render(extracted, painted_layer, shots, tmp_path / "out.mp4")
+    assert movie.exit_code == 0 and "321x241 is written as 320x240: h264 needs even sizes" in movie.output
+    out = tmp_path / "out" / "painted_%04d.png"
+    out.parent.mkdir()
+    sequence = _render(extracted, painted_layer, shots, out)
+    assert sequence.exit_code == 0 and "warning" not in sequence.output
+    assert Image.open(out.parent / "painted_0001.png").size == (321, 241)
 
 
 def test_bad_sequences_fail_in_one_line(tmp_path, extracted, painted_layer):

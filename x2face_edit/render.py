@@ -363,12 +363,15 @@ def render(
                                                        layer if opacity[index] == 1 else layer * opacity[index], bounds)
         return rgb
 
+    warnings = [warning] if warning else []
     with atomic_output(out, force=force) as partial:
         with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, encoding=encoding,
                          audio_from=None if is_sequence(drive) else drive, first_number=info.first_number) as writer:
+            if (writer.width, writer.height) != (info.width, info.height):
+                warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
+                                "needs even sizes (a png/tiff sequence keeps every pixel)")
             write_driven(GridPredictor(model, options), track, drive, writer, paint, overlap=overlap, lock=landmark_lock,
                          deep=encoding.deep, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
-    warnings = [warning] if warning else []
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
                         f"{number} (--face picks another)")
