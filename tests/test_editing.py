@@ -129,6 +129,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path, extracted, talking_video, tiny_mo
     one_line_error(run("extract", empty, "-o", tmp_path / "f.png", "--model", tiny_model), "no frames")
     one_line_error(run("extract", faceless, "-o", tmp_path / "f.png", "--model", tiny_model), "no face found")
     one_line_error(run("extract", talking_video, "-o", tmp_path / "nowhere" / "f.png", "--model", tiny_model), "output folder does not exist")
+    one_line_error(run("extract", talking_video, "-o", tmp_path / "f.jpg", "--model", tiny_model), "write the embedded face as .png")
     one_line_error(run("render", "--edited", wrong_size, "--sidecar", sidecar, "--drive", talking_video, "-o", out),
                     "100x100", "128x128")
     one_line_error(run("render", "--edited", layer, "--drive", talking_video, "-o", out, "--model", other_model),

@@ -188,6 +188,10 @@ def rebuild(model: X2Face, sidecar: dict) -> np.ndarray:
 def output_paths(face_png: str | Path) -> tuple[Path, Path, Path, Path]:
     """``face.png`` -> (face.png, face.edit.png, face.guide.png, face.json)."""
     face_png = Path(face_png)
+    if face_png.suffix.lower() != ".png":
+        # A lossy copy would not do: render finds the paint where a painted copy differs from it.
+        raise X2FaceError(f"{face_png.name}: write the embedded face as .png (lossless; render finds the paint "
+                          "where the painted copy differs from it)")
     return face_png, face_png.with_suffix(".edit.png"), face_png.with_suffix(".guide.png"), face_png.with_suffix(".json")
 
 
