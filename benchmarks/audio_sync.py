@@ -7,13 +7,15 @@ people no shipped model was trained on: the validation and test identities of
 ../shared/data/clips and ../shared/data/clips-eval; clips whose sound track is silent or
 whose mouth barely moves are listed and skipped): the first ``--fraction`` of the clip is the
 speaker's material, the rest the test. The embedded face comes from 3 frames of the first
-part (as `audio SRC` makes it); the speaker's own audio map is fitted on the first part's
-frames and sound (`audio.speaker_audio_map`); then the face is driven by the sound of the
-last part and the generated mouth opening (inner-lip gap / eye distance, dlib on the
-generated 256 px frames) is correlated with the real mouth opening of the real frames at
-the same times. Beside it: the global map fitted on other people (`fit-audio`), and the
-control: the speaker's map driven by the sound 1 s earlier (`--shift`), which must
-score near 0 if the mouth follows the sound rather than the clip's rhythm.
+part (as `audio SRC` makes it); the speaker's mouth is learnt from the first part's frames
+and sound (`audio.speaker_mouth_map`, what `audio SRC` uses); then the face is driven by
+the sound of the last part and the generated mouth opening (inner-lip gap / eye distance,
+dlib on the generated 256 px frames) is correlated with the real mouth opening of the real
+frames at the same times. Beside it: the speaker's own map from sound to driving vectors
+(`audio.speaker_audio_map`, the previous default), the global map fitted on other people
+(`fit-audio`), and the control: the speaker's mouth driven by the sound 1 s earlier
+(`--shift`), which must score near 0 if the mouth follows the sound rather than the
+clip's rhythm.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from x2face_edit.audio import SPEAKER_OFFSETS, SPEAKER_RIDGE, load_audio, speaker_audio_map, speaker_frames, speech_vectors
+from x2face_edit.audio import MOUTH_OFFSETS, MOUTH_RIDGE, MouthMap, load_audio, speaker_audio_map, speaker_frames, speaker_mouth_map, speaking_frames, speech_vectors
 from x2face_edit.extract import choose_source_frames, embed_frames, embedded_landmarks
 from x2face_edit.faces import FaceDetector, LandmarkDetector, mouth_opening
 from x2face_edit.model import default_model_path, load_model
@@ -44,6 +46,7 @@ HELD_OUT = ["dpe_s", "hellomeme_jue", "hellomeme_nhs", "hellomeme_tiktok", "late
             "liveportrait_s18", "pcavs_Audio_Source_681100216", "styletalk_furious_talk2_clip6", "xportrait_driving_video"]
 # A sound track quieter than this (RMS) is silent; a mouth whose opening varies less is not talking.
 SILENT_RMS, STILL_MOUTH = 1e-3, 0.02
+RUNS = ("speaker", "speaker_vectors", "global", "shifted")
 LANDMARKS = LandmarkDetector()
 DETECTOR = FaceDetector()
 
@@ -85,11 +88,17 @@ def score_clip(model, global_map, pose_maps, clip: Path, *, fraction: float, shi
     test = frames.times >= cut
     times = frames.times[test]
     truth = real[np.searchsorted(track.times, times)]
-    speaker_map = speaker_audio_map(frames, until=cut, ridge=ridge, offsets=offsets)
+    mouth = speaker_mouth_map(frames, until=cut, ridge=ridge, offsets=offsets)
+    vector_map = speaker_audio_map(frames, until=cut)
     scores = {"frames": int(test.sum()), "seconds": round(float(times[-1] - times[0]), 2)}
-    for name, audio_map, at in (("speaker", speaker_map, times), ("global", global_map, times), ("shifted", speaker_map, times - shift)):
-        vectors = speech_vectors(model, audio_map, pose_maps, source, samples, at)
-        generated = np.array([opening_of(rgb) for rgb in generated_frames(model, source, vectors)])
+    runs = {"speaker": (mouth, times), "speaker_vectors": (vector_map, times), "global": (global_map, times),
+            "shifted": (mouth, times - shift)}
+    for name, (audio_map, at) in runs.items():
+        if isinstance(audio_map, MouthMap):
+            frames_out = speaking_frames(model, audio_map, pose_maps, source, samples, at)
+        else:
+            frames_out = generated_frames(model, source, speech_vectors(model, audio_map, pose_maps, source, samples, at))
+        generated = np.array([opening_of(rgb) for rgb in frames_out])
         scores[name] = correlation(generated, truth)
         scores[f"{name}_found"] = float(np.mean(~np.isnan(generated)))
         scores[f"{name}_opening_std"] = float(np.nanstd(generated))
@@ -102,8 +111,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--fraction", type=float, default=0.7)
     parser.add_argument("--shift", type=float, default=1.0, help="Seconds the control's sound is taken from earlier.")
-    parser.add_argument("--ridge", type=float, default=SPEAKER_RIDGE)
-    parser.add_argument("--offsets", default=",".join(str(o) for o in SPEAKER_OFFSETS), help="Context offsets in seconds.")
+    parser.add_argument("--ridge", type=float, default=MOUTH_RIDGE, help="The speaker's mouth map's ridge.")
+    parser.add_argument("--offsets", default=",".join(str(o) for o in MOUTH_OFFSETS),
+                        help="The speaker's mouth map's context offsets, in seconds.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model_path = args.model or default_model_path()
@@ -116,21 +126,21 @@ def main() -> None:
     clips = [clip for clip in clips if probe(clip).has_audio]
     offsets = tuple(float(o) for o in args.offsets.split(","))
     results = {}
-    print(f"| clip | test frames | speaker map | global map | speaker map, sound {args.shift:g} s earlier |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"| clip | test frames | speaker's mouth | speaker's vector map | global map | speaker's mouth, sound {args.shift:g} s earlier |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for clip in clips:
         scores = score_clip(model, global_map, pose_maps, clip, fraction=args.fraction, shift=args.shift, ridge=args.ridge,
                             offsets=offsets)
         results[clip.name] = scores
         if "skipped" in scores:
-            print(f"| {clip.name} | skipped: {scores['skipped']} | | | |", flush=True)
+            print(f"| {clip.name} | skipped: {scores['skipped']} | | | | |", flush=True)
             continue
-        print(f"| {clip.name} | {scores['frames']} ({scores['seconds']} s) | {scores['speaker']:.2f} | {scores['global']:.2f} | "
-              f"{scores['shifted']:.2f} |", flush=True)
+        print(f"| {clip.name} | {scores['frames']} ({scores['seconds']} s) | " + " | ".join(f"{scores[n]:.2f}" for n in RUNS) + " |",
+              flush=True)
     scored = [s for s in results.values() if "skipped" not in s]
     if scored:
-        means = {name: float(np.nanmean([s[name] for s in scored])) for name in ("speaker", "global", "shifted")}
-        print(f"| mean of {len(scored)} | | {means['speaker']:.2f} | {means['global']:.2f} | {means['shifted']:.2f} |")
+        means = {name: float(np.nanmean([s[name] for s in scored])) for name in RUNS}
+        print(f"| mean of {len(scored)} | | " + " | ".join(f"{means[n]:.2f}" for n in RUNS) + " |")
         results["mean"] = means
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -204,7 +204,7 @@ def test_audio_picks_the_speakers_own_map_and_keeps_silence_still(tmp_path, tiny
     result = run("audio", talking_source, _tone(tmp_path / "bursts.wav", 1.0, bursts=0.2), "-o", tmp_path / "talk.mp4",
                  "--model", tiny_model_with_maps, "--size", "64")
     assert result.exit_code == 0, result.output
-    assert "fitted on talking_source.mp4's own 40 frames and sound" in result.output
+    assert "the mouth of talking_source.mp4, learnt from its own 40 frames and sound" in result.output
 
 
 def test_audio_and_pose_bad_inputs(tmp_path, tiny_model_with_maps):

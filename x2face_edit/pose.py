@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import X2FaceError
-from .faces import FaceDetector, LandmarkDetector, face_box_of, to_crop_grid
+from .faces import FaceDetector, LandmarkDetector
 from .lock import LandmarkLock
 from .model import X2Face
 from .model.modalities import PoseMaps
@@ -130,6 +130,16 @@ def pinned_grids(model: X2Face, vectors: torch.Tensor, embedded_landmarks: torch
     return torch.stack(grids)
 
 
+def grids_moving_landmarks(model: X2Face, maps: PoseMaps, source: SourceFace, landmarks: np.ndarray,
+                           targets: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 2) grids that drive the source face so that its frame's crop ``landmarks``
+    (68, 2) move to each of the (N, 68, 2) ``targets``: the source's driving vector shifted
+    by what moves landmarks so (``PoseMaps.landmarks_to_vector``), pinned there
+    (``pinned_grids``)."""
+    shift = (targets - torch.from_numpy(landmarks).float()).flatten(1)
+    return pinned_grids(model, source.driving_vector(model) + shift @ maps.landmarks_to_vector, source.landmarks, targets)
+
+
 @torch.inference_mode()
 def drive_by_pose(model: X2Face, maps: PoseMaps, source: SourceFace, ranges: dict[str, tuple[float, float] | None],
                   out: str | Path, *, frames: int = 50, fps: float = 25, size: int = 256, method: str = "landmarks",
@@ -147,19 +157,17 @@ def drive_by_pose(model: X2Face, maps: PoseMaps, source: SourceFace, ranges: dic
     if method not in POSE_METHODS:
         raise X2FaceError(f"method must be one of {', '.join(POSE_METHODS)}")
     check_video_output(out, force=force)
-    vector = source.driving_vector(model)
     if method == "paper":
+        vector = source.driving_vector(model)
         targets = torch.from_numpy(pose_sequence(maps.vector_to_pose(vector)[0].numpy(), ranges, frames))
         vectors = maps.repose(vector.expand(frames, -1), targets)
         generate_video(model, source, vectors, out, fps=fps, size=size, force=force)
         return np.concatenate([targets.numpy(), maps.vector_to_pose(vectors).numpy()], axis=1)
-    found = LandmarkDetector()(source.background, face_box_of(source.crop_box))
-    landmarks = to_crop_grid(found, source.crop_box)
+    landmarks = source.frame_landmarks()
     start = head_pose((landmarks + 1) * size / 2, size, size)
     targets = pose_sequence(start, ranges, frames)
     moved = torch.from_numpy(landmark_targets(landmarks, targets, maps.landmark_motion.numpy(), size))
-    shift = (moved - torch.from_numpy(landmarks).float()).flatten(1)
-    grids = pinned_grids(model, vector + shift @ maps.landmarks_to_vector, source.landmarks, moved)
+    grids = grids_moving_landmarks(model, maps, source, landmarks, moved)
     estimate = PoseEstimator()
     read = []
 

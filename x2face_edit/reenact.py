@@ -12,7 +12,7 @@ from PIL import Image
 
 from .errors import X2FaceError
 from .extract import choose_source_frames, driving_vectors, embed_frames, embedded_landmarks, to_image, to_tensor
-from .faces import FaceDetector, crop, voxceleb_box
+from .faces import FaceDetector, LandmarkDetector, crop, face_box_of, to_crop_grid, voxceleb_box
 from .lock import LOCK_MODES, LandmarkLock
 from .model import X2Face
 from .model.inference import GridPredictor, InferenceOptions
@@ -41,6 +41,10 @@ class SourceFace:
     def driving_vector(self, model: X2Face) -> torch.Tensor:
         """(1, 128): the pose and expression of the source frame itself."""
         return driving_vectors(model, [self.background], [self.crop_box])
+
+    def frame_landmarks(self) -> np.ndarray:
+        """(68, 2): dlib's landmarks of the source frame, in its crop's grid coordinates."""
+        return to_crop_grid(LandmarkDetector()(self.background, face_box_of(self.crop_box)), self.crop_box)
 
 
 def source_face(model: X2Face, sources: Sequence[Path], *, count: int = 3, size: int = 256, face: int = 0) -> SourceFace:

@@ -62,19 +62,20 @@ class PoseMaps(nn.Module):
 
 
 class AudioMap(nn.Module):
-    """f_a->v: normalised features -> driving vector, by (ridge-regularised) least squares.
+    """f_a->v: normalised features -> driving vector (or ``outputs`` other numbers, such as
+    a mouth opening), by (ridge-regularised) least squares.
 
     ``offsets`` are the times (seconds, around each frame's time) whose audio features are
     concatenated into the map's input: (0.0,) for the global map, a wider context for a
     speaker's own map.
     """
 
-    def __init__(self, feature_size: int, offsets: tuple[float, ...] = (0.0,)) -> None:
+    def __init__(self, feature_size: int, offsets: tuple[float, ...] = (0.0,), outputs: int = DRIVING_VECTOR_SIZE) -> None:
         super().__init__()
         self.offsets = tuple(offsets)
         self.register_buffer("mean", torch.zeros(feature_size))
         self.register_buffer("std", torch.ones(feature_size))
-        self.linear = nn.Linear(feature_size, DRIVING_VECTOR_SIZE)
+        self.linear = nn.Linear(feature_size, outputs)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear((features - self.mean) / self.std)
@@ -156,10 +157,11 @@ def landmark_pose_pairs(model: X2Face, tracks: list[TrackInfo], **options) -> tu
 
 def fit_audio_map(features: torch.Tensor, vectors: torch.Tensor, *, ridge: float = 0.0,
                   offsets: tuple[float, ...] = (0.0,)) -> AudioMap:
-    """Least squares from normalised (N, D) features to (N, 128) vectors; ``ridge`` > 0
-    adds ridge * N * |W|^2 (the bias is not shrunk), which a few hundred frames of one
-    speaker need against hundreds of feature dimensions."""
-    audio_map = AudioMap(features.shape[1], offsets)
+    """Least squares from normalised (N, D) features to (N, K) vectors (driving vectors, or
+    any K numbers per frame); ``ridge`` > 0 adds ridge * N * |W|^2 (the bias is not
+    shrunk), which a few hundred frames of one speaker need against hundreds of feature
+    dimensions."""
+    audio_map = AudioMap(features.shape[1], offsets, outputs=vectors.shape[1])
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
     weight, bias = _ridge((features - mean) / std, vectors, ridge)
     with torch.no_grad():
