@@ -526,8 +526,8 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, met
 @click.option("--sources", "count", default=3, show_default=True)
 @click.option("--size", default=256, show_default=True)
 @click.option("--audio-map", type=click.Path(path_type=Path),
-              help="A map from 'fit-audio' (MODEL.audio.pt beside the model is the global one). Default: a map fitted on "
-                   "SOURCES' own frames and sound when SOURCES is a talking video, else the global map.")
+              help="A map from 'fit-audio' (MODEL.audio.pt beside the model is the global one). Default: the speaker's "
+                   "mouth learnt from SOURCES' own frames and sound when SOURCES is a talking video, else the global map.")
 @click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
 @model_option
 @device_option
