@@ -19,9 +19,10 @@ from .video import VideoInfo, iter_frames, probe
 # detections every 5 frames tracks 3-4x faster with the same paint-tracking error
 # (benchmarks/README.md).
 DETECT_EVERY = 5
-# A face that leaves (hidden, out of view) and comes back near where it was within this
-# long is the same face; gaps up to FILL_SECONDS (missed detections) are bridged, longer
-# ones are lost frames, where nothing is painted.
+# A face that leaves (hidden, out of view) and comes back is the same face if it looks the
+# same (DESCRIBE_SECONDS), or, where it was not described, if it comes back near where it
+# was within REJOIN_SECONDS; gaps up to FILL_SECONDS (missed detections) are bridged,
+# longer ones are lost frames, where nothing is painted.
 REJOIN_SECONDS = 10.0
 FILL_SECONDS = 0.2
 # Who a face is (dlib's descriptor, ~80 ms a face) is asked whenever faces appear or leave,
