@@ -115,6 +115,19 @@ def test_an_image_sequence_in_gives_a_sequence_out_with_the_same_numbers(tmp_pat
     assert probe(movie).frame_count == 12 and float(probe(movie).fps) == pytest.approx(24)
 
 
+def test_a_face_extracted_from_an_image_sequence_renders_from_it(tmp_path, tiny_model):
+    shots = _sequence(tmp_path / "shots", count=12)
+    face = tmp_path / "face.png"
+    assert run("extract", shots, "-o", face, "--model", tiny_model, "--size", "128").exit_code == 0
+    layer = np.zeros((128, 128, 4), np.uint8)
+    layer[48:80, 48:80] = (255, 0, 255, 255)
+    Image.fromarray(layer).save(tmp_path / "face.edit.png")
+    result = run("render", "--edited", tmp_path / "face.edit.png", "--drive", shots, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 0, result.output  # before: "the video the face was extracted from is gone"
+    painted = [np.abs(a.astype(int) - b).max(axis=2) > 60 for a, b in zip(frames(tmp_path / "out.mp4"), moving_face_frames(12))]
+    assert len(painted) == 12 and sum(p.sum() for p in painted) > 100  # the tiny model warps the paint about
+
+
 def test_odd_sizes_are_kept_where_the_codec_can_and_said_where_it_cannot(tmp_path, extracted, painted_layer):
     shots = _sequence(tmp_path / "shots", count=6, width=321, height=241)
     movie = _render(extracted, painted_layer, shots, tmp_path / "out.mp4")

@@ -25,6 +25,7 @@ from .model import X2Face
 from .model.landmarks import invert_grid
 from .model.networks import resize_grid, sample, weighted_average
 from .outputs import atomic_output, check_output
+from .sequences import media_exists
 from .tracking import VideoTrack
 from .video import frames_at
 
@@ -174,7 +175,7 @@ def coverage_of(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray]
 def source_frames(sidecar: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The source frames a sidecar names, decoded from its video, and their crop boxes."""
     video = Path(sidecar["video"])
-    if not video.is_file():
+    if not media_exists(video):
         raise X2FaceError(f"the video the face was extracted from is gone: {video}")
     decoded = frames_at(video, sidecar["frames"])
     return [decoded[i] for i in sidecar["frames"]], [np.array(b) for b in sidecar["crop_boxes"]]
@@ -236,7 +237,7 @@ def read_sidecar(path: str | Path) -> dict:
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         raise X2FaceError(f"{path} is not a sidecar written by 'extract'")
     beside = path.resolve().parent / sidecar["video"]
-    if beside.is_file() or "video_absolute" not in sidecar:
+    if media_exists(beside) or "video_absolute" not in sidecar:
         sidecar["video"] = str(beside)  # an absolute path stays as it is
     else:
         sidecar["video"] = sidecar["video_absolute"]

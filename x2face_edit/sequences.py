@@ -35,6 +35,14 @@ def is_sequence(path: str | Path) -> bool:
     return bool(_PATTERN.search(path.name)) or path.is_dir()
 
 
+def media_exists(path: str | Path) -> bool:
+    """Whether ``path`` is a video file, a folder, or a sequence pattern with frames on disk."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    return bool(existing_frames(path)) if is_sequence(path) else path.is_file()
+
+
 def is_sequence_output(path: str | Path) -> bool:
     """Whether an output ``path`` is an image sequence: a still-image suffix."""
     return Path(path).suffix.lower() in FRAME_SUFFIXES
