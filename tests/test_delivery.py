@@ -118,7 +118,7 @@ def test_an_image_sequence_in_gives_a_sequence_out_with_the_same_numbers(tmp_pat
 def test_a_face_extracted_from_an_image_sequence_renders_from_it(tmp_path, tiny_model):
     shots = _sequence(tmp_path / "shots", count=12)
     face = tmp_path / "face.png"
-    assert run("extract", shots, "-o", face, "--model", tiny_model, "--size", "128").exit_code == 0
+    assert run("extract", shots, "-o", face, "--model", tiny_model, "--size", "128", "--fps", "24").exit_code == 0
     layer = np.zeros((128, 128, 4), np.uint8)
     layer[48:80, 48:80] = (255, 0, 255, 255)
     Image.fromarray(layer).save(tmp_path / "face.edit.png")

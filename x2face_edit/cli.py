@@ -193,12 +193,14 @@ def inference_options(command):
 @click.option("--fit", "fit_seconds", type=float, default=None,
               help="First adapt the model to VIDEO for this many seconds (see 'fit'); saved as FACE.model.pt.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
+              help="Frame rate of an image sequence VIDEO (NAME_%05d.png or a folder of frames; default 25).")
 @model_option
 @device_option
 @face_option
 @force_option
 def extract(video: Path, out: Path, sources: int, frames: str | None, size: int, fit_seconds: float | None, seed: int,
-            model_path: Path | None, device: str, face: int, force: bool) -> None:
+            fps: float | None, model_path: Path | None, device: str, face: int, force: bool) -> None:
     """Write the embedded face of VIDEO, ready to paint on.
 
     'render' later uses the same model (recorded in FACE.json) unless told otherwise.
@@ -224,7 +226,7 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
     model, model_info = _load(model_path, device)
     with _frame_progress("tracking") as progress:
         task = progress.add_task("tracking", total=None)
-        track = track_video(video, face=face, on_frame=lambda i: progress.update(task, completed=i + 1))
+        track = track_video(video, face=face, fps=fps, on_frame=lambda i: progress.update(task, completed=i + 1))
     embedded = extracting.extract(model, model_info, video, track, sources=sources, frames=chosen, size=size, face=face)
     written = extracting.save(embedded, out, force=force)
     click.echo(f"frames {', '.join(map(str, embedded.sidecar['frames']))} -> {', '.join(str(p) for p in written)}")
