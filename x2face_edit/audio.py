@@ -177,14 +177,20 @@ def speaker_frames(model: X2Face, video: str | Path, *, face: int = 0, track: Vi
     return SpeakerFrames(np.array(times), torch.cat(vectors), np.array(landmarks), samples)
 
 
+def _speaker_part(frames: SpeakerFrames, until: float | None) -> np.ndarray:
+    """Which of a speaker's frames to fit on: those before ``until`` seconds, or all."""
+    chosen = frames.times < until if until is not None else np.ones(len(frames.times), bool)
+    if chosen.sum() < MIN_SPEAKER_FRAMES:
+        raise X2FaceError(f"too few tracked frames with sound to fit a speaker's map ({int(chosen.sum())}, "
+                          f"at least {MIN_SPEAKER_FRAMES})")
+    return chosen
+
+
 def speaker_audio_map(frames: SpeakerFrames, *, until: float | None = None, ridge: float = SPEAKER_RIDGE,
                       offsets: tuple[float, ...] = SPEAKER_OFFSETS) -> AudioMap:
     """f_a->v fitted on one speaker: the audio around each of its frames (before ``until``
     seconds, or all) against the frame's driving vector, ridge-regularised."""
-    chosen = frames.times < until if until is not None else np.ones(len(frames.times), bool)
-    if chosen.sum() < MIN_SPEAKER_FRAMES:
-        raise X2FaceError(f"too few tracked frames with sound to fit a speaker's audio map ({int(chosen.sum())}, "
-                          f"at least {MIN_SPEAKER_FRAMES})")
+    chosen = _speaker_part(frames, until)
     features = torch.from_numpy(context_features(frames.samples, frames.times[chosen], offsets))
     return fit_audio_map(features, frames.vectors[torch.from_numpy(chosen)], ridge=ridge, offsets=offsets)
 
@@ -212,10 +218,7 @@ class MouthMap:
 def speaker_mouth_map(frames: SpeakerFrames, *, until: float | None = None, ridge: float = MOUTH_RIDGE,
                       offsets: tuple[float, ...] = MOUTH_OFFSETS) -> MouthMap:
     """The ``MouthMap`` of one speaker, fitted on their frames (before ``until`` seconds, or all)."""
-    chosen = frames.times < until if until is not None else np.ones(len(frames.times), bool)
-    if chosen.sum() < MIN_SPEAKER_FRAMES:
-        raise X2FaceError(f"too few tracked frames with sound to fit a speaker's mouth ({int(chosen.sum())}, "
-                          f"at least {MIN_SPEAKER_FRAMES})")
+    chosen = _speaker_part(frames, until)
     openings, landmarks = frames.openings[chosen], frames.landmarks[chosen]
     features = torch.from_numpy(context_features(frames.samples, frames.times[chosen], offsets))
     opening = fit_audio_map(features, torch.from_numpy(openings[:, None]), ridge=ridge, offsets=offsets)
