@@ -37,7 +37,7 @@ def main() -> None:
 
     track = track_video(video)
     face = extracting.extract(model, model_info, video, track, size=512)
-    face_png, layer_png, _ = extracting.save(face, args.out / "face.png", force=True)
+    face_png, layer_png, _, sidecar = extracting.save(face, args.out / "face.png", force=True)
     print(f"embedded face from frames {face.sidecar['frames']}: {face_png}")
 
     layer = Image.open(layer_png)
@@ -50,7 +50,7 @@ def main() -> None:
     layer.save(painted)
 
     out = args.out / "painted.mp4"
-    report = render(model, model_info, extracting.read_sidecar(args.out / "face.json"), painted, video, out,
+    report = render(model, model_info, extracting.read_sidecar(sidecar), painted, video, out,
                     force=True, track=track)
     print(f"rendered {report.frames} frames with the star: {out}")
 
