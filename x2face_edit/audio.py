@@ -257,11 +257,11 @@ def speaking_frames(model: X2Face, mouth: MouthMap, pose_maps: PoseMaps, source:
     """The source face saying ``samples`` at ``times``, ``size`` pixels square, frame by
     frame: its jaw and lips moved to the opening the sound implies, the rest as in the
     source frame."""
-    landmarks = source.frame_landmarks()
+    landmarks, vector = source.frame_landmarks(), source.driving_vector(model)
     change = mouth(samples, times) - mouth_opening(landmarks)
     for first in range(0, len(times), batch):
         moved = landmarks[None] + change[first:first + batch, None, None] * mouth.motion[None]
-        grids = grids_moving_landmarks(model, pose_maps, source, landmarks, torch.from_numpy(moved.astype(np.float32)))
+        grids = grids_moving_landmarks(model, pose_maps, source, vector, landmarks, torch.from_numpy(moved.astype(np.float32)))
         yield from frames_from_grids(source, grids, size)
 
 

@@ -130,14 +130,14 @@ def pinned_grids(model: X2Face, vectors: torch.Tensor, embedded_landmarks: torch
     return torch.stack(grids)
 
 
-def grids_moving_landmarks(model: X2Face, maps: PoseMaps, source: SourceFace, landmarks: np.ndarray,
-                           targets: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 2) grids that drive the source face so that its frame's crop ``landmarks``
-    (68, 2) move to each of the (N, 68, 2) ``targets``: the source's driving vector shifted
-    by what moves landmarks so (``PoseMaps.landmarks_to_vector``), pinned there
-    (``pinned_grids``)."""
+def grids_moving_landmarks(model: X2Face, maps: PoseMaps, source: SourceFace, vector: torch.Tensor,
+                           landmarks: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 2) grids that drive the source face, whose frame has the (1, 128) driving
+    ``vector`` and crop ``landmarks`` (68, 2), so that the landmarks move to each of the
+    (N, 68, 2) ``targets``: the vector shifted by what moves landmarks so
+    (``PoseMaps.landmarks_to_vector``), the warp pinned there (``pinned_grids``)."""
     shift = (targets - torch.from_numpy(landmarks).float()).flatten(1)
-    return pinned_grids(model, source.driving_vector(model) + shift @ maps.landmarks_to_vector, source.landmarks, targets)
+    return pinned_grids(model, vector + shift @ maps.landmarks_to_vector, source.landmarks, targets)
 
 
 @torch.inference_mode()
@@ -167,7 +167,7 @@ def drive_by_pose(model: X2Face, maps: PoseMaps, source: SourceFace, ranges: dic
     start = head_pose((landmarks + 1) * size / 2, size, size)
     targets = pose_sequence(start, ranges, frames)
     moved = torch.from_numpy(landmark_targets(landmarks, targets, maps.landmark_motion.numpy(), size))
-    grids = grids_moving_landmarks(model, maps, source, landmarks, moved)
+    grids = grids_moving_landmarks(model, maps, source, source.driving_vector(model), landmarks, moved)
     estimate = PoseEstimator()
     read = []
 

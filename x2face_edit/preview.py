@@ -37,13 +37,13 @@ def spread_frames(frame_count: int, count: int) -> list[int]:
     return sorted({int((i + 0.5) * frame_count / count) for i in range(count)})
 
 
-def _face_box(detectors: list[FaceDetector], rgb: np.ndarray, face: int, looks_like: np.ndarray | None) -> np.ndarray | None:
+def _face_box(detectors: list[FaceDetector], describe: FaceDescriber, rgb: np.ndarray, face: int,
+              looks_like: np.ndarray | None) -> np.ndarray | None:
     """The box of the face that looks like the descriptor ``looks_like`` (within
     ``SAME_PERSON``), else the ``face``-th largest, searched at 640 px and then full size."""
     for detector in detectors:
         boxes = detector.detect(rgb)
         if looks_like is not None and len(boxes):
-            describe = FaceDescriber()
             distances = [np.linalg.norm(describe(rgb, box) - looks_like) for box in boxes]
             if min(distances) < SAME_PERSON:
                 return boxes[int(np.argmin(distances))]
@@ -94,13 +94,13 @@ def preview(model: X2Face, model_info: dict, sidecar: dict, edited: str | Path, 
     indices = spread_frames(info.frame_count, count)
     frames = frames_at(drive, indices, fps=fps)
     detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]
-    landmarks = LandmarkDetector()
+    landmarks, describe = LandmarkDetector(), FaceDescriber()
     predictor = GridPredictor(model)
     number, looks_like = followed_face(sidecar, face)
     pairs = []
     for done, index in enumerate(indices):
         rgb = eight_bit(frames[index])
-        face_box = _face_box(detectors, rgb, number, looks_like)
+        face_box = _face_box(detectors, describe, rgb, number, looks_like)
         crop_box = None if face_box is None else voxceleb_box(face_box)
         painted = rgb.copy()
         if crop_box is not None:
