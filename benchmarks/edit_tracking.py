@@ -54,6 +54,10 @@ DLIB_FIVE = LandmarkDetector(points=5)
 DLIB_68 = LandmarkDetector()
 
 
+class JudgeBlind(RuntimeError):
+    """MediaPipe finds no face where the dots are placed (the source frames)."""
+
+
 def judge_pass(clip: Path, track) -> dict:
     """Per frame: the judge's 9 points and eye distance (NaN where it finds no face), dlib's
     5 and 68 landmarks in the tracked box, and the grey frame for optical flow."""
@@ -137,7 +141,7 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
     frames, boxes = source_frames(face.sidecar)
     seen = [i for i, index in enumerate(face.sidecar["frames"]) if not np.isnan(judged[index]).any()]
     if not seen:
-        raise RuntimeError(f"the judge finds no face in the source frames of {clip.name}")
+        raise JudgeBlind(f"the judge finds no face in the source frames of {clip.name}")
     # The judge's points are continuous coordinates; to_crop_grid takes dlib's integer ones.
     points = [to_crop_grid(judged[face.sidecar["frames"][i]] - 0.5, boxes[i]) for i in seen]
     dots = locate_in_embedded_face(model, [frames[i] for i in seen], [boxes[i] for i in seen], points)
@@ -195,13 +199,21 @@ def main() -> None:
         track = track_video(clip)
         judge = judge_pass(clip, track)
         clip_rows = []
+        blind = None
         for model_path in models:
             model = load_model(model_path)
-            paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks)
+            try:
+                paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks)
+            except JudgeBlind as error:  # a face too small for MediaPipe: nothing to judge against
+                blind = error
+                break
             print(f"{clip.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
                 clip_rows.append({"method": f"{model_path.stem} lock={mode}", "round_trip": trip, "embedded_face_found": face_found,
                                   **scores(path, judge["judged"], judge["iod"])})
+        if blind:
+            print(f"{clip.name:<44}skipped: {blind}", flush=True)
+            continue
         start = judge["judged"][reference]
         baselines = {
             "similarity, dlib 5": similarity_baseline(judge["five"], reference, start),

@@ -19,6 +19,21 @@ from .errors import X2FaceError
 
 # VoxCeleb (and the X2Face release) crop the detector's box enlarged 1.6x about its centre.
 VOXCELEB_SCALE = 1.6
+# The landmarks of dlib's 68 that place a face's crop: the nose (27-35) and the eyes
+# (36-47), which expressions move little (brows, lips and jaw move).
+ALIGNING_LANDMARKS = slice(27, 48)
+# Where those lie in a VoxCeleb crop, in crop units: their mean over the crops the default
+# model was trained on (`benchmarks/crop_landmarks.py`: 6,606 faces of 81 training tracks,
+# crops of dlib's HOG boxes). The HOG box snaps to its image pyramid's scales, 6/5 apart,
+# so its size relative to the face varies by up to a fifth with the face's size in the
+# searched image (26 % larger on a face found small in a 1080p wide shot than on the same
+# face in its tight clip; 9 % spread over the training crops). Boxes placed by these
+# landmarks crop every face as the training crops did on average.
+CROP_LANDMARKS = np.array([
+    [0.4946, 0.3594], [0.4939, 0.4077], [0.4930, 0.4557], [0.4919, 0.5055], [0.4392, 0.5481], [0.4657, 0.5574],
+    [0.4943, 0.5653], [0.5235, 0.5572], [0.5514, 0.5481], [0.3196, 0.3758], [0.3501, 0.3574], [0.3871, 0.3573],
+    [0.4201, 0.3793], [0.3856, 0.3867], [0.3489, 0.3873], [0.5754, 0.3787], [0.6081, 0.3567], [0.6454, 0.3570],
+    [0.6773, 0.3750], [0.6468, 0.3866], [0.6098, 0.3861]])
 
 
 # dlib's HOG detector misses faces smaller than about this many pixels across.
@@ -31,8 +46,23 @@ SAME_PERSON = 0.6
 SAME_PLACE = 0.75
 
 
+def aligned_face_box(landmarks: np.ndarray) -> np.ndarray:
+    """The face box whose VoxCeleb crop has the ``ALIGNING_LANDMARKS`` of dlib's 68
+    ``landmarks`` where ``CROP_LANDMARKS`` has them: the least-squares similarity's scale
+    and place (the crop stays upright; a tilted face keeps its tilt inside it)."""
+    # dlib's integer pixel positions; +0.5 puts them in the boxes' continuous coordinates.
+    found = landmarks[ALIGNING_LANDMARKS, 0] + 0.5 + 1j * (landmarks[ALIGNING_LANDMARKS, 1] + 0.5)
+    template = CROP_LANDMARKS[:, 0] + 1j * CROP_LANDMARKS[:, 1]
+    found_centred, template_centred = found - found.mean(), template - template.mean()
+    similarity = np.vdot(template_centred, found_centred) / np.vdot(template_centred, template_centred).real
+    centre = found.mean() + similarity * (0.5 + 0.5j - template.mean())
+    half = abs(similarity) / 2
+    return face_box_of(np.array([centre.real - half, centre.imag - half, centre.real + half, centre.imag + half]))
+
+
 class FaceDetector:
-    """dlib's HOG face detector, run on a frame resized for speed.
+    """dlib's HOG face detector, run on a frame resized for speed, with each box placed by
+    the face's landmarks (``aligned_face_box``).
 
     HOG finds faces down to about ``SMALLEST_FACE`` pixels; ``max_side`` bounds the longer side of the
     frame it searches, trading the smallest findable face for speed. Frames smaller than
@@ -44,54 +74,50 @@ class FaceDetector:
         self.max_side = max_side
         self.min_side = min_side
         self._detector = dlib.get_frontal_face_detector()
+        self._landmarks = LandmarkDetector()
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
         """All faces in an (H, W, 3) uint8 frame, as (N, 4) boxes, largest first."""
         longest = max(rgb.shape[:2])
         pad = longest // 4 if longest < self.min_side else 0
-        if pad:
-            rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        height, width = rgb.shape[:2]
+        searched = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else rgb
+        height, width = searched.shape[:2]
         scale = min(self.max_side, max(self.min_side, longest)) / longest
-        resized = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        found = self._detector(np.ascontiguousarray(resized), 0)
+        if scale != 1.0:
+            searched = cv2.resize(searched, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        found = self._detector(np.ascontiguousarray(searched), 0)
         boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in found], dtype=np.float64).reshape(-1, 4)
-        boxes = boxes / scale - pad
+        # The landmarks are found again inside the first aligned box: the predictor starts
+        # from its box, which HOG may have made a fifth too large.
+        boxes = np.array([self.align(rgb, self.align(rgb, box)) for box in boxes / scale - pad]).reshape(-1, 4)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         return boxes[np.argsort(-areas, kind="stable")]
+
+    def align(self, rgb: np.ndarray, face_box: np.ndarray) -> np.ndarray:
+        """The face in ``face_box`` (this frame's, or the same face's in the frame before),
+        boxed by its landmarks (``aligned_face_box``)."""
+        return aligned_face_box(self._landmarks(rgb, face_box))
 
 
 class FaceFollower:
     """Face boxes frame after frame: dlib detection every ``detect_every`` frames, and in
-    between each box moved by dlib's 5-point landmarks (about 1 ms a face instead of tens
-    of milliseconds for a detection)."""
+    between each face found again by its landmarks inside its box in the frame before
+    (about 3 ms a face instead of tens of milliseconds for a detection)."""
 
     def __init__(self, detect_every: int = 1, max_side: int = 640) -> None:
         self.detect_every = max(1, detect_every)
         self.detector = FaceDetector(max_side=max_side)
-        self._landmarks = LandmarkDetector(points=5) if detect_every > 1 else None
         self._frames_seen = 0
         self._boxes = np.zeros((0, 4))
-        self._points: list[np.ndarray] = []
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(N, 4) face boxes in this frame (the next frame of a video)."""
         if self._frames_seen % self.detect_every == 0 or not len(self._boxes):
-            boxes = self.detector.detect(rgb)
-            points = [self._landmarks(rgb, box) for box in boxes] if self._landmarks else []
+            self._boxes = self.detector.detect(rgb)
         else:
-            moved, points = [], []
-            for box, before in zip(self._boxes, self._points):
-                now = self._landmarks(rgb, box)
-                scale = np.linalg.norm(now - now.mean(0), axis=1).mean() / np.linalg.norm(before - before.mean(0), axis=1).mean()
-                centre = (box[:2] + box[2:]) / 2 + now.mean(0) - before.mean(0)
-                half = (box[2:] - box[:2]) / 2 * scale
-                moved.append(np.concatenate([centre - half, centre + half]))
-                points.append(now)
-            boxes = np.array(moved).reshape(-1, 4)
+            self._boxes = np.array([self.detector.align(rgb, box) for box in self._boxes]).reshape(-1, 4)
         self._frames_seen += 1
-        self._boxes, self._points = boxes, points
-        return boxes
+        return self._boxes
 
 
 def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:
