@@ -21,7 +21,7 @@ def test_synthetic_video_gives_one_track_of_face_crops(tmp_path, synthetic_video
     for frame in record["frames"]:
         assert Image.open(tmp_path / track["path"] / frame["file"]).size == (96, 96)
         x0, y0, x1, y1 = frame["box"]
-        assert abs((x1 - x0) - (y1 - y0)) < 1e-6  # square VoxCeleb crop
+        assert abs((x1 - x0) - (y1 - y0)) <= 0.02  # square VoxCeleb crop (corners recorded to 0.01 px)
     # The face is in the middle of the crop: its centre is brighter than the flat background.
     crop = np.asarray(Image.open(tmp_path / track["path"] / record["frames"][0]["file"])).astype(float)
     assert abs(crop[40:56, 40:56].mean() - crop.mean()) < 80
