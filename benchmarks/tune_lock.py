@@ -5,8 +5,9 @@
 
 Tune on training clips (../shared/data/clips), never on clips-eval, which judges the result
 (`edit_tracking.py`). For each clip the driving grids and dlib's landmarks of every tracked
-frame are computed once; each setting of the thin-plate regularisation, the temporal
-smoothing, how often a correction is made and the trust bound then only re-runs the lock
+frame are computed once; each setting of the thin-plate regularisation, how far the
+correction reaches from the landmarks (inf: no fading), the temporal smoothing, how often
+a correction is made and the trust bound then only re-runs the lock
 (`lock.locked_grids`) and follows the judge's 9 points as `edit_tracking.py` does. Prints
 the settings by mean error over the clips, in percent of the eye distance.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
 
 REGULARISATIONS = (1e-3, 1e-2, 3e-2, 0.1, 1.0)
+REACHES = (0.1, 0.2, 0.4, math.inf)
 SIGMAS = (1.5, 3.0)
 EVERY = (1, 2)
 TRUSTS = (0.2,)
@@ -37,7 +40,7 @@ TRUSTS = (0.2,)
 
 @torch.inference_mode()
 def clip_scores(model, clip) -> dict[tuple, dict]:
-    """Scores of every setting (regularisation, sigma, every, trust) and of no lock (None) on one clip."""
+    """Scores of every setting (regularisation, reach, sigma, every, trust) and of no lock (None) on one clip."""
     track = track_video(clip)
     judge = judge_pass(clip, track)
     face = extract(model, {"path": "tuning", "fingerprint": ""}, clip, track)
@@ -64,9 +67,9 @@ def clip_scores(model, clip) -> dict[tuple, dict]:
         return out
 
     results = {None: scores(landed(items), judge["judged"], judge["iod"])}
-    for setting in itertools.product(REGULARISATIONS, SIGMAS, EVERY, TRUSTS):
-        regularisation, sigma, every, trust = setting
-        lock = LandmarkLock(targets, regularisation=regularisation, trust_iod=trust)
+    for setting in itertools.product(REGULARISATIONS, REACHES, SIGMAS, EVERY, TRUSTS):
+        regularisation, reach, sigma, every, trust = setting
+        lock = LandmarkLock(targets, regularisation=regularisation, reach=reach, trust_iod=trust)
         locked = locked_grids(items, lock, lambda index, _: landmarks.get(index), sigma=sigma, every=every)
         results[setting] = scores(landed(locked), judge["judged"], judge["iod"])
     return results
@@ -82,12 +85,12 @@ def main() -> None:
     for clip in args.clips:
         per_clip.append(clip_scores(model, clip))
         print(f"{clip}: done", flush=True)
-    print(f"{'regularisation':>15}{'sigma':>7}{'every':>7}{'trust':>7}{'mean':>8}{'jitter':>8}{'cheeks+forehead':>17}{'offset':>8}")
+    print(f"{'regularisation':>15}{'reach':>7}{'sigma':>7}{'every':>7}{'trust':>7}{'mean':>8}{'jitter':>8}{'cheeks+forehead':>17}{'offset':>8}")
     mean = {s: {k: float(np.mean([c[s][k] for c in per_clip])) for k in ("mean", "jitter", "off_landmark", "offset")}
             for s in per_clip[0]}
     for setting in sorted(mean, key=lambda s: mean[s]["mean"]):
         m = mean[setting]
-        name = "".join(f"{v:>{w}g}" for v, w in zip(setting, (15, 7, 7, 7))) if setting else f"{'no lock':>36}"
+        name = "".join(f"{v:>{w}g}" for v, w in zip(setting, (15, 7, 7, 7, 7))) if setting else f"{'no lock':>43}"
         print(f"{name}{m['mean']:8.2f}{m['jitter']:8.2f}{m['off_landmark']:17.2f}{m['offset']:8.2f}")
 
 

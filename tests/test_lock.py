@@ -1,5 +1,7 @@
 """The landmark lock, temporal smoothing, fades, and faces that leave and return."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -45,9 +47,15 @@ def test_lock_puts_landmarks_where_they_lie_on_the_embedded_face(template):
     corrected = lock.apply(grid, correction)
     assert (carried(grid, landmarks) - template).norm(dim=1).mean() > 0.05
     assert (carried(corrected, landmarks) - template).norm(dim=1).max() < 0.003
-    # Between and beyond the landmarks (cheeks, forehead) the correction is right too.
-    elsewhere = torch.tensor([[0.0, -0.6], [0.35, 0.1], [-0.35, 0.1]])
-    assert (carried(corrected, elsewhere) - elsewhere).norm(dim=1).max() < 0.003
+    # Far from every landmark the correction fades out, leaving X2Face's own warp: there the
+    # spline would only extrapolate dlib's errors.
+    corner = torch.tensor([[0.95, 0.95]])
+    assert (carried(corrected, corner) - carried(grid, corner)).norm() < 0.002
+    # Unfaded, it shifts the whole crop, between and beyond the landmarks (cheeks, forehead).
+    unfaded = LandmarkLock(template, reach=math.inf)
+    everywhere = unfaded.apply(grid, unfaded.correction(grid, landmarks)[0])
+    elsewhere = torch.tensor([[0.0, -0.6], [0.35, 0.1], [-0.35, 0.1], [0.95, 0.95]])
+    assert (carried(everywhere, elsewhere) - elsewhere).norm(dim=1).max() < 0.003
 
 
 def test_landmarks_far_from_the_warp_are_rejected(template):
@@ -81,9 +89,11 @@ def test_smoothing_keeps_a_still_face_still_and_follows_a_step(template):
     # The warp misses a jump of the face at frame 10; the lock catches up within 3 frames.
     stepped = [template.numpy() + (0.06 if i >= 10 else 0.0) for i in range(20)]
     out = run_lock(lock, [grid] * 20, stepped)
+    # (Within 0.004 of a 0.06 jump: the correction's field has cells up to 0.045 from a
+    # landmark, where its fading already leaves out about 5 %.)
     assert (carried(out[5], stepped[5]) - template).norm(dim=1).mean() < 0.002
-    assert (carried(out[13], stepped[13]) - template).norm(dim=1).mean() < 0.005
-    assert (carried(out[19], stepped[19]) - template).norm(dim=1).mean() < 0.002
+    assert (carried(out[13], stepped[13]) - template).norm(dim=1).mean() < 0.006
+    assert (carried(out[19], stepped[19]) - template).norm(dim=1).mean() < 0.004
 
 
 def test_an_outlier_frame_does_not_move_the_paint(template):
