@@ -15,22 +15,16 @@ import json
 
 import numpy as np
 
-from x2face_edit.faces import ALIGNING_LANDMARKS
+from x2face_edit.faces import ALIGNING_LANDMARKS, similarity_factor
 from x2face_edit.model.data import load_tracks
-
-
-def similarity(source: np.ndarray, target: np.ndarray) -> complex:
-    """The complex factor (scale and rotation) of the least-squares similarity from source to target."""
-    source, target = source - source.mean(), target - target.mean()
-    return np.vdot(source, target) / np.vdot(source, source).real
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tracks")
     args = parser.parse_args()
-    shapes = []
-    for track in load_tracks(args.tracks):
+    shapes, tracks = [], load_tracks(args.tracks)
+    for track in tracks:
         record = json.loads((track.folder / "track.json").read_text())
         for frame in record["frames"]:
             if frame.get("landmarks"):
@@ -39,12 +33,12 @@ def main() -> None:
     shapes = np.array(shapes)
     mean = shapes.mean(axis=0)
     for _ in range(5):
-        aligned = [mean.mean() + similarity(shape, mean) * (shape - shape.mean()) for shape in shapes]
+        aligned = [mean.mean() + similarity_factor(shape, mean) * (shape - shape.mean()) for shape in shapes]
         mean = np.mean(aligned, axis=0)
     plain = shapes.mean(axis=0)  # keep the data's own scale and place: crop units
-    mean = plain.mean() + similarity(mean, plain) * (mean - mean.mean())
-    scales = np.array([abs(similarity(mean, shape)) for shape in shapes])
-    print(f"{len(shapes)} faces of {len(load_tracks(args.tracks))} tracks; crop scale relative to the landmarks: "
+    mean = plain.mean() + similarity_factor(mean, plain) * (mean - mean.mean())
+    scales = np.array([abs(similarity_factor(mean, shape)) for shape in shapes])
+    print(f"{len(shapes)} faces of {len(tracks)} tracks; crop scale relative to the landmarks: "
           f"median {np.median(scales):.3f}, spread (sd of log) {np.log(scales).std():.3f}")
     print("CROP_LANDMARKS = np.array([" + ", ".join(f"[{z.real:.4f}, {z.imag:.4f}]" for z in mean) + "])")
 

@@ -46,6 +46,13 @@ SAME_PERSON = 0.6
 SAME_PLACE = 0.75
 
 
+def similarity_factor(source: np.ndarray, target: np.ndarray) -> complex:
+    """The complex factor (scale and rotation) of the least-squares similarity taking the
+    points ``source`` to ``target`` (complex arrays x + iy); their means give the shift."""
+    source, target = source - source.mean(), target - target.mean()
+    return np.vdot(source, target) / np.vdot(source, source).real
+
+
 def aligned_face_box(landmarks: np.ndarray) -> np.ndarray:
     """The face box whose VoxCeleb crop has the ``ALIGNING_LANDMARKS`` of dlib's 68
     ``landmarks`` where ``CROP_LANDMARKS`` has them: the least-squares similarity's scale
@@ -53,8 +60,7 @@ def aligned_face_box(landmarks: np.ndarray) -> np.ndarray:
     # dlib's integer pixel positions; +0.5 puts them in the boxes' continuous coordinates.
     found = landmarks[ALIGNING_LANDMARKS, 0] + 0.5 + 1j * (landmarks[ALIGNING_LANDMARKS, 1] + 0.5)
     template = CROP_LANDMARKS[:, 0] + 1j * CROP_LANDMARKS[:, 1]
-    found_centred, template_centred = found - found.mean(), template - template.mean()
-    similarity = np.vdot(template_centred, found_centred) / np.vdot(template_centred, template_centred).real
+    similarity = similarity_factor(template, found)
     centre = found.mean() + similarity * (0.5 + 0.5j - template.mean())
     half = abs(similarity) / 2
     return face_box_of(np.array([centre.real - half, centre.imag - half, centre.real + half, centre.imag + half]))
