@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from scipy.spatial import Delaunay
 
 from x2face_edit.evaluate import landing_positions
@@ -138,18 +139,24 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
     the embedded face (it does not in a ghosted one)."""
     face = extract(model, {"path": "benchmark", "fingerprint": ""}, clip, track)
     face_found = len(FaceDetector().detect(face.image)) > 0
-    frames, boxes = source_frames(face.sidecar)
-    seen = [i for i, index in enumerate(face.sidecar["frames"]) if not np.isnan(judged[index]).any()]
-    if not seen:
-        raise JudgeBlind(f"the judge finds no face in the source frames of {clip.name}")
-    # The judge's points are continuous coordinates; to_crop_grid takes dlib's integer ones.
-    points = [to_crop_grid(judged[face.sidecar["frames"][i]] - 0.5, boxes[i]) for i in seen]
-    dots = locate_in_embedded_face(model, [frames[i] for i in seen], [boxes[i] for i in seen], points)
+    frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judged, clip)
     paths = {}
     for mode in lock_modes:
         lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
         paths[mode] = landing_positions(model, clip, track, dots, lock)
     return paths, face.sidecar["frames"][0], round_trip_percent(model, clip, track), face_found
+
+
+def dots_on_embedded_face(model, sidecar: dict, judged: np.ndarray, clip: Path) -> tuple[list, list, torch.Tensor]:
+    """The sidecar's source frames and crop boxes, and the judge's points in them carried
+    into the embedded face (averaged over the sources where the judge sees the face)."""
+    frames, boxes = source_frames(sidecar)
+    seen = [i for i, index in enumerate(sidecar["frames"]) if not np.isnan(judged[index]).any()]
+    if not seen:
+        raise JudgeBlind(f"the judge finds no face in the source frames of {clip.name}")
+    # The judge's points are continuous coordinates; to_crop_grid takes dlib's integer ones.
+    points = [to_crop_grid(judged[sidecar["frames"][i]] - 0.5, boxes[i]) for i in seen]
+    return frames, boxes, locate_in_embedded_face(model, [frames[i] for i in seen], [boxes[i] for i in seen], points)
 
 
 def round_trip_percent(model, clip: Path, track, every: int = 3) -> float:

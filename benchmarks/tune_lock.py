@@ -20,9 +20,9 @@ import math
 
 import numpy as np
 import torch
-from edit_tracking import judge_pass, scores
+from edit_tracking import dots_on_embedded_face, judge_pass, scores
 
-from x2face_edit.extract import embedded_landmarks, extract, locate_in_embedded_face, source_frames, to_tensor
+from x2face_edit.extract import embedded_landmarks, extract, to_tensor
 from x2face_edit.faces import LandmarkDetector, crop, to_crop_grid
 from x2face_edit.lock import LandmarkLock, locked_grids
 from x2face_edit.model import default_model_path, load_model
@@ -44,10 +44,7 @@ def clip_scores(model, clip) -> dict[tuple, dict]:
     track = track_video(clip)
     judge = judge_pass(clip, track)
     face = extract(model, {"path": "tuning", "fingerprint": ""}, clip, track)
-    frames, boxes = source_frames(face.sidecar)
-    seen = [i for i, index in enumerate(face.sidecar["frames"]) if not np.isnan(judge["judged"][index]).any()]
-    points = [to_crop_grid(judge["judged"][face.sidecar["frames"][i]] - 0.5, boxes[i]) for i in seen]
-    dots = locate_in_embedded_face(model, [frames[i] for i in seen], [boxes[i] for i in seen], points)
+    frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judge["judged"], clip)
     targets = embedded_landmarks(model, frames, boxes)
     predictor, detector = GridPredictor(model), LandmarkDetector()
     grids, landmarks = {}, {}
