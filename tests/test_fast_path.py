@@ -89,21 +89,20 @@ def _render(painted, name: str, options: InferenceOptions, overlap: bool, lock: 
     out = painted["folder"] / name
     render(painted["model"], painted["info"], painted["sidecar"], painted["layer"], painted["video"], out,
            track=painted["track"], options=options, overlap=overlap, lock=lock)
-    return np.stack([frame.rgb for frame in iter_frames(out)]).astype(np.int16)
+    return np.stack([frame.rgb for frame in iter_frames(out, fps=25)]).astype(np.int16)
 
 
 def test_overlapped_batched_render_matches_the_one_frame_at_a_time_render(painted):
-    simple = _render(painted, "simple.mp4", InferenceOptions(precision="fp32", batch=1), overlap=False, lock="none")
-    fast = _render(painted, "fast.mp4", InferenceOptions(precision="fp32", batch=8), overlap=True, lock="none")
-    assert simple.shape[0] == 30
-    # Batching may change float round-off in the last bit; the encoded frames must not differ visibly.
-    assert np.abs(fast - simple).max() <= 2
-    # With the landmark lock, that round-off (1e-5 grid units) moves a few composited pixels
-    # by one level, which x264 can turn into larger differences in a few neighbouring pixels.
-    simple = _render(painted, "simple_locked.mp4", InferenceOptions(precision="fp32", batch=1), overlap=False)
-    fast = _render(painted, "fast_locked.mp4", InferenceOptions(precision="fp32", batch=8), overlap=True)
-    assert np.mean(np.abs(fast - simple) > 2) < 1e-3
-    assert np.abs(fast - simple).mean() < 0.01
+    # Lossless frames (a png sequence): an encoder turns a one-level change of a pixel into
+    # larger changes of its neighbours, which would hide what the paths themselves do.
+    for lock in ("none", "landmarks"):
+        simple = _render(painted, f"simple_{lock}_%03d.png", InferenceOptions(precision="fp32", batch=1), overlap=False, lock=lock)
+        fast = _render(painted, f"fast_{lock}_%03d.png", InferenceOptions(precision="fp32", batch=8), overlap=True, lock=lock)
+        assert simple.shape[0] == 30
+        # Batching may change float round-off in the last bit (1e-7 grid units), which moves
+        # a composited pixel by one level at most.
+        assert np.abs(fast - simple).max() <= 1
+        assert np.mean(fast != simple) < 1e-3
 
 
 def _crops(painted) -> torch.Tensor:
