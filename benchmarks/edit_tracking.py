@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -42,6 +43,7 @@ from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.landmarks import inter_ocular
 from x2face_edit.model.metrics import frame_round_trip
+from x2face_edit.synthetic import OCCLUDERS, occluded_frames, write_occluded_copy
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
 
@@ -59,9 +61,10 @@ class JudgeBlind(RuntimeError):
     """MediaPipe finds no face where the dots are placed (the source frames)."""
 
 
-def judge_pass(clip: Path, track) -> dict:
+def judge_pass(clip: Path, track, judged_on: Path | None = None) -> dict:
     """Per frame: the judge's 9 points and eye distance (NaN where it finds no face), dlib's
-    5 and 68 landmarks in the tracked box, and the grey frame for optical flow."""
+    5 and 68 landmarks in the tracked box, and the grey frame for optical flow. The judge
+    looks at ``judged_on`` (a clean copy of an occluded ``clip``, frame for frame) if given."""
     import mediapipe as mp
 
     frames = track.info.frame_count
@@ -71,10 +74,10 @@ def judge_pass(clip: Path, track) -> dict:
     sixty_eight = np.full((frames, 68, 2), np.nan)
     greys = []
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as mesh:
-        for frame in iter_frames(clip):
+        for frame, clean in zip(iter_frames(clip), iter_frames(judged_on or clip)):
             greys.append(cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY))
             height, width = frame.rgb.shape[:2]
-            found = mesh.process(frame.rgb).multi_face_landmarks
+            found = mesh.process(clean.rgb).multi_face_landmarks
             if found:
                 points = np.array([[p.x * width, p.y * height] for p in found[0].landmark])
                 judged[frame.index] = points[list(POINTS.values())]
@@ -171,10 +174,17 @@ def round_trip_percent(model, clip: Path, track, every: int = 3) -> float:
     return float(np.mean(errors))
 
 
-def scores(predicted: np.ndarray, judged: np.ndarray, iod: np.ndarray) -> dict:
-    """Mean error, jitter, off-landmark error and constant offset, in % of the eye distance."""
+def scores(predicted: np.ndarray, judged: np.ndarray, iod: np.ndarray, covered: np.ndarray | None = None) -> dict:
+    """Mean error, jitter, off-landmark error and constant offset, in % of the eye distance;
+    with ``covered`` (the occluded frames), also the mean error over those frames and the
+    share of them (where the judge sees the face) that get paint at all."""
     error = (predicted - judged) / iod[:, None, None] * 100  # (T, P, 2)
     valid = ~np.isnan(error).any(axis=(1, 2))
+    occluded = {}
+    if covered is not None:
+        judged_there = covered & ~np.isnan(judged).any(axis=(1, 2)) & ~np.isnan(iod)
+        occluded = {"occluded_mean": float(np.linalg.norm(error[covered & valid], axis=2).mean()) if (covered & valid).any() else math.nan,
+                    "occluded_painted": float((valid & judged_there).sum() / max(1, judged_there.sum()))}
     steps = np.flatnonzero(valid[1:] & valid[:-1])  # consecutive measured frames
     jitter = np.linalg.norm(error[steps + 1] - error[steps], axis=2)
     error = error[valid]
@@ -186,7 +196,19 @@ def scores(predicted: np.ndarray, judged: np.ndarray, iod: np.ndarray) -> dict:
         "off_landmark": float(distance[:, off].mean()),
         "offset": float(np.linalg.norm(error.mean(axis=0), axis=1).mean()),
         "frames": int(valid.sum()),
+        **occluded,
     }
+
+
+# The figures a row prints, in order, with their format.
+FIGURES = {"mean": "7.2f", "jitter": "8.2f", "off_landmark": "17.2f", "offset": "8.2f", "round_trip": "11.2f",
+           "occluded_mean": "17.2f", "occluded_painted": "9.0%"}
+
+
+def _figures(row: dict) -> str:
+    """A row's figures as the header lays them out (blank where not measured)."""
+    return "".join("" if key not in row else " " * int(form.split(".")[0]) if math.isnan(row[key]) else f"{row[key]:{form}}"
+                   for key, form in FIGURES.items())
 
 
 def main() -> None:
@@ -195,16 +217,26 @@ def main() -> None:
     parser.add_argument("--model", action="append", type=Path, help="checkpoint(s); default: the shipped model")
     parser.add_argument("--lock", action="append", choices=["landmarks", "none"], help="default: both")
     parser.add_argument("--json", type=Path, help="also write every row here")
+    parser.add_argument("--occlude", choices=OCCLUDERS,
+                        help="track and paint on a copy with a hand or phone over the face in the middle of each "
+                             "clip (x2face_edit.synthetic.write_occluded_copy); the judge keeps looking at the clean clip")
     args = parser.parse_args()
     clips = args.clips or sorted(p for p in EVAL_CLIPS.iterdir() if p.suffix in {".mp4", ".mov"})
     models = args.model or [default_model_path()]
     locks = args.lock or ["landmarks", "none"]
     rows = []
     header = f"{'clip':<44}{'method':<34}{'mean':>7}{'jitter':>8}{'cheeks+forehead':>17}{'offset':>8}{'round trip':>11}"
+    if args.occlude:
+        header += f"{'occluded frames':>17}{'painted':>9}"
     print(header)
-    for clip in clips:
+    scratch = tempfile.TemporaryDirectory()
+    for clean in clips:
+        clip = clean
+        if args.occlude:
+            clip = write_occluded_copy(clean, track_video(clean).face_boxes, args.occlude, Path(scratch.name) / f"{clean.stem}.mp4")
         track = track_video(clip)
-        judge = judge_pass(clip, track)
+        judge = judge_pass(clip, track, judged_on=clean)
+        covered = occluded_frames(track.info.frame_count) if args.occlude else None
         clip_rows = []
         blind = None
         for model_path in models:
@@ -217,7 +249,7 @@ def main() -> None:
             print(f"{clip.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
                 clip_rows.append({"method": f"{model_path.stem} lock={mode}", "round_trip": trip, "embedded_face_found": face_found,
-                                  **scores(path, judge["judged"], judge["iod"])})
+                                  **scores(path, judge["judged"], judge["iod"], covered)})
         if blind:
             print(f"{clip.name:<44}skipped: {blind}", flush=True)
             continue
@@ -228,19 +260,16 @@ def main() -> None:
             "optical flow (LK)": optical_flow_baseline(judge["greys"], reference, start),
         }
         for name, path in baselines.items():
-            clip_rows.append({"method": name, "round_trip": math.nan, **scores(path, judge["judged"], judge["iod"])})
+            clip_rows.append({"method": name, "round_trip": math.nan, **scores(path, judge["judged"], judge["iod"], covered)})
         for row in clip_rows:
-            row["clip"] = clip.name
-            trip = "" if math.isnan(row["round_trip"]) else f"{row['round_trip']:11.2f}"
-            print(f"{clip.name:<44}{row['method']:<34}{row['mean']:7.2f}{row['jitter']:8.2f}{row['off_landmark']:17.2f}"
-                  f"{row['offset']:8.2f}{trip}", flush=True)
+            row["clip"] = clean.name
+            print(f"{clean.name:<44}{row['method']:<34}{_figures(row)}", flush=True)
         rows += clip_rows
     print("\nmean over clips")
     for method in dict.fromkeys(r["method"] for r in rows):
         chosen = [r for r in rows if r["method"] == method]
-        mean = {key: float(np.nanmean([r[key] for r in chosen])) for key in ("mean", "jitter", "off_landmark", "offset", "round_trip")}
-        trip = "" if math.isnan(mean["round_trip"]) else f"{mean['round_trip']:11.2f}"
-        print(f"{'':<44}{method:<34}{mean['mean']:7.2f}{mean['jitter']:8.2f}{mean['off_landmark']:17.2f}{mean['offset']:8.2f}{trip}")
+        measured = {key: [r[key] for r in chosen if not math.isnan(r[key])] for key in FIGURES if key in chosen[0]}
+        print(f"{'':<44}{method:<34}{_figures({key: float(np.mean(v)) if v else math.nan for key, v in measured.items()})}")
     if args.json:
         args.json.write_text(json.dumps({"model_fingerprints": {str(m): file_fingerprint(m) for m in models}, "rows": rows}, indent=1))
 

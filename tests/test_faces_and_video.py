@@ -135,3 +135,51 @@ def test_people_are_joined_by_who_they_are_not_only_where_they_were():
     # A cut from A to B framed alike, noticed where B is described: two people.
     cut = link_people([left] * 40, [a if i == 0 else b if i == 25 else None for i in range(40)], max_fill=2)
     assert [p.frame_indices[0] for p in sorted(cut, key=lambda p: p.frame_indices[0])] == [0, 25]
+
+
+def test_a_synthetic_face_behind_a_hand_is_followed_but_not_taken_as_a_source(tmp_path):
+    from x2face_edit.extract import choose_source_frames
+    from x2face_edit.model import load_model
+    from x2face_edit.synthetic import occluded_frames, write_moving_face_video, write_occluded_copy
+
+    video = write_moving_face_video(tmp_path / "face.mp4", count=60)
+    clean = track_video(video)
+    covered = occluded_frames(60)
+    assert clean.found.all() and covered.sum() == 24
+    detector, model = FaceDetector(), load_model()
+    for kind in ("hand", "phone"):
+        occluded = write_occluded_copy(video, clean.face_boxes, kind, tmp_path / f"{kind}.mp4")
+        track = track_video(occluded)
+        assert track.found.all()  # before: the face behind the hand was found in 2 of the 24 covered frames
+        visibility = np.array([detector.visibility(f.rgb, track.face_boxes[f.index]) for f in iter_frames(occluded)])
+        assert np.median(visibility[covered]) < np.median(visibility[~covered]) - 0.3  # measured: -0.68 / 0.62 against 1.13 / 1.17
+        # Farthest-point sampling sought the unusual covered frames (before: frame 25 with the phone).
+        assert not covered[list(choose_source_frames(model, occluded, track, 3))].any(), kind
+
+
+def test_shot_cuts_are_jumps_far_above_the_motion_around_them():
+    from x2face_edit.tracking import shot_cuts
+
+    still = np.full(40, 0.8)
+    still[0] = 0
+    fast = np.full(40, 15.0)  # a fast pan changes every frame this much
+    fast[0] = 0
+    assert shot_cuts(still) == [] and shot_cuts(fast) == []
+    still[25] = fast[25] = 19.0  # a cut between two shots framed alike (MEAD: 19.1)
+    assert shot_cuts(still) == [25] and shot_cuts(fast) == []
+    still[10] = 9.0  # a phone sliding in front of the face (up to 9.0)
+    assert shot_cuts(still) == [25]
+
+
+def test_a_person_is_split_at_the_cut_not_where_a_hand_changes_their_descriptor():
+    from x2face_edit.faces import link_people
+
+    box = np.array([[0.0, 0, 100, 100]])
+    a, b = np.zeros((1, 128)), np.full((1, 128), 0.1)  # 1.13 apart
+    covered = np.full((1, 128), 0.06)  # A behind a hand: 0.68 from A, as measured
+    described = {0: a, 20: covered, 40: a}
+    people = link_people([box] * 60, [described.get(i) for i in range(60)], cuts=[])
+    assert len(people) == 1 and len(people[0]) == 60
+    described = {0: a, 40: b}  # a cut at frame 30, B described 10 frames later
+    people = link_people([box] * 60, [described.get(i) for i in range(60)], cuts=[30])
+    assert sorted(p.frame_indices[0] for p in people) == [0, 30]

@@ -1,7 +1,8 @@
-"""A synthetic talking-head stand-in: the astronaut's face moving over a plain background.
+"""A synthetic talking-head stand-in: the astronaut's face moving over a plain background;
+and copies of any video with a hand or a phone passing in front of the face.
 
-For examples and tests that must make their own inputs. Needs scikit-image (the
-``dev`` extra), which ships the picture.
+For examples, tests and benchmarks that must make their own inputs. The astronaut needs
+scikit-image (the ``dev`` extra), which ships the picture.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .video import VideoWriter
+from .video import VideoWriter, iter_frames, probe
 
 
 def astronaut_face(size: int = 160) -> np.ndarray:
@@ -77,6 +78,83 @@ def write_moving_face_video(path: str | Path, count: int = 50, *, fps: float = 2
         silent.replace(path)
         path.with_suffix(".m4a").unlink()
     return path
+
+
+# Hands and phones over the face: the tracker must keep following a face it partly cannot see.
+OCCLUDERS = ("hand", "phone")
+# The share of the clip (its middle) during which the occluder covers the face, and the
+# frames it takes to slide in or out.
+COVERED = (0.3, 0.7)
+SLIDE_FRAMES = 8
+
+
+def occluded_frames(frames: int) -> np.ndarray:
+    """(frames,) bool: the frames in which the occluder covers part of the face."""
+    first, last = (int(round(share * frames)) for share in COVERED)
+    return (np.arange(frames) >= first) & (np.arange(frames) < last)
+
+
+def _entry(frames: int) -> np.ndarray:
+    """How far in the occluder is per frame: 0 (outside the face) to 1 (in place)."""
+    covered = occluded_frames(frames)
+    index = np.arange(frames)
+    first, last = np.flatnonzero(covered)[[0, -1]]
+    rising = np.clip((index - (first - SLIDE_FRAMES)) / SLIDE_FRAMES, 0, 1)
+    falling = np.clip(((last + SLIDE_FRAMES) - index) / SLIDE_FRAMES, 0, 1)
+    return np.minimum(rising, falling)
+
+
+def _filled_boxes(face_boxes: np.ndarray) -> np.ndarray:
+    """``face_boxes`` with unknown (NaN) frames taken from the nearest known one."""
+    known = np.flatnonzero(~np.isnan(face_boxes[:, 0]))
+    nearest = known[np.abs(np.arange(len(face_boxes))[:, None] - known[None, :]).argmin(axis=1)]
+    return face_boxes[nearest]
+
+
+def _cover(frame: np.ndarray, kind: str, box: np.ndarray, entry: float, skin: np.ndarray) -> None:
+    x0, y0, x1, y1 = box
+    width, height = x1 - x0, y1 - y0
+    # Off the face by its width when entry is 0, in place when 1.
+    slide = (1 - entry) * 1.2 * width
+    if kind == "hand":
+        # A skin-coloured palm over the mouth and chin from the viewer's left, fingers up the cheek.
+        centre = (x0 + 0.25 * width - slide, y0 + 0.85 * height)
+        shapes = [(centre, (0.32 * width, 0.24 * height), 15)]
+        shapes += [((centre[0] + (0.05 + 0.1 * f) * width, centre[1] - 0.3 * height), (0.05 * width, 0.2 * height), -10)
+                   for f in range(4)]
+        mask = np.zeros(frame.shape[:2], np.uint8)
+        for (cx, cy), (ax, ay), angle in shapes:
+            cv2.ellipse(mask, (int(cx), int(cy)), (int(ax), int(ay)), angle, 0, 360, 255, -1, cv2.LINE_AA)
+        shade = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.03 * width)).astype(np.float32)[..., None] / 255
+        colour = skin * (0.8 + 0.25 * shade)
+        alpha = mask.astype(np.float32)[..., None] / 255
+        frame[:] = np.clip(frame * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    else:
+        # A dark phone held at the ear on the viewer's right, over the side of the cheek.
+        left = int(x1 - 0.2 * width + slide)
+        top, right, bottom = int(y0 + 0.15 * height), int(x1 + 0.2 * width + slide), int(y0 + 1.0 * height)
+        cv2.rectangle(frame, (left, top), (right, bottom), (28, 28, 32), -1, cv2.LINE_AA)
+        cv2.rectangle(frame, (left, top), (right, bottom), (90, 90, 96), max(1, int(0.02 * width)), cv2.LINE_AA)
+
+
+def write_occluded_copy(video: str | Path, face_boxes: np.ndarray, kind: str, out: str | Path) -> Path:
+    """Write ``video`` to ``out`` (frame for frame, same rate) with a ``kind`` occluder
+    (``OCCLUDERS``) over the face in ``face_boxes`` (frames, 4; NaN where unknown, e.g. a
+    track's), in the frames ``occluded_frames`` says and sliding in and out around them."""
+    boxes = _filled_boxes(face_boxes)
+    entry = _entry(len(face_boxes))
+    info = probe(video)
+    skin = None
+    with VideoWriter(out, fps=info.fps, width=info.width, height=info.height) as writer:
+        for frame in iter_frames(video):
+            rgb = frame.rgb.copy()
+            if skin is None:  # the face's own tone: the hardest hand to tell from the face
+                x0, y0, x1, y1 = boxes[frame.index].astype(int)
+                skin = np.median(rgb[max(y0, 0):y1, max(x0, 0):x1].reshape(-1, 3), axis=0).astype(np.float32)
+            if entry[frame.index] > 0:
+                _cover(rgb, kind, boxes[frame.index], float(entry[frame.index]), skin)
+            writer.write(rgb)
+    return Path(out)
 
 
 def _write_tone(path: Path, hz: float, seconds: float, rate: int = 16000) -> None:
