@@ -158,7 +158,9 @@ def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, eval_cl
                 distances.append(np.linalg.norm(made - wanted, axis=1).mean())
         assert len(distances) > 90
         errors[lock] = float(np.mean(distances))
-    assert errors["landmarks"] < 0.75 * errors["none"], errors  # measured: 0.0137 against 0.0232 grid units
+    # Measured (grid units, locked against pure warp): 0.0137 / 0.0232 with the model trained
+    # on HOG crops, 0.0120 / 0.0151 with its successor, whose own warp comes closer.
+    assert errors["landmarks"] < 0.85 * errors["none"] and errors["landmarks"] < 0.015, errors
 
 
 def _pose_maps():
