@@ -246,12 +246,12 @@ def main() -> None:
             except JudgeBlind as error:  # a face too small for MediaPipe: nothing to judge against
                 blind = error
                 break
-            print(f"{clip.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
+            print(f"{clean.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
                 clip_rows.append({"method": f"{model_path.stem} lock={mode}", "round_trip": trip, "embedded_face_found": face_found,
                                   **scores(path, judge["judged"], judge["iod"], covered)})
         if blind:
-            print(f"{clip.name:<44}skipped: {blind}", flush=True)
+            print(f"{clean.name:<44}skipped: {blind}", flush=True)
             continue
         start = judge["judged"][reference]
         baselines = {
