@@ -96,6 +96,20 @@ def test_smoothing_keeps_a_still_face_still_and_follows_a_step(template):
     assert (carried(out[19], stepped[19]) - template).norm(dim=1).mean() < 0.004
 
 
+def test_the_lock_is_not_smoothed_across_a_shot_cut(template):
+    # The face is framed anew at frame 10 (a cut): its correction must not reach back into
+    # the frames before, nor the old one forward (they blended over 4 frames each way).
+    lock = LandmarkLock(template)
+    grid = identity_grid(SIZE, SIZE)[0]
+    stepped = [template.numpy() + (0.06 if i >= 10 else 0.0) for i in range(20)]
+    items = [(i, None, grid) for i in range(20)]
+    out = [g for _, _, g in locked_grids(items, lock, lambda index, frame: stepped[index], cuts=[10])]
+    blended = run_lock(lock, [grid] * 20, stepped)
+    for i in (8, 9, 10, 11):
+        assert (carried(out[i], stepped[i]) - template).norm(dim=1).mean() < 0.004, i
+    assert (carried(blended[9], stepped[9]) - template).norm(dim=1).mean() > 0.01
+
+
 def test_an_outlier_frame_does_not_move_the_paint(template):
     lock = LandmarkLock(template)
     grid = identity_grid(SIZE, SIZE)[0] + torch.tensor([0.03, 0.0])

@@ -373,17 +373,21 @@ def choose_person(people: Sequence[Track], *, face: int = 0, looks_like: np.ndar
     return people[face] if face < len(people) else None
 
 
-def boxes_through(person: Track | None, frame_count: int, *, max_fill: int = 2, smoothing: float = 2.0) -> np.ndarray:
+def boxes_through(person: Track | None, frame_count: int, *, max_fill: int = 2, smoothing: float = 2.0,
+                  cuts: Sequence[int] = ()) -> np.ndarray:
     """``person``'s box in every one of ``frame_count`` frames: gaps of up to ``max_fill``
     frames (a missed detection) are interpolated; longer ones stay lost (NaN rows), so
-    nothing is painted where the face is not. Each stretch between lost frames is smoothed
-    over time with a Gaussian of ``smoothing`` frames so that crops do not jitter."""
+    nothing is painted where the face is not. Each stretch between lost frames and shot
+    ``cuts`` (the frames that begin a shot) is smoothed over time with a Gaussian of
+    ``smoothing`` frames so that crops do not jitter; across a cut, where the same face may
+    be framed anew, nothing is interpolated or smoothed."""
     boxes = np.full((frame_count, 4), np.nan)
     if person is None:
         return boxes
     seen = np.array(person.frame_indices)  # in order: link_people joins pieces in time order
     known = np.array(person.boxes)
-    breaks = np.flatnonzero(np.diff(seen) > max_fill + 1) + 1
+    across_cut = np.searchsorted(cuts, seen[1:], side="right") > np.searchsorted(cuts, seen[:-1], side="right")
+    breaks = np.flatnonzero((np.diff(seen) > max_fill + 1) | across_cut) + 1
     for part_frames, part_boxes in zip(np.split(seen, breaks), np.split(known, breaks)):
         frames = np.arange(part_frames[0], part_frames[-1] + 1)
         filled = np.stack([np.interp(frames, part_frames, part_boxes[:, k]) for k in range(4)], axis=1)

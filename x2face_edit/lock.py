@@ -19,7 +19,7 @@ paint jump (or a re-run with other float round-off differ).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -151,13 +151,13 @@ def smoothed(corrections: list[tuple[torch.Tensor | None, float] | None], centre
 
 def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], lock: LandmarkLock,
                  landmarks_of: Callable[[int, np.ndarray], np.ndarray | None], sigma: float = TEMPORAL_SIGMA,
-                 every: int = CORRECT_EVERY) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+                 every: int = CORRECT_EVERY, cuts: Sequence[int] = ()) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
     """(index, frame, grid) items with each grid corrected by the lock, smoothed over time.
 
     ``landmarks_of(index, frame)`` gives the frame's landmarks in its crop's grid
     coordinates (or None); it is asked for every ``every``-th frame, and the smoothing
-    carries the corrections to the frames between. Items come out in order, ``3 * sigma``
-    frames behind the input.
+    carries the corrections to the frames between, within each shot (``cuts``: the frames
+    that begin one). Items come out in order, ``3 * sigma`` frames behind the input.
     """
     radius = max(1, int(np.ceil(3 * sigma)))
     entries: deque = deque()  # (index, frame, grid, correction), up to radius behind the next out
@@ -166,7 +166,9 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
     def emit(position: int) -> tuple[int, np.ndarray, torch.Tensor | None]:
         index, frame, grid, _ = entries[position]
         first = max(0, position - radius)
-        window = [entries[i][3] for i in range(first, min(len(entries), position + radius + 1))]
+        shot = np.searchsorted(cuts, index, side="right")
+        window = [entries[i][3] if np.searchsorted(cuts, entries[i][0], side="right") == shot else None
+                  for i in range(first, min(len(entries), position + radius + 1))]
         if grid is not None and (correction := smoothed(window, position - first, sigma)) is not None:
             grid = lock.apply(grid, correction)
         return index, frame, grid

@@ -209,7 +209,7 @@ def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: It
     def landmarks_of(index: int, rgb: np.ndarray) -> np.ndarray:
         return to_crop_grid(detector(eight_bit(rgb), track.face_boxes[index]), track.crop_box(index))
 
-    return locked_grids(items, lock, landmarks_of)
+    return locked_grids(items, lock, landmarks_of, cuts=track.cuts)
 
 
 def driving_grids(predictor: GridPredictor, track: VideoTrack,

@@ -56,6 +56,7 @@ class VideoTrack:
     face_boxes: np.ndarray  # (frames, 4)
     times: np.ndarray  # (frames,)
     person: np.ndarray | None = None  # the followed face's mean descriptor (FaceDescriber)
+    cuts: tuple[int, ...] = ()  # the frames that begin a new shot (shot_cuts)
 
     @property
     def found(self) -> np.ndarray:
@@ -146,12 +147,13 @@ def track_video(
                 if on_frame:
                     on_frame(frame.index)
         max_fill = max(2, round(FILL_SECONDS * fps))
+        cuts = shot_cuts(np.array(changes))
         people = link_people(detections, descriptors, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)), max_fill=max_fill,
-                             cuts=shot_cuts(np.array(changes)))
+                             cuts=cuts)
         person = choose_person(people, face=face, looks_like=looks_like)
-        boxes = boxes_through(person, len(detections), max_fill=max_fill, smoothing=smoothing)
+        boxes = boxes_through(person, len(detections), max_fill=max_fill, smoothing=smoothing, cuts=cuts)
         track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=np.array(times),
-                           person=None if person is None else person.descriptor)
+                           person=None if person is None else person.descriptor, cuts=tuple(cuts))
         sides = (boxes[track.found, 2] - boxes[track.found, 0]) * min(1.0, max_side / longest)  # as searched
         found_well = len(sides) > 0 and (track.found.mean() >= 0.5 or np.median(sides) >= COMFORTABLE_FACE)
         if found_well or max_side >= longest:
