@@ -101,11 +101,13 @@ class FaceDetector:
             searched = cv2.resize(searched, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         found = self._detector(np.ascontiguousarray(searched), 0)
         boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in found], dtype=np.float64).reshape(-1, 4)
-        # The landmarks are found again inside the first aligned box: the predictor starts
-        # from its box, which HOG may have made a third too large.
-        boxes = np.array([self.align(rgb, self.align(rgb, box)) for box in boxes / scale - pad]).reshape(-1, 4)
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return boxes[np.argsort(-areas, kind="stable")]
+        return largest_first(np.array([self.placed(rgb, box) for box in boxes / scale - pad]).reshape(-1, 4))
+
+    def placed(self, rgb: np.ndarray, hog_box: np.ndarray) -> np.ndarray:
+        """The face HOG boxed in ``hog_box``, boxed by its landmarks (``align``). They are
+        found again inside the first aligned box: the predictor starts from its box, which
+        HOG may have made a third too large."""
+        return self.align(rgb, self.align(rgb, hog_box))
 
     def align(self, rgb: np.ndarray, face_box: np.ndarray) -> np.ndarray:
         """The face in ``face_box`` (this frame's, or the same face's in the frame before),
@@ -156,14 +158,17 @@ class FaceFollower:
         if self._frames_seen % self.detect_every == 0 or not len(self._boxes):
             found = self.detector.detect(rgb)
             missed = [box for box in self._boxes if all(box_distance(box, other) > SAME_PLACE for other in found)]
-            kept = [self.detector.align(rgb, self.detector.align(rgb, near[0]))
-                    for near in (self.detector.near(rgb, box) for box in missed) if near is not None]
-            boxes = np.concatenate([found, np.array(kept).reshape(-1, 4)])
-            self._boxes = boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")]
+            kept = [self.detector.placed(rgb, near[0]) for near in (self.detector.near(rgb, box) for box in missed) if near is not None]
+            self._boxes = largest_first(np.concatenate([found, np.array(kept).reshape(-1, 4)]))
         else:
             self._boxes = np.array([self.detector.align(rgb, box) for box in self._boxes]).reshape(-1, 4)
         self._frames_seen += 1
         return self._boxes
+
+
+def largest_first(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) ``boxes`` ordered by area, largest first (ties keep their order)."""
+    return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")]
 
 
 def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:

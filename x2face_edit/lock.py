@@ -160,15 +160,13 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
     that begin one). Items come out in order, ``3 * sigma`` frames behind the input.
     """
     radius = max(1, int(np.ceil(3 * sigma)))
-    entries: deque = deque()  # (index, frame, grid, correction), up to radius behind the next out
+    entries: deque = deque()  # (index, frame, grid, correction, shot), up to radius behind the next out
     next_out = 0
 
     def emit(position: int) -> tuple[int, np.ndarray, torch.Tensor | None]:
-        index, frame, grid, _ = entries[position]
+        index, frame, grid, _, shot = entries[position]
         first = max(0, position - radius)
-        shot = np.searchsorted(cuts, index, side="right")
-        window = [entries[i][3] if np.searchsorted(cuts, entries[i][0], side="right") == shot else None
-                  for i in range(first, min(len(entries), position + radius + 1))]
+        window = [entries[i][3] if entries[i][4] == shot else None for i in range(first, min(len(entries), position + radius + 1))]
         if grid is not None and (correction := smoothed(window, position - first, sigma)) is not None:
             grid = lock.apply(grid, correction)
         return index, frame, grid
@@ -177,7 +175,7 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
         correction = None
         if index % every == 0:
             correction = lock.correction(grid, landmarks_of(index, frame) if grid is not None else None)
-        entries.append((index, frame, grid, correction))
+        entries.append((index, frame, grid, correction, int(np.searchsorted(cuts, index, side="right"))))
         while len(entries) - 1 - next_out >= radius:
             yield emit(next_out)
             next_out += 1
