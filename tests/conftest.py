@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 EVAL_CLIPS = SHARED_CLIPS.parent / "clips-eval"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """A cache folder of this session's own (x2face_edit.cache), never the user's, also
+    for the commands tests run in subprocesses."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["X2FACE_EDIT_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -44,12 +44,9 @@ def test_render_keeps_frames_rate_sound_and_the_untouched_corners(tmp_path, extr
     with av.open(str(out)) as container:
         audio = container.streams.audio[0]
         assert float(audio.duration * audio.time_base) == pytest.approx(40 / 25, abs=0.07)
-    # Far from the face, what the same encoder makes of the untouched input.
-    reference = tmp_path / "reencoded.mp4"
-    with VideoWriter(reference, fps=source.fps, width=320, height=240) as writer:
-        for frame in frames(talking_video):
-            writer.write(frame)
-    for a, b in zip(frames(out), frames(reference)):
+    # Far from the face, the input's own pixels: the decoded picture goes back to the
+    # encoder as it is (no RGB round trip), so only x264's rounding at CRF 16 is left.
+    for a, b in zip(frames(out), frames(talking_video)):
         assert np.abs(a[:32, :32].astype(int) - b[:32, :32]).max() <= 2
 
 

@@ -7,7 +7,7 @@ from x2face_edit.errors import X2FaceError
 from x2face_edit.faces import FaceDetector, box_distance, crop, link_tracks, voxceleb_box
 from x2face_edit.synthetic import astronaut_face
 from x2face_edit.tracking import track_video
-from x2face_edit.video import VideoWriter, iter_frames, probe
+from x2face_edit.video import VideoWriter, choose_encoding, iter_frames, probe
 
 
 def test_voxceleb_box_is_square_and_centred():
@@ -205,3 +205,94 @@ def test_a_cut_to_the_same_face_framed_anew_moves_the_box_at_once(tmp_path):
     for frame in iter_frames(video):
         own = detector.detect(frame.rgb)[0]
         assert np.abs(track.face_boxes[frame.index] - own).max() < 0.05 * (own[2] - own[0]), frame.index
+
+
+def _write_bt709(path, count: int = 6):
+    """A clip tagged (and encoded) as BT.709, as HD cameras and phones record."""
+    import av
+
+    picture = cv2.resize(astronaut(), (320, 240), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.colorspace = stream.codec_context.color_primaries = stream.codec_context.color_trc = 1
+        stream.options = {"crf": "10"}
+        for index in range(count):
+            rgb = np.roll(picture, 4 * index, axis=1)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace=1)
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_bt709_video_goes_through_in_its_own_colours(tmp_path):
+    import av
+
+    source = _write_bt709(tmp_path / "bt709.mp4")
+    out = tmp_path / "out.mp4"
+    lossless = choose_encoding(out, crf=0)[0]  # x264 at CRF 0: what goes in comes out
+    with VideoWriter(out, fps=25, width=320, height=240, encoding=lossless) as writer:
+        for frame in iter_frames(source):
+            writer.write(frame, frame.time)
+    # Every pixel as decoded (an RGB round trip wrote these colours as BT.601: 1.7 levels off
+    # on average, up to 28, on a BT.709 clip of clips-eval).
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(iter_frames(source), iter_frames(out)))
+    with av.open(str(out)) as container:
+        assert next(container.decode(video=0)).colorspace == 1
+
+
+def test_a_region_is_converted_exactly_as_the_whole_frame(tmp_path):
+    source = _write_bt709(tmp_path / "bt709.mp4", count=1)
+    region = next(iter_frames(source)).pixels(slice(37, 151), slice(101, 230))  # odd edges: inside 2x2 colour blocks
+    assert np.array_equal(region, next(iter_frames(source)).rgb[37:151, 101:230])
+
+
+def test_pasted_pixels_are_the_only_ones_converted_back(tmp_path):
+    source = _write_bt709(tmp_path / "bt709.mp4", count=1)
+    frame = next(iter_frames(source))
+    rows, columns = slice(41, 90), slice(71, 140)
+    mask = np.zeros((49, 69), bool)
+    mask[10:30, 5:60] = True
+    region = frame.pixels(rows, columns)
+    region[mask] = (230, 20, 20)
+    frame.paste(rows, columns, region, mask)
+    painted = np.zeros((240, 320), bool)
+    painted[rows, columns] = mask
+    assert np.array_equal(frame.pixels(slice(0, 240), slice(0, 320))[painted], np.tile((230, 20, 20), (mask.sum(), 1)))
+    changed = frame.changed_picture().to_ndarray(format="rgb24").astype(int)
+    original = next(iter_frames(source)).rgb.astype(int)
+    # The paint's colour where whole 2x2 colour blocks are painted (4:2:0 shares colour
+    # across them: at its edge, half-painted blocks take the mean of both).
+    inner = cv2.erode(painted.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert np.abs(changed[inner] - (230, 20, 20)).max() <= 2
+    # Every pixel outside the painted 2x2 colour blocks is the decoded one exactly.
+    blocks = cv2.dilate(painted.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert np.array_equal(changed[~blocks], original[~blocks])
+    # Written where the encoder takes RGB (an image sequence), the paste is exact.
+    with VideoWriter(tmp_path / "frame_%03d.png", fps=25, width=320, height=240) as writer:
+        writer.write(frame)
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "frame_000.png")), cv2.COLOR_BGR2RGB).astype(int)
+    assert np.array_equal(written[painted], np.tile((230, 20, 20), (mask.sum(), 1)))
+    assert np.array_equal(written[~painted], original[~painted])
+
+
+def test_a_videos_analysis_is_kept_and_read_back(synthetic_video, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("X2FACE_EDIT_CACHE", str(tmp_path / "cache"))
+    video = shutil.copy(synthetic_video, tmp_path / "clip.mp4")
+    decoded: list[int] = []
+    first = track_video(video, on_frame=decoded.append)
+    assert len(decoded) == 40 and list((tmp_path / "cache" / "analysis").glob("*.npz"))
+    again = track_video(video, on_frame=decoded.append)
+    assert len(decoded) == 40  # read back: not a frame decoded again
+    assert np.array_equal(first.face_boxes, again.face_boxes) and np.array_equal(first.times, again.times)
+    # A damaged entry is computed again, and so is a changed video.
+    for entry in (tmp_path / "cache" / "analysis").glob("*.npz"):
+        entry.write_bytes(b"not an archive")
+    assert np.array_equal(track_video(video, on_frame=decoded.append).face_boxes, first.face_boxes) and len(decoded) == 80
+    with open(video, "ab") as appended:
+        appended.write(b"\0")
+    track_video(video, on_frame=decoded.append)
+    assert len(decoded) == 120

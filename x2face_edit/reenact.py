@@ -20,7 +20,7 @@ from .model.networks import resize_grid, sample
 from .outputs import atomic_output, check_video_output
 from .render import RenderReport, composite, opaque_layer, write_driven
 from .tracking import VideoTrack, track_video
-from .video import VideoWriter, probe
+from .video import Frame, VideoWriter, probe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -116,7 +116,7 @@ def reenact(
         height, width = size, size * (2 if side_by_side else 1)
     last_result: np.ndarray | None = None
 
-    def compose(index: int, driving_frame: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
+    def compose(index: int, driving_frame: Frame, grid: torch.Tensor | None) -> np.ndarray:
         nonlocal last_result
         if paste_back:
             frame = source.background.copy()
@@ -130,7 +130,7 @@ def reenact(
         if not side_by_side:
             return result
         box = track.crop_box(index)
-        left = crop(driving_frame, box, size) if box is not None else np.zeros_like(result)
+        left = crop(driving_frame.rgb, box, size) if box is not None else np.zeros_like(result)
         return np.concatenate([left, result], axis=1)
 
     with atomic_output(out, force=force) as partial:

@@ -162,12 +162,29 @@ def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer
     if (warped := warp_paint(frame.shape, crop_box, grid, layer, bounds)) is None:
         return
     region_slices, paint = warped
-    full = np.iinfo(frame.dtype).max
+    blend(frame[region_slices], paint)
+
+
+def composited(frame: Frame, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+               bounds: tuple[float, float, float, float] | None = None) -> Frame:
+    """``frame`` with ``layer`` composited as ``composite`` does, pasted (``Frame.paste``)
+    so that only the pixels the paint reaches are converted, here and for the encoder."""
+    if (warped := warp_paint((frame.height, frame.width), crop_box, grid, layer, bounds)) is not None:
+        region_slices, paint = warped
+        region = frame.pixels(*region_slices)
+        frame.paste(*region_slices, region, blend(region, paint))
+    return frame
+
+
+def blend(region: np.ndarray, paint: np.ndarray) -> np.ndarray:
+    """Blend premultiplied (h, w, 4) ``paint`` in [0, 1] into an (h, w, 3) 8- or 16-bit
+    ``region`` in place; the mask of the pixels painted."""
+    full = np.iinfo(region.dtype).max
     alpha = paint[..., 3]
     painted = alpha > 0
-    region = frame[region_slices]
     blended = region.astype(np.float32) * (1 - alpha[..., None]) + paint[..., :3] * full
-    region[painted] = np.clip(np.round(blended[painted]), 0, full).astype(frame.dtype)
+    region[painted] = np.clip(np.round(blended[painted]), 0, full).astype(region.dtype)
+    return painted
 
 
 def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
@@ -198,34 +215,47 @@ def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
     return np.minimum(weights, np.minimum(before, after) / (frames + 1))
 
 
+def around(frame: Frame, box: np.ndarray, margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-bit RGB pixels of ``frame`` within ``margin`` pixels of ``box`` (as much as
+    the frame holds) and their top-left corner's (x, y) in the frame: all that a crop of
+    the box, or dlib's landmarks of a face whose crop box it is, reads."""
+    left, top = max(0, int(np.floor(box[0])) - margin), max(0, int(np.floor(box[1])) - margin)
+    right, bottom = min(frame.width, int(np.ceil(box[2])) + margin), min(frame.height, int(np.ceil(box[3])) + margin)
+    if right <= left or bottom <= top:  # a box beyond the frame: nothing of it to read
+        return eight_bit(frame.rgb), np.zeros(2)
+    return eight_bit(frame.pixels(slice(top, bottom), slice(left, right))), np.array([left, top], dtype=np.float64)
+
+
 def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
-                         lock: LandmarkLock | None) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+                         lock: LandmarkLock | None) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
     """``driving_grids``, corrected by ``lock`` (None: the pure X2Face warp)."""
     items = driving_grids(predictor, track, frames)
     if lock is None:
         return items
     detector = LandmarkDetector()
 
-    def landmarks_of(index: int, rgb: np.ndarray) -> np.ndarray:
-        return to_crop_grid(detector(eight_bit(rgb), track.face_boxes[index]), track.crop_box(index))
+    def landmarks_of(index: int, frame: Frame) -> np.ndarray:
+        pixels, offset = around(frame, track.crop_box(index))
+        return to_crop_grid(detector(pixels, track.face_boxes[index] - np.tile(offset, 2)) + offset, track.crop_box(index))
 
     return locked_grids(items, lock, landmarks_of, cuts=track.cuts)
 
 
 def driving_grids(predictor: GridPredictor, track: VideoTrack,
-                  frames: Iterable[Frame]) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
-    """Each frame's index and pixels with the driving grid of its tracked face (None where
-    the face is lost), the network run on batches of frames."""
+                  frames: Iterable[Frame]) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
+    """Each frame's index and the frame with the driving grid of its tracked face (None
+    where the face is lost), the network run on batches of frames."""
     resolution = predictor.model.config.resolution
     pending: list[Frame] = []
 
-    def flush() -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+    def flush() -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
         tracked = [f for f in pending if track.found[f.index]]
         grids: dict[int, torch.Tensor] = {}
         if tracked:
-            crops = to_tensor([crop(eight_bit(f.rgb), track.crop_box(f.index), resolution) for f in tracked])
+            crops = to_tensor([crop(pixels, track.crop_box(f.index) - np.tile(offset, 2), resolution)
+                               for f in tracked for pixels, offset in [around(f, track.crop_box(f.index))]])
             grids = dict(zip((f.index for f in tracked), predictor(crops)))
-        yield from ((f.index, f.rgb, grids.get(f.index)) for f in pending)
+        yield from ((f.index, f, grids.get(f.index)) for f in pending)
         pending.clear()
 
     for frame in frames:
@@ -240,23 +270,24 @@ def write_driven(
     track: VideoTrack,
     drive: str | Path,
     writer: VideoWriter,
-    finish: Callable[[int, np.ndarray, torch.Tensor | None], np.ndarray],
+    finish: Callable[[int, Frame, torch.Tensor | None], np.ndarray | Frame],
     *,
     overlap: bool = True,
     on_frame: Callable[[int], None] | None = None,
     lock: LandmarkLock | None = None,
     deep: bool = False,
 ) -> None:
-    """Write ``finish(index, frame, grid)`` for every frame of ``drive`` at that frame's
-    time, ``grid`` being its tracked face's driving grid (None where the face is lost),
-    corrected by ``lock``; ``deep`` decodes the frames at 16 bits.
+    """Write ``finish(index, frame, grid)`` (RGB pixels, or the frame: ``VideoWriter.write``)
+    for every frame of ``drive`` at that frame's time, ``grid`` being its tracked face's
+    driving grid (None where the face is lost), corrected by ``lock``; ``deep`` decodes
+    the frames at 16 bits.
 
     With ``overlap``, decoding, the network, and finishing with encoding run in three
     threads; without, one after another (the same output, more slowly).
     """
 
-    def finish_and_write(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> None:
-        writer.write(finish(index, rgb, grid), track.times[index])
+    def finish_and_write(index: int, frame: Frame, grid: torch.Tensor | None) -> None:
+        writer.write(finish(index, frame, grid), track.times[index])
         if on_frame:
             on_frame(index)
 
@@ -355,13 +386,15 @@ def render(
     opacity = fade_weights(track.found)
     bounds = paint_bounds(layer)
 
-    def paint(index: int, rgb: np.ndarray, grid: torch.Tensor | None) -> np.ndarray:
+    def paint(index: int, frame: Frame, grid: torch.Tensor | None) -> np.ndarray | Frame:
+        seen = grid is not None and opacity[index] > 0
+        faded = layer if opacity[index] == 1 else layer * opacity[index]
         if layer_only:
-            rgb = np.zeros((*rgb.shape[:2], 4), rgb.dtype)
-        if grid is not None and opacity[index] > 0:
-            (paint_alone if layer_only else composite)(rgb, track.crop_box(index), grid,
-                                                       layer if opacity[index] == 1 else layer * opacity[index], bounds)
-        return rgb
+            canvas = np.zeros((frame.height, frame.width, 4), np.uint16 if encoding.deep else np.uint8)
+            if seen:
+                paint_alone(canvas, track.crop_box(index), grid, faded, bounds)
+            return canvas
+        return composited(frame, track.crop_box(index), grid, faded, bounds) if seen else frame
 
     warnings = [warning] if warning else []
     with atomic_output(out, force=force) as partial:

@@ -9,12 +9,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
+import dlib
 import numpy as np
 
+from . import faces
+from .cache import input_fingerprint, remembered, source_fingerprint
 from .errors import X2FaceError
 from .faces import SMALLEST_FACE, FaceDescriber, FaceFollower, boxes_through, choose_person, link_people, voxceleb_box
 from .pipeline import read_ahead
-from .video import VideoInfo, iter_frames, probe
+from .video import VideoInfo, iter_frames, probe, with_rgb
 
 # Detection costs 25-60 ms a frame here, landmark following about 1 ms; following between
 # detections every 5 frames tracks 3-4x faster with the same paint-tracking error
@@ -44,6 +47,8 @@ DESCRIBE_SECONDS = 2.0
 # Faces smaller than this in the copy searched are near the detector's limit and missed in
 # some frames: the search moves to a larger copy.
 COMFORTABLE_FACE = 1.5 * SMALLEST_FACE
+# What an analysis computed by other code (this module, faces.py, dlib) would differ by.
+ANALYSIS_CODE = source_fingerprint([__file__, faces.__file__], dlib.__version__)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,56 @@ def shot_cuts(changes: np.ndarray) -> list[int]:
     return cuts
 
 
+def analyse(path: str | Path, *, fps: float, detect_every: int, max_side: int,
+            on_frame: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray | None], np.ndarray, np.ndarray]:
+    """One pass over a video's frames (at ``fps``, its rate), faces searched
+    for in a copy at most ``max_side`` pixels long: each frame's face boxes (``FaceFollower``),
+    their descriptors where described (else None), its time, and its thumbnail's change
+    from the frame before (``shot_cuts``). Kept in the cache (``cache.remembered``): a
+    video is analysed once for its `extract` and every `render` after."""
+    key = (input_fingerprint(path), str(fps), str(detect_every), str(max_side), ANALYSIS_CODE)
+    stored = remembered("analysis", key, lambda: _analysis_arrays(*_analyse(path, fps, detect_every, max_side, on_frame)))
+    counts, described = stored["counts"], stored["described"]
+    boxes = np.split(stored["boxes"], np.cumsum(counts)[:-1])
+    described_boxes = np.split(stored["descriptors"], np.cumsum(np.where(described, counts, 0))[:-1])
+    descriptors = [d if was else None for d, was in zip(described_boxes, described)]
+    return boxes, descriptors, stored["times"], stored["changes"]
+
+
+def _analysis_arrays(detections: list[np.ndarray], descriptors: list[np.ndarray | None], times: list[float],
+                     changes: list[float]) -> dict[str, np.ndarray]:
+    counts = np.array([len(boxes) for boxes in detections], dtype=np.int64)
+    return {"counts": counts, "boxes": np.concatenate([np.zeros((0, 4)), *detections]),
+            "described": np.array([d is not None for d in descriptors], dtype=bool),
+            "descriptors": np.concatenate([np.zeros((0, 128)), *(d.reshape(-1, 128) for d in descriptors if d is not None)]),
+            "times": np.array(times, dtype=np.float64), "changes": np.array(changes, dtype=np.float64)}
+
+
+def _analyse(path: str | Path, fps: float, detect_every: int, max_side: int,
+             on_frame: Callable[[int], None] | None) -> tuple[list[np.ndarray], list[np.ndarray | None], list[float], list[float]]:
+    describe = FaceDescriber()
+    follower = FaceFollower(detect_every, max_side=max_side)
+    detections, descriptors, times, changes = [], [], [], []
+    describe_every = max(1, round(DESCRIBE_SECONDS * fps))
+    described_at, before, previous = -describe_every, 0, None
+    with closing(read_ahead(with_rgb(iter_frames(path, fps=fps)))) as frames:
+        for frame in frames:
+            boxes, position = follower(frame.rgb), len(detections)
+            small = thumbnail(frame.rgb)
+            changes.append(0.0 if previous is None else float(np.abs(small - previous).mean()))
+            previous = small
+            due = len(boxes) > 0 and (len(boxes) != before or position - described_at >= describe_every
+                                      or changes[-1] >= CUT_CHANGE)
+            descriptors.append(np.array([describe(frame.rgb, box) for box in boxes]) if due else None)
+            described_at = position if due else described_at
+            before = len(boxes)
+            detections.append(boxes)
+            times.append(frame.time)
+            if on_frame:
+                on_frame(frame.index)
+    return detections, descriptors, times, changes
+
+
 def track_video(
     path: str | Path,
     *,
@@ -118,41 +173,23 @@ def track_video(
     at all, even at full resolution.
     """
     info = probe(path, fps=fps)
-    fps = float(info.fps)
     longest = max(info.width, info.height)
-    describe = FaceDescriber()
-    describe_every = max(1, round(DESCRIBE_SECONDS * fps))
+    fps = float(info.fps)
     # Faces are searched for on a copy at most 640 pixels wide. Where none is found there,
     # or faces near the detector's limit are found in under half the frames (a small face
     # in a wide shot, found in some frames and missed in others), the video is searched
     # again at the resolution that shows them comfortably large, up to full resolution.
     max_side = 640
     while True:
-        follower = FaceFollower(detect_every, max_side=max_side)
-        detections, descriptors, times, changes = [], [], [], []
-        described_at, before, previous = -describe_every, 0, None
-        with closing(read_ahead(iter_frames(path, fps=fps))) as frames:
-            for frame in frames:
-                boxes, position = follower(frame.rgb), len(detections)
-                small = thumbnail(frame.rgb)
-                changes.append(0.0 if previous is None else float(np.abs(small - previous).mean()))
-                previous = small
-                due = len(boxes) > 0 and (len(boxes) != before or position - described_at >= describe_every
-                                          or changes[-1] >= CUT_CHANGE)
-                descriptors.append(np.array([describe(frame.rgb, box) for box in boxes]) if due else None)
-                described_at = position if due else described_at
-                before = len(boxes)
-                detections.append(boxes)
-                times.append(frame.time)
-                if on_frame:
-                    on_frame(frame.index)
+        detections, descriptors, times, changes = analyse(path, fps=fps, detect_every=detect_every, max_side=max_side,
+                                                          on_frame=on_frame)
         max_fill = max(2, round(FILL_SECONDS * fps))
-        cuts = shot_cuts(np.array(changes))
+        cuts = shot_cuts(changes)
         people = link_people(detections, descriptors, max_gap=max(1, math.ceil(REJOIN_SECONDS * fps)), max_fill=max_fill,
                              cuts=cuts)
         person = choose_person(people, face=face, looks_like=looks_like)
         boxes = boxes_through(person, len(detections), max_fill=max_fill, smoothing=smoothing, cuts=cuts)
-        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=np.array(times),
+        track = VideoTrack(info=replace(info, frame_count=len(detections)), face_boxes=boxes, times=times,
                            person=None if person is None else person.descriptor, cuts=tuple(cuts))
         sides = (boxes[track.found, 2] - boxes[track.found, 0]) * min(1.0, max_side / longest)  # as searched
         found_well = len(sides) > 0 and (track.found.mean() >= 0.5 or np.median(sides) >= COMFORTABLE_FACE)
