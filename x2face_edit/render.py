@@ -387,14 +387,13 @@ def render(
     bounds = paint_bounds(layer)
 
     def paint(index: int, frame: Frame, grid: torch.Tensor | None) -> np.ndarray | Frame:
-        seen = grid is not None and opacity[index] > 0
-        faded = layer if opacity[index] == 1 else layer * opacity[index]
-        if layer_only:
-            canvas = np.zeros((frame.height, frame.width, 4), np.uint16 if encoding.deep else np.uint8)
-            if seen:
-                paint_alone(canvas, track.crop_box(index), grid, faded, bounds)
-            return canvas
-        return composited(frame, track.crop_box(index), grid, faded, bounds) if seen else frame
+        canvas = np.zeros((frame.height, frame.width, 4), np.uint16 if encoding.deep else np.uint8) if layer_only else None
+        if grid is not None and opacity[index] > 0:
+            faded = layer if opacity[index] == 1 else layer * opacity[index]
+            if canvas is None:
+                return composited(frame, track.crop_box(index), grid, faded, bounds)
+            paint_alone(canvas, track.crop_box(index), grid, faded, bounds)
+        return frame if canvas is None else canvas
 
     warnings = [warning] if warning else []
     with atomic_output(out, force=force) as partial:
