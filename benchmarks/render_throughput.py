@@ -9,8 +9,8 @@ For each video size and model (random weights: speed does not depend on them) it
 each alone: decoding, face tracking, the driving network on the face crops (batches of
 8: the "network-only" throughput), the landmark lock (dlib's 68 landmarks and the
 thin-plate correction of each grid), compositing the warped paint, and encoding; then the
-whole `render` (tracking pass included, with ``--lock``) in a fresh process, whose peak
-resident memory it also reports. ``ratio`` is whole render / network-only.
+whole `render` (tracking pass included, with ``--lock``; no analysis read back from the
+cache) in a fresh process, whose peak resident memory it also reports. ``ratio`` is whole render / network-only.
 
 ``--real``: CLIP (a talking-head clip with sound) is scaled to the frame's height and
 padded to each size (a face about half the height), the first ``--frames`` frames with the
@@ -108,6 +108,7 @@ def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, 
     decoded = [frame.rgb for frame in iter_frames(video)]
     count = len(decoded)
     row = {"decode": count / timed(lambda: sum(1 for _ in iter_frames(video)))}
+    os.environ["X2FACE_EDIT_CACHE"] = tempfile.mkdtemp(prefix="x2face-cache-")  # tracked afresh, not read back
     start = time.perf_counter()
     track = track_video(video)
     row["track"] = count / (time.perf_counter() - start)
@@ -138,6 +139,7 @@ def measure(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, 
                 writer.write(frame)
 
     row["encode"] = count / timed(encode)
+    os.environ["X2FACE_EDIT_CACHE"] = tempfile.mkdtemp(prefix="x2face-cache-")  # the render tracks afresh too
     spawn = multiprocessing.get_context("spawn")
     result = spawn.Queue()
     child = spawn.Process(target=whole_render, args=(video, checkpoint, layer_png, sidecar_json, scratch / "rendered.mp4", options, overlap, lock, result))

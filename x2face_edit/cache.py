@@ -26,11 +26,15 @@ from .sequences import existing_frames, find_sequence, is_sequence
 FINGERPRINT_BYTES = 1 << 20
 
 
-def cache_folder() -> Path:
-    """Where cached results live (see the module's notes)."""
+def cache_folder() -> Path | None:
+    """Where cached results live (see the module's notes); None where there is no home
+    folder to put them in (then nothing is kept)."""
     if folder := os.environ.get("X2FACE_EDIT_CACHE"):
         return Path(folder)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no $HOME and no user entry (a bare container)
+        return None
     return Path(base) / "x2face-edit"
 
 
@@ -66,8 +70,10 @@ def remembered(kind: str, key: Iterable[str], compute: Callable[[], dict[str, np
     """The arrays ``compute`` returns, kept in the cache under ``kind`` and ``key`` (the
     parts its result depends on) and read back when asked again. A cache that cannot be
     read or written is no error: the result is then computed (and not kept)."""
-    name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:32]
-    entry = cache_folder() / kind / f"{name}.npz"
+    folder = cache_folder()
+    if folder is None:
+        return compute()
+    entry = folder / kind / f"{hashlib.sha256(chr(0).join(key).encode()).hexdigest()[:32]}.npz"
     try:
         with np.load(entry, allow_pickle=False) as stored:
             return {field: stored[field] for field in stored.files}
