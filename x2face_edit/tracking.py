@@ -8,11 +8,12 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import av
 import cv2
 import dlib
 import numpy as np
 
-from . import faces
+from . import faces, video
 from .cache import input_fingerprint, remembered, source_fingerprint
 from .errors import X2FaceError
 from .faces import SMALLEST_FACE, FaceDescriber, FaceFollower, boxes_through, choose_person, link_people, voxceleb_box
@@ -47,8 +48,9 @@ DESCRIBE_SECONDS = 2.0
 # Faces smaller than this in the copy searched are near the detector's limit and missed in
 # some frames: the search moves to a larger copy.
 COMFORTABLE_FACE = 1.5 * SMALLEST_FACE
-# What an analysis computed by other code (this module, faces.py, dlib) would differ by.
-ANALYSIS_CODE = source_fingerprint([__file__, faces.__file__], dlib.__version__)
+# What an analysis computed by other code (this module, faces.py, video.py's decoding, and
+# the libraries that detect, resize and decode) would differ by.
+ANALYSIS_CODE = source_fingerprint([__file__, faces.__file__, video.__file__], dlib.__version__, cv2.__version__, av.__version__)
 
 
 @dataclass(frozen=True)
