@@ -87,10 +87,12 @@ def main() -> None:
     parser.add_argument("clips", nargs="+")
     parser.add_argument("--model", help="checkpoint; default: the shipped model")
     parser.add_argument("--occlude", choices=OCCLUDERS, help="tune on copies with this occluder over the face")
-    parser.add_argument("--shipped", action="store_true", help="only the constants as the lock ships them")
+    parser.add_argument("--shipped", action="store_true", help="only the constants as the lock ships them (but --trusts)")
+    parser.add_argument("--trusts", help="comma-separated trust bounds to try (lock.TRUST_IOD)")
     args = parser.parse_args()
-    grid = [(SPLINE_REGULARISATION,), (CORRECTION_REACH,), (TEMPORAL_SIGMA,), (CORRECT_EVERY,), (TRUST_IOD,)] if args.shipped \
-        else [REGULARISATIONS, REACHES, SIGMAS, EVERY, TRUSTS]
+    trusts = tuple(float(v) for v in args.trusts.split(",")) if args.trusts else (TRUST_IOD,) if args.shipped else TRUSTS
+    grid = [(SPLINE_REGULARISATION,), (CORRECTION_REACH,), (TEMPORAL_SIGMA,), (CORRECT_EVERY,), trusts] if args.shipped \
+        else [REGULARISATIONS, REACHES, SIGMAS, EVERY, trusts]
     settings = list(itertools.product(*grid))
     model = load_model(args.model or default_model_path())
     per_clip = []

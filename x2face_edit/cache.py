@@ -39,19 +39,23 @@ def cache_folder() -> Path | None:
 
 
 def input_fingerprint(path: str | Path) -> str:
-    """What tells a video file (or an image sequence) apart from any other and from its
-    own earlier versions: size, modification time and the bytes at both ends of each file,
-    without reading a long video whole."""
-    files = existing_frames(find_sequence(path).pattern) if is_sequence(path) else [Path(path)]
+    """What tells a video file apart from any other and from its own earlier versions:
+    size, modification time and the bytes at both ends, without reading a long video
+    whole; for an image sequence, each frame file's name, size and modification time
+    (reading a thousand frames' ends would cost as much as decoding them)."""
     digest = hashlib.sha256()
-    for file in files:
-        status = file.stat()
-        digest.update(f"{file.name}:{status.st_size}:{status.st_mtime_ns};".encode())
-        with open(file, "rb") as opened:
-            digest.update(opened.read(FINGERPRINT_BYTES))
-            if status.st_size > 2 * FINGERPRINT_BYTES:
-                opened.seek(-FINGERPRINT_BYTES, os.SEEK_END)
-                digest.update(opened.read())
+    if is_sequence(path):
+        for file in existing_frames(find_sequence(path).pattern):
+            status = file.stat()
+            digest.update(f"{file.name}:{status.st_size}:{status.st_mtime_ns};".encode())
+        return digest.hexdigest()
+    status = Path(path).stat()
+    digest.update(f"{status.st_size}:{status.st_mtime_ns};".encode())
+    with open(path, "rb") as opened:
+        digest.update(opened.read(FINGERPRINT_BYTES))
+        if status.st_size > 2 * FINGERPRINT_BYTES:
+            opened.seek(-FINGERPRINT_BYTES, os.SEEK_END)
+            digest.update(opened.read())
     return digest.hexdigest()
 
 
