@@ -269,6 +269,23 @@ def test_pasted_pixels_are_the_only_ones_converted_back(tmp_path):
     # Every pixel outside the painted 2x2 colour blocks is the decoded one exactly.
     blocks = cv2.dilate(painted.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     assert np.array_equal(changed[~blocks], original[~blocks])
+    # Pictures changed one after another go to the encoder each as it was (the writer
+    # reuses one picture for them): lossless x264 gives each back.
+    several, expected = [], []
+    for index, other in enumerate(iter_frames(_write_bt709(tmp_path / "several.mp4"))):
+        other.paste(slice(10 * index, 10 * index + 20), slice(30, 60), np.full((20, 30, 3), 40 * index, np.uint8),
+                    np.ones((20, 30), bool))
+        several.append(other)
+        expected.append(other.changed_picture().to_ndarray())
+    with VideoWriter(tmp_path / "several_out.mp4", fps=25, width=320, height=240,
+                     encoding=choose_encoding(tmp_path / "several_out.mp4", crf=0)[0]) as writer:
+        for other in several:
+            writer.write(other, other.time)
+    import av
+
+    with av.open(str(tmp_path / "several_out.mp4")) as container:
+        decoded = [picture.to_ndarray() for picture in container.decode(video=0)]
+    assert len(decoded) == 6 and all(np.array_equal(a, b) for a, b in zip(decoded, expected))
     # Written where the encoder takes RGB (an image sequence), the paste is exact.
     with VideoWriter(tmp_path / "frame_%03d.png", fps=25, width=320, height=240) as writer:
         writer.write(frame)

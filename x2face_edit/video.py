@@ -116,17 +116,20 @@ class Frame:
         if self._rgb is not None:
             self._rgb[rows, columns][mask] = pixels[mask]
 
-    def changed_picture(self) -> av.VideoFrame:
+    def changed_picture(self, canvas: av.VideoFrame | None = None) -> av.VideoFrame:
         """``picture`` with the ``paste`` changes: only their pixels converted back, in the
         picture's own colour space; every other pixel as decoded. Converting a 1080p frame
         to RGB and back cost more than x264's encoding of it here, and turned a BT.709
-        video's colours as BT.601 (a mean 1.7 levels, up to 28)."""
+        video's colours as BT.601 (a mean 1.7 levels, up to 28). Written into ``canvas``
+        (a yuv420p picture of the same size, reused from frame to frame: a fresh 1080p
+        picture costs 1.5 ms to allocate, copying into one 0.4 ms) where given."""
         picture = self.picture
         if picture is None:
             raise ValueError("a frame without a picture an encoder takes (see picture)")
         if not self._changes:
             return picture
-        result = av.VideoFrame(picture.width, picture.height, "yuv420p")
+        result = canvas or av.VideoFrame(picture.width, picture.height, "yuv420p")
+        result.make_writable()  # an encoder still holding it keeps its own copy
         for source, target, k in zip(picture.planes, result.planes, (1, 2, 2)):
             _plane(target, 0, picture.height // k, 0, picture.width // k)[:] = _plane(source, 0, picture.height // k, 0, picture.width // k)
         luma, *colours = (_plane(plane, 0, picture.height // k, 0, picture.width // k) for plane, k in zip(result.planes, (1, 2, 2)))
@@ -425,6 +428,7 @@ class VideoWriter:
         self._fps = Fraction(fps).limit_denominator(1001)
         self._frames_written = 0
         self._first_time: float | None = None
+        self._canvas: av.VideoFrame | None = None  # what changed pictures are written into
         sequence = is_sequence_output(path)
         self._container = av.open(str(path), mode="w", format="image2" if sequence else None,
                                   options={"start_number": str(first_number)} if sequence else None)
@@ -452,7 +456,9 @@ class VideoWriter:
         without, frames follow each other at the writer's fps."""
         picture = pixels.picture if isinstance(pixels, Frame) else None
         if picture is not None and (picture.format.name, picture.width, picture.height) == (self._stream.pix_fmt, self.width, self.height):
-            frame = pixels.changed_picture()
+            if self._canvas is None:
+                self._canvas = av.VideoFrame(picture.width, picture.height, "yuv420p")
+            frame = pixels.changed_picture(self._canvas)
             if not self._frames_written:  # the output is in the input's colour space: say which
                 context = self._stream.codec_context
                 context.colorspace, context.color_range = picture.colorspace, picture.color_range
