@@ -101,7 +101,7 @@ class FaceDetector:
         if scale != 1.0:
             searched = cv2.resize(searched, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         found = self._detector(np.ascontiguousarray(searched), 0)
-        boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in found], dtype=np.float64).reshape(-1, 4)
+        boxes = np.array([_corners(r) for r in found], dtype=np.float64).reshape(-1, 4)
         return largest_first(np.array([self.placed(rgb, box) for box in boxes / scale - pad]).reshape(-1, 4))
 
     def placed(self, rgb: np.ndarray, hog_box: np.ndarray) -> np.ndarray:
@@ -134,11 +134,15 @@ class FaceDetector:
         pixel = side / FIND_NEAR_SIDE  # frame pixels per searched pixel
         near = []
         for rectangle, score in zip(found, scores):
-            box = np.tile(region[:2], 2) + pixel * np.array([rectangle.left(), rectangle.top(), rectangle.right() + 1,
-                                                             rectangle.bottom() + 1])
+            box = np.tile(region[:2], 2) + pixel * np.array(_corners(rectangle))
             if score >= FIND_NEAR_SCORE and (distance := box_distance(face_box, box)) <= SAME_PLACE:
                 near.append((distance, box, float(score)))
         return None if not near else min(near, key=lambda item: item[0])[1:]
+
+
+def _corners(rectangle: dlib.rectangle) -> list[int]:
+    """A dlib rectangle as a box [x0, y0, x1, y1] (dlib's right and bottom are inclusive)."""
+    return [rectangle.left(), rectangle.top(), rectangle.right() + 1, rectangle.bottom() + 1]
 
 
 class FaceFollower:

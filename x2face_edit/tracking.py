@@ -175,8 +175,8 @@ def track_video(
     at all, even at full resolution.
     """
     info = probe(path, fps=fps)
-    longest = max(info.width, info.height)
     fps = float(info.fps)
+    longest = max(info.width, info.height)
     # Faces are searched for on a copy at most 640 pixels wide. Where none is found there,
     # or faces near the detector's limit are found in under half the frames (a small face
     # in a wide shot, found in some frames and missed in others), the video is searched

@@ -130,9 +130,10 @@ class Frame:
             return picture
         result = canvas or av.VideoFrame(picture.width, picture.height, "yuv420p")
         result.make_writable()  # an encoder still holding it keeps its own copy
-        for source, target, k in zip(picture.planes, result.planes, (1, 2, 2)):
-            _plane(target, 0, picture.height // k, 0, picture.width // k)[:] = _plane(source, 0, picture.height // k, 0, picture.width // k)
-        luma, *colours = (_plane(plane, 0, picture.height // k, 0, picture.width // k) for plane, k in zip(result.planes, (1, 2, 2)))
+        targets = [_plane(plane, 0, picture.height // k, 0, picture.width // k) for plane, k in zip(result.planes, (1, 2, 2))]
+        for source, target, k in zip(picture.planes, targets, (1, 2, 2)):
+            target[:] = _plane(source, 0, picture.height // k, 0, picture.width // k)
+        luma, *colours = targets
         for rows, columns, changed, _ in self._changes:
             # 4:2:0 keeps one colour sample per 2x2 pixels: convert whole ones.
             top, bottom, left, right = _whole_blocks(rows, columns)
