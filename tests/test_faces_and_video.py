@@ -7,7 +7,7 @@ from x2face_edit.errors import X2FaceError
 from x2face_edit.faces import FaceDetector, box_distance, crop, link_tracks, voxceleb_box
 from x2face_edit.synthetic import astronaut_face
 from x2face_edit.tracking import track_video
-from x2face_edit.video import VideoWriter, choose_encoding, iter_frames, probe
+from x2face_edit.video import VideoWriter, choose_encoding, frames_at, iter_frames, probe
 
 
 def test_voxceleb_box_is_square_and_centred():
@@ -224,6 +224,38 @@ def _write_bt709(path, count: int = 6):
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def _write_short_groups(path, count: int = 60):
+    """A clip with a keyframe every 7 frames and B-frames (open groups where x264 makes them):
+    a seek lands at a keyframe, and frames come out of the decoder in another order than in."""
+    import av
+
+    picture = cv2.resize(astronaut(), (160, 120), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"g": "7", "bf": "2", "open-gop": "1"}
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(np.roll(picture, 3 * index, axis=1), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_frames_found_by_their_times_are_the_frames_decoded_in_order(tmp_path, suffix):
+    video = _write_short_groups(tmp_path / f"groups{suffix}")
+    decoded = list(iter_frames(video))
+    times = [frame.time for frame in decoded]
+    for wanted in ([0], [59], [3, 4, 20, 41, 59], [13, 14, 15], [40, 6, 33]):
+        found = frames_at(video, wanted, times=[times[i] for i in wanted])
+        assert sorted(found) == sorted(wanted)
+        assert all(np.array_equal(found[i], decoded[i].rgb) for i in wanted), wanted
+    # Times that no frame has (the video changed since): decoded from the start, by index.
+    found = frames_at(video, [5, 30], times=[times[5] + 0.01, times[30] + 0.01])
+    assert all(np.array_equal(found[i], decoded[i].rgb) for i in (5, 30))
 
 
 def test_a_bt709_video_goes_through_in_its_own_colours(tmp_path):

@@ -294,9 +294,24 @@ def with_rgb(frames: Iterable[Frame]) -> Iterator[Frame]:
         yield frame
 
 
-def frames_at(path: str | Path, indices: list[int], *, fps: float | None = None) -> dict[int, np.ndarray]:
-    """The RGB frames with the given indices (decoding up to the last one); ``fps`` is an
-    image sequence's frame rate."""
+def frames_at(path: str | Path, indices: list[int], *, fps: float | None = None,
+              times: list[float] | None = None) -> dict[int, np.ndarray]:
+    """The RGB frames with the given indices; ``fps`` is an image sequence's frame rate.
+
+    With ``times`` (each frame's presentation time, as ``iter_frames`` gave it: a track's
+    ``times``), a video file is entered at the keyframe before each frame rather than
+    decoded from its start up to the last one (``_frames_by_time``): a render of a long
+    video wants three frames of it, a tenth of the way from its end. A frame is taken only
+    where its time is the one given; where that cannot be done, the video is decoded from
+    its start."""
+    if times is not None and not is_sequence(path):
+        with open_video(path) as container:
+            try:
+                found = _frames_by_time(container, dict(zip(times, indices)))
+            except av.FFmpegError:
+                found = None
+        if found is not None:
+            return found
     wanted, found = set(indices), {}
     for frame in iter_frames(path, fps=fps):
         if frame.index in wanted:
@@ -306,6 +321,41 @@ def frames_at(path: str | Path, indices: list[int], *, fps: float | None = None)
     missing = sorted(wanted - found.keys())
     if missing:
         raise X2FaceError(f"{path} has no frame {missing[0]}")
+    return found
+
+
+def _frames_by_time(container: av.container.InputContainer, wanted: dict[float, int]) -> dict[int, np.ndarray] | None:
+    """The frames presented at the times ``wanted`` maps to their indices: the decoder
+    seeks to the keyframe before each frame, or decodes on from the frame before where the
+    container's index has no keyframe between them. None where the index has no keyframes,
+    or a frame is not found."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    # The index holds decoding times, a few frames ahead of presentation: good enough to
+    # tell whether a keyframe lies between two frames.
+    keyframes = [float(entry.timestamp * stream.time_base) for entry in stream.index_entries
+                 if entry.is_keyframe and not entry.is_discard] if stream.time_base is not None else []
+    if not keyframes:
+        return None
+    found: dict[int, np.ndarray] = {}
+    decoded, position = None, -math.inf  # the frames being decoded on, and the last one's time
+    for time, index in sorted(wanted.items()):
+        if index in found:
+            continue
+        entered = decoded is None or any(position < key <= time for key in keyframes)
+        if entered:
+            container.seek(round(time / stream.time_base), stream=stream, backward=True, any_frame=False)
+            decoded = container.decode(stream)
+        for frame in decoded:
+            if frame.time is None or (entered and float(frame.time) > time):
+                return None  # no times to go by, or the seek went past it
+            position, entered = float(frame.time), False
+            if position in wanted:
+                found[wanted[position]] = Frame(wanted[position], position, frame).rgb
+            if position >= time:
+                break
+        if index not in found:
+            return None
     return found
 
 
