@@ -324,6 +324,12 @@ def frames_at(path: str | Path, indices: list[int], *, fps: float | None = None,
     return found
 
 
+# A container's index holds decoding times, which run ahead of presentation by the frames a
+# decoder holds back (x264: up to 17). A keyframe counts as presented before a frame where
+# its decoding time is this many seconds earlier, so that a seek does not land a group early.
+REORDER_SLACK = 1.0
+
+
 def _frames_by_time(container: av.container.InputContainer, wanted: dict[float, int]) -> dict[int, np.ndarray] | None:
     """The frames presented at the times ``wanted`` maps to their indices: the decoder
     seeks to the keyframe before each frame, or decodes on from the frame before where the
@@ -331,8 +337,6 @@ def _frames_by_time(container: av.container.InputContainer, wanted: dict[float, 
     or a frame is not found."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    # The index holds decoding times, a few frames ahead of presentation: good enough to
-    # tell whether a keyframe lies between two frames.
     keyframes = [float(entry.timestamp * stream.time_base) for entry in stream.index_entries
                  if entry.is_keyframe and not entry.is_discard] if stream.time_base is not None else []
     if not keyframes:
@@ -342,7 +346,7 @@ def _frames_by_time(container: av.container.InputContainer, wanted: dict[float, 
     for time, index in sorted(wanted.items()):
         if index in found:
             continue
-        entered = decoded is None or any(position < key <= time for key in keyframes)
+        entered = decoded is None or any(position < key <= time - REORDER_SLACK for key in keyframes)
         if entered:
             container.seek(round(time / stream.time_base), stream=stream, backward=True, any_frame=False)
             decoded = container.decode(stream)
@@ -350,7 +354,7 @@ def _frames_by_time(container: av.container.InputContainer, wanted: dict[float, 
             if frame.time is None or (entered and float(frame.time) > time):
                 return None  # no times to go by, or the seek went past it
             position, entered = float(frame.time), False
-            if position in wanted:
+            if position in wanted and wanted[position] not in found:
                 found[wanted[position]] = Frame(wanted[position], position, frame).rgb
             if position >= time:
                 break
