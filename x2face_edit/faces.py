@@ -158,9 +158,10 @@ class FaceFollower:
         self._frames_seen = 0
         self._boxes = np.zeros((0, 4))
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """(N, 4) face boxes in this frame (the next frame of a video)."""
-        if self._frames_seen % self.detect_every == 0 or not len(self._boxes):
+    def __call__(self, rgb: np.ndarray, *, detect: bool = False) -> np.ndarray:
+        """(N, 4) face boxes in this frame (the next frame of a video); ``detect`` detects
+        in it whatever frame it is (a frame that may begin a new shot)."""
+        if detect or self._frames_seen % self.detect_every == 0 or not len(self._boxes):
             found = self.detector.detect(rgb)
             missed = [box for box in self._boxes if all(box_distance(box, other) > SAME_PLACE for other in found)]
             kept = [self.detector.placed(rgb, near[0]) for near in (self.detector.near(rgb, box) for box in missed) if near is not None]

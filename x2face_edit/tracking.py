@@ -138,10 +138,11 @@ def _analyse(path: str | Path, fps: float, detect_every: int, max_side: int,
     described_at, before, previous = -describe_every, 0, None
     with closing(read_ahead(with_rgb(iter_frames(path, fps=fps)))) as frames:
         for frame in frames:
-            boxes, position = follower(frame.rgb), len(detections)
             small = thumbnail(frame.rgb)
             changes.append(0.0 if previous is None else float(np.abs(small - previous).mean()))
             previous = small
+            # Landmarks followed across a cut would box whatever lies where the face was.
+            boxes, position = follower(frame.rgb, detect=changes[-1] >= CUT_CHANGE), len(detections)
             due = len(boxes) > 0 and (len(boxes) != before or position - described_at >= describe_every
                                       or changes[-1] >= CUT_CHANGE)
             descriptors.append(np.array([describe(frame.rgb, box) for box in boxes]) if due else None)
