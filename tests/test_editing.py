@@ -9,8 +9,9 @@ import pytest
 from helpers import frames, one_line_error, run
 from PIL import Image
 
+from x2face_edit.extract import read_sidecar, source_frames
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
-from x2face_edit.video import VideoWriter, probe
+from x2face_edit.video import VideoWriter, iter_frames, probe
 
 
 def test_extract_writes_the_face_a_paint_layer_and_a_sidecar(extracted, talking_video, tiny_model):
@@ -25,6 +26,11 @@ def test_extract_writes_the_face_a_paint_layer_and_a_sidecar(extracted, talking_
     assert sidecar["model"]["config"] == {"resolution": 64, "width": 8, "original_release": False, "landmark_template": None}
     # The embedded face is made of the video's pixels: the astronaut's colours, not the background's.
     assert np.asarray(face).std() > 20
+    # The source frames' times, by which render seeks to them: the frames decoded in order.
+    decoded = {frame.index: frame for frame in iter_frames(talking_video)}
+    assert sidecar["times"] == [decoded[i].time for i in sidecar["frames"]]
+    sources, _ = source_frames(read_sidecar(extracted.with_suffix(".json")))
+    assert all(np.array_equal(source, decoded[i].rgb) for source, i in zip(sources, sidecar["frames"]))
 
 
 def test_extract_with_chosen_frames_and_no_overwrite(extracted, talking_video, tiny_model):
