@@ -300,14 +300,15 @@ def frames_at(path: str | Path, indices: list[int], *, fps: float | None = None,
 
     With ``times`` (each frame's presentation time, as ``iter_frames`` gave it: a track's
     ``times``), a video file is entered at the keyframe before each frame rather than
-    decoded from its start up to the last one (``_frames_by_time``): a render of a long
-    video wants three frames of it, a tenth of the way from its end. A frame is taken only
-    where its time is the one given; where that cannot be done, the video is decoded from
-    its start."""
-    if times is not None and not is_sequence(path):
+    decoded from its start up to the last one (``_frames_by_time``): render wants three
+    frames of a long video, which may lie near its end. A frame is taken only where its
+    time is the one given; where that cannot be done (or two frames share a time), the
+    video is decoded from its start."""
+    by_time = dict(zip(times or [], indices))
+    if times is not None and len(by_time) == len(set(indices)) and not is_sequence(path):
         with open_video(path) as container:
             try:
-                found = _frames_by_time(container, dict(zip(times, indices)))
+                found = _frames_by_time(container, by_time)
             except av.FFmpegError:
                 found = None
         if found is not None:
