@@ -187,10 +187,10 @@ def test_a_person_is_split_at_the_cut_not_where_a_hand_changes_their_descriptor(
 
 @pytest.mark.parametrize("cut", [30, 33])
 def test_a_cut_to_the_same_face_framed_anew_moves_the_box_at_once(tmp_path, cut):
-    # An interview's camera switch: the same face, elsewhere and larger, from frame 30. The
-    # box was smoothed across the cut, off by up to 82 % of the face's side in the frames
+    # An interview's camera switch: the same face, elsewhere and larger, from frame `cut`.
+    # The box was smoothed across the cut, off by up to 82 % of the face's side in the frames
     # beside it (the paint slid across the screen); now it is each frame's own. A cut
-    # between two detections (33) is detected at once rather than followed by landmarks.
+    # between two detections (33) is detected in at once rather than followed by landmarks.
     face = astronaut_face(200)
     video = tmp_path / "reframed.mp4"
     with VideoWriter(video, fps=25, width=640, height=360) as writer:
