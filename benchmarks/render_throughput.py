@@ -212,8 +212,9 @@ def compare_with_reencode(clip: Path, sizes: list[tuple[int, int]], frames: int,
         face = scratch / f"face_{width}.png"
         cache = scratch / "cache"
         cache.mkdir(exist_ok=True)
-        extracting = fastest([sys.executable, "-m", "x2face_edit", "extract", str(video), "-o", str(face), "--force"], repeat)
-        fastest([sys.executable, "-m", "x2face_edit", "extract", str(video), "-o", str(face), "--force"], 1, cache)
+        extract_command = [sys.executable, "-m", "x2face_edit", "extract", str(video), "-o", str(face), "--force"]
+        extracting = fastest(extract_command, repeat)
+        fastest(extract_command, 1, cache)  # the analysis render reads back
         layer = Image.open(face.with_suffix(".edit.png"))
         ImageDraw.Draw(layer).ellipse((236, 300, 276, 340), fill=(230, 20, 20, 255))
         layer.save(face.with_suffix(".edit.png"))

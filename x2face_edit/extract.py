@@ -76,7 +76,7 @@ def choose_source_frames(model: X2Face, video: Path, track: VideoTrack, count: i
     """
     tracked = np.flatnonzero(track.found)
     candidates = sorted({int(tracked[round(i)]) for i in np.linspace(0, len(tracked) - 1, min(CANDIDATES, len(tracked)))})
-    frames = frames_at(video, candidates, times=[float(track.times[i]) for i in candidates])
+    frames = frames_at(video, candidates, times=track.times[candidates].tolist())
     detector = FaceDetector()
     visibility = np.array([detector.visibility(frames[i], track.face_boxes[i]) for i in candidates])
     clearest = np.sort(np.argsort(-visibility, kind="stable")[: max(count, math.ceil(len(candidates) / 2))])
@@ -154,7 +154,7 @@ def extract(
                 raise X2FaceError(f"frame {index} is outside {video.name} (0 to {len(track.found) - 1})")
             if not track.found[index]:
                 raise X2FaceError(f"no face tracked in frame {index} of {video.name}")
-        decoded = frames_at(video, frames, times=[float(track.times[i]) for i in frames])
+        decoded = frames_at(video, frames, times=track.times[frames].tolist())
     boxes = [track.crop_box(i) for i in frames]
     sidecar = {
         "format": SIDECAR_FORMAT,
@@ -162,7 +162,7 @@ def extract(
         "face": face,
         **({"person": [round(float(v), 5) for v in track.person]} if track.person is not None else {}),
         "frames": list(frames),
-        "times": [float(track.times[i]) for i in frames],  # so that render seeks to them (video.frames_at)
+        "times": track.times[frames].tolist(),  # so that render seeks to them (video.frames_at)
         "crop_boxes": [[round(float(v), 3) for v in b] for b in boxes],
         "size": size,
         "model": {**model_info, "config": model.config.to_dict(), "embedding": model.embedding_fingerprint()},

@@ -141,10 +141,10 @@ def _analyse(path: str | Path, fps: float, detect_every: int, max_side: int,
             small = thumbnail(frame.rgb)
             changes.append(0.0 if previous is None else float(np.abs(small - previous).mean()))
             previous = small
+            maybe_cut = changes[-1] >= CUT_CHANGE
             # Landmarks followed across a cut would box whatever lies where the face was.
-            boxes, position = follower(frame.rgb, detect=changes[-1] >= CUT_CHANGE), len(detections)
-            due = len(boxes) > 0 and (len(boxes) != before or position - described_at >= describe_every
-                                      or changes[-1] >= CUT_CHANGE)
+            boxes, position = follower(frame.rgb, detect=maybe_cut), len(detections)
+            due = len(boxes) > 0 and (len(boxes) != before or position - described_at >= describe_every or maybe_cut)
             descriptors.append(np.array([describe(frame.rgb, box) for box in boxes]) if due else None)
             described_at = position if due else described_at
             before = len(boxes)
