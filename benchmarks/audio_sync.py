@@ -27,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from x2face_edit.audio import MOUTH_OFFSETS, MOUTH_RIDGE, MouthMap, load_audio, speaker_audio_map, speaker_frames, speaker_mouth_map, speaking_frames, speech_vectors
-from x2face_edit.extract import choose_source_frames, embed_frames, embedded_landmarks
+from x2face_edit.audio import MOUTH_OFFSETS, MOUTH_RIDGE, MouthMap, speaker_audio_map, speaker_frames, speaker_mouth_map, speaking_frames, speech_vectors
+from x2face_edit.audio_features import load_audio
+from x2face_edit.embedding import choose_source_frames, embed
 from x2face_edit.faces import FaceDetector, LandmarkDetector, mouth_opening
 from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.modalities import AUDIO_FORMAT, POSE_FORMAT, load_map, maps_path
-from x2face_edit.reenact import SourceFace, generated_frames
+from x2face_edit.source import SourceFace, generated_frames
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames, probe
 
@@ -83,8 +84,8 @@ def score_clip(model, global_map, pose_maps, clip: Path, *, fraction: float, shi
     early = replace(track, face_boxes=np.where((track.times < cut)[:, None], track.face_boxes, np.nan))
     chosen = choose_source_frames(model, clip, early, 3)
     images, boxes = list(chosen.values()), [track.crop_box(i) for i in chosen]
-    source = SourceFace(embed_frames(model, images, boxes, 256), embedded_landmarks(model, images, boxes), images[0], boxes[0],
-                        clip, float(track.times[next(iter(chosen))]))
+    embedding = embed(model, images, boxes, 256)
+    source = SourceFace(embedding.image, embedding.landmarks, images[0], boxes[0], clip, float(track.times[next(iter(chosen))]))
     test = frames.times >= cut
     times = frames.times[test]
     truth = real[np.searchsorted(track.times, times)]

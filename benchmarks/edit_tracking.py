@@ -35,14 +35,17 @@ import numpy as np
 import torch
 from scipy.spatial import Delaunay
 
+from x2face_edit.embedding import embedded_landmarks, locate_in_embedded_face, source_frames
 from x2face_edit.evaluate import landing_positions
-from x2face_edit.extract import embedded_landmarks, extract, locate_in_embedded_face, source_frames, to_tensor
+from x2face_edit.extract import extract
 from x2face_edit.faces import FaceDetector, LandmarkDetector, crop, to_crop_grid
 from x2face_edit.lock import LandmarkLock
-from x2face_edit.model import default_model_path, load_model
+from x2face_edit.model import ModelInfo, default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
+from x2face_edit.model.images import to_tensor
 from x2face_edit.model.landmarks import inter_ocular
 from x2face_edit.model.metrics import frame_round_trip
+from x2face_edit.sidecar import Sidecar
 from x2face_edit.synthetic import OCCLUDERS, occluded_frames, write_occluded_copy
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
@@ -140,25 +143,25 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
     is not tracked); the reference (first source) frame; the model's mean round trip over
     the tracked frames in percent of dlib's eye distance; and whether dlib finds a face in
     the embedded face (it does not in a ghosted one)."""
-    face = extract(model, {"path": "benchmark", "fingerprint": ""}, clip, track)
+    face = extract(model, ModelInfo("benchmark", ""), clip, track)
     face_found = len(FaceDetector().detect(face.image)) > 0
     frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judged, clip)
     paths = {}
     for mode in lock_modes:
         lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
         paths[mode] = landing_positions(model, clip, track, dots, lock)
-    return paths, face.sidecar["frames"][0], round_trip_percent(model, clip, track), face_found
+    return paths, face.sidecar.frames[0], round_trip_percent(model, clip, track), face_found
 
 
-def dots_on_embedded_face(model, sidecar: dict, judged: np.ndarray, clip: Path) -> tuple[list, list, torch.Tensor]:
+def dots_on_embedded_face(model, sidecar: Sidecar, judged: np.ndarray, clip: Path) -> tuple[list, list, torch.Tensor]:
     """The sidecar's source frames and crop boxes, and the judge's points in them carried
     into the embedded face (averaged over the sources where the judge sees the face)."""
     frames, boxes = source_frames(sidecar)
-    seen = [i for i, index in enumerate(sidecar["frames"]) if not np.isnan(judged[index]).any()]
+    seen = [i for i, index in enumerate(sidecar.frames) if not np.isnan(judged[index]).any()]
     if not seen:
         raise JudgeBlind(f"the judge finds no face in the source frames of {clip.name}")
     # The judge's points are continuous coordinates; to_crop_grid takes dlib's integer ones.
-    points = [to_crop_grid(judged[sidecar["frames"][i]] - 0.5, boxes[i]) for i in seen]
+    points = [to_crop_grid(judged[sidecar.frames[i]] - 0.5, boxes[i]) for i in seen]
     return frames, boxes, locate_in_embedded_face(model, [frames[i] for i in seen], [boxes[i] for i in seen], points)
 
 

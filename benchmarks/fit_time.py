@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from x2face_edit.fit import fit
+from x2face_edit.fit import FitOptions, fit
 from x2face_edit.model import default_model_path, load_checkpoint
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "liveportrait_s20.mp4"
@@ -43,9 +43,9 @@ def main() -> None:
         print(f"{'clip':<28}{'loss reached':>14}{'steps':>7}{'train s':>9}{'other s':>9}{'total s':>9}")
         for clip in clips:
             start = time.perf_counter()
-            fitted = fit(clip, Path(scratch) / f"{clip.stem}.pt", model_path=default_model_path(), max_steps=100_000,
-                         max_seconds=args.seconds, target_loss=args.until_loss, device=args.device, force=True,
-                         progress=False)
+            options = FitOptions(max_steps=100_000, max_seconds=args.seconds, target_loss=args.until_loss, device=args.device,
+                                 force=True, progress=False)
+            fitted = fit(clip, Path(scratch) / f"{clip.stem}.pt", default_model_path(), options)
             total = time.perf_counter() - start
             meta = load_checkpoint(fitted)[1]["meta"]
             print(f"{clip.stem:<28}{meta['train_loss']:>14.4f}{meta['step']:>7}"

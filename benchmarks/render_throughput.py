@@ -43,13 +43,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from x2face_edit import extract as extracting
-from x2face_edit.extract import to_tensor
 from x2face_edit.faces import LandmarkDetector, crop, to_crop_grid
 from x2face_edit.lock import LandmarkLock, thin_plate_field
-from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
+from x2face_edit.model import ModelConfig, ModelInfo, X2Face, load_model_with_info, save_checkpoint
 from x2face_edit.model.checkpoint import file_fingerprint, load_model
+from x2face_edit.model.images import to_tensor
 from x2face_edit.model.inference import GridPredictor, InferenceOptions
-from x2face_edit.render import composite, paint_layer, render
+from x2face_edit.paint import Paint, PaintOptions, composite, paint_layer
+from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import write_moving_face_video
 from x2face_edit.tracking import track_video
 from x2face_edit.video import VideoWriter, iter_frames, probe
@@ -70,8 +71,7 @@ def make_inputs(scratch: Path, width: int, height: int, frames: int, config: Mod
     checkpoint = scratch / f"model_{config.resolution}_{config.width}.pt"
     save_checkpoint(checkpoint, X2Face(config).eval())
     model = load_model(checkpoint)
-    face = extracting.extract(model, {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)},
-                              video, track_video(video), size=256)
+    face = extracting.extract(model, ModelInfo(str(checkpoint), file_fingerprint(checkpoint)), video, track_video(video), size=256)
     _, layer_png, _, sidecar_json = extracting.save(face, scratch / f"face_{width}_{config.resolution}.png", force=True)
     layer = Image.open(layer_png)
     ImageDraw.Draw(layer).ellipse((80, 140, 120, 180), fill=(230, 20, 20, 255))
@@ -82,11 +82,9 @@ def make_inputs(scratch: Path, width: int, height: int, frames: int, config: Mod
 def whole_render(video: Path, checkpoint: Path, layer_png: Path, sidecar_json: Path, out: Path, options: InferenceOptions,
                  overlap: bool, lock: str, result: multiprocessing.Queue) -> None:
     """In a fresh process: seconds for the whole render and the process's peak memory."""
-    model = load_model(checkpoint, device=options.device)
-    model_info = {"path": str(checkpoint), "fingerprint": file_fingerprint(checkpoint)}
-    sidecar = extracting.read_sidecar(sidecar_json)
-    seconds = timed(lambda: render(model, model_info, sidecar, layer_png, video, out, force=True, options=options, overlap=overlap,
-                                           lock=lock))
+    model, model_info = load_model_with_info(checkpoint, device=options.device)
+    render_options = RenderOptions(PaintOptions(lock=lock), inference=options, overlap=overlap, force=True)
+    seconds = timed(lambda: render(model, model_info, Paint.read(layer_png, sidecar_json), video, out, render_options))
     result.put((seconds, peak_memory_mb()))
 
 

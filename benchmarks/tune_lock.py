@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from edit_tracking import dots_on_embedded_face, judge_pass, scores
 
-from x2face_edit.extract import embedded_landmarks, extract, to_tensor
+from x2face_edit.embedding import embedded_landmarks
+from x2face_edit.extract import extract
 from x2face_edit.faces import LandmarkDetector, crop, to_crop_grid
 from x2face_edit.lock import CORRECT_EVERY, CORRECTION_REACH, SPLINE_REGULARISATION, TEMPORAL_SIGMA, TRUST_IOD, LandmarkLock, locked_grids
-from x2face_edit.model import default_model_path, load_model
+from x2face_edit.model import ModelInfo, default_model_path, load_model
+from x2face_edit.model.images import to_tensor
 from x2face_edit.model.inference import GridPredictor
 from x2face_edit.model.landmarks import invert_grid
 from x2face_edit.synthetic import OCCLUDERS, occluded_frames, write_occluded_copy
@@ -53,7 +55,7 @@ def clip_scores(model, clean, settings: list[tuple], occlude: str | None = None)
     track = track_video(clip)
     judge = judge_pass(clip, track, judged_on=clean)
     covered = occluded_frames(track.info.frame_count) if occlude else None
-    face = extract(model, {"path": "tuning", "fingerprint": ""}, clip, track)
+    face = extract(model, ModelInfo("tuning", ""), clip, track)
     frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judge["judged"], clip)
     targets = embedded_landmarks(model, frames, boxes)
     predictor, detector = GridPredictor(model), LandmarkDetector()

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from x2face_edit import extract as extracting
-from x2face_edit.model import default_model_path, load_model
-from x2face_edit.model.checkpoint import file_fingerprint
-from x2face_edit.render import render
+from x2face_edit.model import default_model_path, load_model_with_info
+from x2face_edit.paint import Paint
+from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import write_moving_face_video
 from x2face_edit.tracking import track_video
 
@@ -32,13 +32,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     video = write_moving_face_video(args.out / "input.mp4", count=75, fps=25, tone_hz=440)
-    model = load_model(args.model)
-    model_info = {"path": str(args.model.resolve()), "fingerprint": file_fingerprint(args.model)}
+    model, model_info = load_model_with_info(args.model)
 
     track = track_video(video)
     face = extracting.extract(model, model_info, video, track, size=512)
     face_png, layer_png, _, sidecar = extracting.save(face, args.out / "face.png", force=True)
-    print(f"embedded face from frames {face.sidecar['frames']}: {face_png}")
+    print(f"embedded face from frames {face.sidecar.frames}: {face_png}")
 
     layer = Image.open(layer_png)
     centre = np.array([0.36, 0.60]) * layer.size  # the left cheek of the embedded face
@@ -50,8 +49,7 @@ def main() -> None:
     layer.save(painted)
 
     out = args.out / "painted.mp4"
-    report = render(model, model_info, extracting.read_sidecar(sidecar), painted, video, out,
-                    force=True, track=track)
+    report = render(model, model_info, Paint.read(painted, sidecar), video, out, RenderOptions(force=True), track=track)
     print(f"rendered {report.frames} frames with the star: {out}")
 
 

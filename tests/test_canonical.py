@@ -165,7 +165,9 @@ def test_extracted_image_and_render_share_one_coordinate_convention(tmp_path):
     import cv2
 
     from x2face_edit.extract import extract, save
-    from x2face_edit.render import render
+    from x2face_edit.model import ModelInfo
+    from x2face_edit.paint import Paint, PaintOptions
+    from x2face_edit.render import RenderOptions, render
     from x2face_edit.synthetic import moving_face_frames
     from x2face_edit.tracking import track_video
     from x2face_edit.video import VideoWriter, iter_frames
@@ -180,7 +182,7 @@ def test_extracted_image_and_render_share_one_coordinate_convention(tmp_path):
                 writer.write(frame)
     matrix, shift = [[0.9, 0.05], [-0.05, 1.1]], [0.04, -0.03]
     model = FixedWarps(affine_grid(matrix, shift), affine_grid(*inverse_affine(matrix, shift))).eval()
-    info = {"path": "fixed", "fingerprint": ""}
+    info = ModelInfo("fixed", "")
     track = track_video(videos["plain"])
     faces = {name: extract(model, info, video, track, frames=[1], size=512) for name, video in videos.items()}
     mark = _centroid(_changed(faces["marked"].image, faces["plain"].image))
@@ -188,7 +190,7 @@ def test_extracted_image_and_render_share_one_coordinate_convention(tmp_path):
     layer = np.zeros((512, 512, 4), np.uint8)
     cv2.circle(layer, tuple(int(v) for v in np.round(mark * 16 - 8)), 6 * 16, (255, 255, 255, 255), -1, lineType=cv2.LINE_AA, shift=4)
     Image.fromarray(layer).save(layer_path)
-    render(model, info, faces["plain"].sidecar, layer_path, videos["plain"], tmp_path / "out.mp4", lock="none")
+    render(model, info, Paint(layer_path, faces["plain"].sidecar), videos["plain"], tmp_path / "out.mp4", RenderOptions(PaintOptions(lock="none")))
     original = [f.rgb for f in iter_frames(videos["plain"])][1]
     rendered = [f.rgb for f in iter_frames(tmp_path / "out.mp4")][1]
     landed = _centroid(_changed(rendered, original))

@@ -4,17 +4,19 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from paint_dots import edit_tracking_error
 
 from x2face_edit.cli import main
-from x2face_edit.evaluate import edit_tracking_error, landing_positions
-from x2face_edit.extract import embedded_landmarks, extract, locate_in_embedded_face, source_frames
+from x2face_edit.embedding import embedded_landmarks, locate_in_embedded_face, source_frames
+from x2face_edit.evaluate import landing_positions
+from x2face_edit.extract import extract
 from x2face_edit.faces import FaceDetector, LandmarkDetector, to_crop_grid, voxceleb_box
+from x2face_edit.head_pose import PoseEstimator
 from x2face_edit.lock import LandmarkLock
-from x2face_edit.model import default_model_path, load_model
+from x2face_edit.model import ModelInfo, default_model_path, load_model
 from x2face_edit.model.checkpoint import DEFAULT_MODEL, file_fingerprint
 from x2face_edit.model.data import TrackPairs, load_tracks
 from x2face_edit.model.metrics import copy_source_l1, model_l1
-from x2face_edit.pose import PoseEstimator
 from x2face_edit.prepare import PrepareOptions, prepare
 from x2face_edit.synthetic import astronaut_face, moving_face_motion, write_moving_face_video
 from x2face_edit.tracking import track_video
@@ -33,7 +35,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def model_info():
-    return {"path": str(DEFAULT_MODEL), "fingerprint": file_fingerprint(DEFAULT_MODEL)}
+    return ModelInfo(str(DEFAULT_MODEL), file_fingerprint(DEFAULT_MODEL))
 
 
 def test_default_model_ships_small_and_loads_safely():
@@ -65,7 +67,7 @@ def test_locked_paint_lands_on_known_points_of_a_moving_face(tmp_path, model, mo
     truth = np.stack([points @ m[:, :2].T + m[:, 2] for m in moving_face_motion(count)]) + 0.5
     face = extract(model, model_info, video, track)
     frames, boxes = source_frames(face.sidecar)
-    seen = [to_crop_grid(truth[index] - 0.5, box) for index, box in zip(face.sidecar["frames"], boxes)]
+    seen = [to_crop_grid(truth[index] - 0.5, box) for index, box in zip(face.sidecar.frames, boxes)]
     dots = locate_in_embedded_face(model, frames, boxes, seen)
     errors = {}
     for name, lock in (("locked", LandmarkLock(embedded_landmarks(model, frames, boxes))), ("pure", None)):
@@ -86,7 +88,7 @@ def test_the_painting_guide_marks_where_dlib_sees_the_features(eval_clips, model
     on the embedded face image itself, on a face the model never saw."""
     video = eval_clips / "dagan_driving.mp4"
     face = extract(model, model_info, video, track_video(video))
-    guide = np.array(face.sidecar["landmarks"])
+    guide = np.array(face.sidecar.landmarks)
     seen = LandmarkDetector()(face.image, FaceDetector().detect(face.image)[0])
     distance = np.linalg.norm(seen - guide, axis=1) / np.linalg.norm(guide[45] - guide[36])
     assert np.median(distance) < 0.04 and distance.mean() < 0.05, (np.median(distance), distance.mean())
@@ -121,8 +123,9 @@ def test_commanded_yaw_turns_held_out_faces_by_most_of_the_command(tmp_path, eva
 def test_moved_landmarks_read_as_the_commanded_pose():
     """The landmark targets of ``pose``: the astronaut's landmarks moved by the shipped
     maps' per-degree motion read (solvePnP) as the commanded yaw and pitch."""
+    from x2face_edit.head_pose import head_pose
     from x2face_edit.model.modalities import POSE_FORMAT, load_map, maps_path
-    from x2face_edit.pose import head_pose, landmark_targets
+    from x2face_edit.pose import landmark_targets
 
     maps, _ = load_map(maps_path(DEFAULT_MODEL, "pose"), kind=POSE_FORMAT, model_fingerprint=file_fingerprint(DEFAULT_MODEL))
     picture = astronaut_face()
@@ -138,7 +141,8 @@ def test_moved_landmarks_read_as_the_commanded_pose():
 def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, eval_clips, model):
     """reenact --paste-back of a held-out clip by itself: with the lock, the pasted face's
     features sit (relative to its crop) where the driving face's are in its own crop."""
-    from x2face_edit.reenact import reenact, source_face
+    from x2face_edit.reenact import ReenactOptions, reenact
+    from x2face_edit.source import source_face
 
     video = eval_clips / HELD_OUT_CLIP
     source = source_face(model, [video])
@@ -148,7 +152,7 @@ def test_locked_paste_back_follows_the_driving_faces_landmarks(tmp_path, eval_cl
     errors = {}
     for lock in ("landmarks", "none"):
         out = tmp_path / f"{lock}.mp4"
-        reenact(model, source, video, out, paste_back=True, lock=lock)
+        reenact(model, source, video, out, ReenactOptions(paste_back=True, lock=lock))
         distances = []
         for original, pasted in zip(iter_frames(video), iter_frames(out)):
             found = detector.detect(pasted.rgb)
@@ -182,8 +186,9 @@ def test_tone_bursts_open_and_close_the_mouth(tmp_path, model):
     bursts alternating with silence, opens the mouth in the bursts and closes it between."""
     from PIL import Image
 
-    from x2face_edit.audio import SAMPLE_RATE, SpeakerFrames, speaker_mouth_map, speaking_frames
-    from x2face_edit.reenact import source_face
+    from x2face_edit.audio import SpeakerFrames, speaker_mouth_map, speaking_frames
+    from x2face_edit.audio_features import SAMPLE_RATE
+    from x2face_edit.source import source_face
 
     seconds, fps = 4.0, 25
     time = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
@@ -213,7 +218,7 @@ def test_a_speakers_mouth_follows_their_speech_better_than_shifted_speech(eval_c
     rest: the generated mouth opening follows the real one (benchmarks/audio_sync.py: 0.45),
     and the same sound 1 s earlier does not (0.04)."""
     from x2face_edit.audio import speaker_frames, speaker_mouth_map, speaking_frames
-    from x2face_edit.reenact import source_face
+    from x2face_edit.source import source_face
 
     clip = eval_clips / "wav2lipgfpgan_kim_7s_raw.mp4"
     frames = speaker_frames(model, clip)

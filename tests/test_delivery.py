@@ -103,7 +103,7 @@ def test_an_image_sequence_in_gives_a_sequence_out_with_the_same_numbers(tmp_pat
     shots = _sequence(tmp_path / "shots", first=7, deep=True)
     out = tmp_path / "out" / "painted_%04d.png"
     out.parent.mkdir()
-    result = _render(extracted, painted_layer, shots, out, "--fps", "24")
+    result = _render(extracted, painted_layer, shots, out, "--sequence-fps", "24")
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in out.parent.iterdir())
     assert written == [f"painted_{n:04d}.png" for n in range(7, 19)]
@@ -111,14 +111,14 @@ def test_an_image_sequence_in_gives_a_sequence_out_with_the_same_numbers(tmp_pat
     assert first.dtype == np.uint16  # 16-bit in, 16-bit out
     # A folder of frames works as well; a movie out of a sequence takes --fps.
     movie = tmp_path / "out.mp4"
-    assert _render(extracted, painted_layer, shots.parent, movie, "--fps", "24").exit_code == 0
+    assert _render(extracted, painted_layer, shots.parent, movie, "--sequence-fps", "24").exit_code == 0
     assert probe(movie).frame_count == 12 and float(probe(movie).fps) == pytest.approx(24)
 
 
 def test_a_face_extracted_from_an_image_sequence_renders_from_it(tmp_path, tiny_model):
     shots = _sequence(tmp_path / "shots", count=12)
     face = tmp_path / "face.png"
-    assert run("extract", shots, "-o", face, "--model", tiny_model, "--size", "128", "--fps", "24").exit_code == 0
+    assert run("extract", shots, "-o", face, "--model", tiny_model, "--size", "128", "--sequence-fps", "24").exit_code == 0
     layer = np.zeros((128, 128, 4), np.uint8)
     layer[48:80, 48:80] = (255, 0, 255, 255)
     Image.fromarray(layer).save(tmp_path / "face.edit.png")

@@ -9,8 +9,9 @@ import pytest
 from helpers import frames, one_line_error, run
 from PIL import Image
 
-from x2face_edit.extract import read_sidecar, source_frames
+from x2face_edit.embedding import source_frames
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
+from x2face_edit.sidecar import read_sidecar
 from x2face_edit.video import VideoWriter, iter_frames, probe
 
 

@@ -138,7 +138,7 @@ def test_people_are_joined_by_who_they_are_not_only_where_they_were():
 
 
 def test_a_synthetic_face_behind_a_hand_is_followed_but_not_taken_as_a_source(tmp_path):
-    from x2face_edit.extract import choose_source_frames
+    from x2face_edit.embedding import choose_source_frames
     from x2face_edit.model import load_model
     from x2face_edit.synthetic import occluded_frames, write_moving_face_video, write_occluded_copy
 

@@ -10,13 +10,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from x2face_edit import extract as extracting
-from x2face_edit.extract import to_tensor
 from x2face_edit.faces import crop
-from x2face_edit.model import default_model_path, load_model
+from x2face_edit.model import ModelInfo, default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
+from x2face_edit.model.images import to_tensor
 from x2face_edit.model.inference import BF16_GRID_TOLERANCE, GridPredictor, InferenceOptions
+from x2face_edit.paint import Paint, PaintOptions
 from x2face_edit.pipeline import InOrderWorker, read_ahead
-from x2face_edit.render import render
+from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import write_moving_face_video
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
@@ -74,7 +75,7 @@ def painted(tmp_path_factory):
     video = write_moving_face_video(folder / "drive.mp4", count=30, fps=25, tone_hz=300)
     model_path = default_model_path()
     model = load_model(model_path)
-    info = {"path": str(model_path.resolve()), "fingerprint": file_fingerprint(model_path)}
+    info = ModelInfo(str(model_path.resolve()), file_fingerprint(model_path))
     track = track_video(video)
     face = extracting.extract(model, info, video, track, size=256)
     _, layer_png, _, sidecar_path = extracting.save(face, folder / "face.png")
@@ -82,13 +83,13 @@ def painted(tmp_path_factory):
     ImageDraw.Draw(layer).ellipse((90, 140, 130, 180), fill=(230, 20, 20, 255))
     layer.save(layer_png)
     return {"model": model, "info": info, "video": video, "track": track, "layer": layer_png,
-            "sidecar": extracting.read_sidecar(sidecar_path), "folder": folder}
+            "paint": Paint.read(layer_png, sidecar_path), "folder": folder}
 
 
 def _render(painted, name: str, options: InferenceOptions, overlap: bool, lock: str = "landmarks") -> np.ndarray:
     out = painted["folder"] / name
-    render(painted["model"], painted["info"], painted["sidecar"], painted["layer"], painted["video"], out,
-           track=painted["track"], options=options, overlap=overlap, lock=lock)
+    render(painted["model"], painted["info"], painted["paint"], painted["video"], out,
+           RenderOptions(PaintOptions(lock=lock), inference=options, overlap=overlap), track=painted["track"])
     return np.stack([frame.rgb for frame in iter_frames(out, fps=25)]).astype(np.int16)
 
 
@@ -155,7 +156,7 @@ def test_compositing_only_the_paints_footprint_changes_nothing():
     """``paint_bounds`` limits warping and blending to the pixels the paint can reach: the
     frame comes out the same as compositing over the whole crop box, also where the warp
     puts the paint out of view (then the frame is untouched)."""
-    from x2face_edit.render import composite, paint_bounds
+    from x2face_edit.paint import composite, paint_bounds
 
     layer = torch.zeros(4, 256, 256)
     layer[0, 100:130, 60:90] = layer[3, 100:130, 60:90] = 1.0  # a red square

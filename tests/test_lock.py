@@ -11,7 +11,7 @@ from x2face_edit.faces import FaceDetector, LandmarkDetector, boxes_through, cho
 from x2face_edit.lock import LandmarkLock, locked_grids, thin_plate_field
 from x2face_edit.model.landmarks import sample_at, symmetric_template
 from x2face_edit.model.networks import identity_grid
-from x2face_edit.render import fade_weights
+from x2face_edit.paint import fade_weights
 from x2face_edit.synthetic import astronaut_face
 
 SIZE = 64

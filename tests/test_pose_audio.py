@@ -9,8 +9,9 @@ import pytest
 import torch
 from helpers import run
 
-from x2face_edit.audio import FEATURE_SIZE, frame_features, load_audio
+from x2face_edit.audio_features import FEATURE_SIZE, frame_features, load_audio
 from x2face_edit.errors import X2FaceError
+from x2face_edit.head_pose import PoseEstimator
 from x2face_edit.model import ModelConfig, X2Face, save_checkpoint
 from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.landmarks import mirror_landmarks
@@ -23,7 +24,7 @@ from x2face_edit.model.modalities import (
     pose_errors,
     save_map,
 )
-from x2face_edit.pose import PoseEstimator, parse_angle_range
+from x2face_edit.pose import parse_angle_range
 from x2face_edit.prepare import PrepareOptions, prepare
 from x2face_edit.synthetic import astronaut_face, write_moving_face_video
 from x2face_edit.video import iter_frames, probe

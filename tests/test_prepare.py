@@ -39,7 +39,7 @@ def test_prepare_resumes_instead_of_redoing(tmp_path, synthetic_video):
 
 
 def test_real_clip_gives_one_track_of_the_right_size(tmp_path, shared_clips):
-    result = CliRunner().invoke(main, ["prepare", str(shared_clips / "lipnet_bbaf2n.mpg"), "-o", str(tmp_path), "--size", "128", "--fps", "2"])
+    result = CliRunner().invoke(main, ["prepare", str(shared_clips / "lipnet_bbaf2n.mpg"), "-o", str(tmp_path), "--size", "128", "--sample-fps", "2"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert len(manifest["tracks"]) == 1

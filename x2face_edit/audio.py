@@ -1,4 +1,4 @@
-"""Speech features and maps for driving a face from audio (paper section 4.2).
+"""Driving a face from speech (paper section 4.2); the features are ``audio_features.py``'s.
 
 When the source is a talking video with its own sound, ``audio`` learns that speaker's
 mouth (``speaker_mouth_map``): how open the mouth is (dlib's inner-lip gap) from the audio
@@ -9,12 +9,6 @@ pinned there. Otherwise a map from features straight to driving vectors, fitted 
 people's tracks (``fit-audio``, the paper's equation 2), drives it; on a speaker it never
 saw, such a map moves the mouth little. ``speaker_audio_map`` fits that kind of map on one
 speaker (kept for comparison in ``benchmarks/audio_sync.py``).
-
-The paper used a lip-sync network's 256-D features. Here each video frame at time t gets
-a log-mel summary of the 0.2 s of audio centred on t: the audio is resampled to 16 kHz
-mono, a 26-band log-mel spectrogram is taken with 25 ms windows every 10 ms, and the 20
-spectra inside the 0.2 s window are averaged in 5 consecutive groups of 4 (40 ms each),
-giving 26 x 5 = 130 numbers per frame. Silence outside the recording counts as silence.
 """
 
 from __future__ import annotations
@@ -24,29 +18,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
+from .audio_features import SAMPLE_RATE, context_features, load_audio
 from .errors import X2FaceError
-from .extract import to_tensor
 from .faces import LandmarkDetector, crop, mouth_opening, to_crop_grid
 from .model import X2Face
+from .model.images import to_tensor
 from .model.modalities import AudioMap, PoseMaps, fit_audio_map
-from .outputs import check_video_output
-from .pose import grids_moving_landmarks
-from .reenact import SourceFace, frames_from_grids, generate_video, write_frames
+from .source import SourceFace, frames_from_grids, generate_video, grids_moving_landmarks, write_frames
 from .tracking import VideoTrack, track_video
-from .video import iter_frames, probe
+from .video import check_video_output, iter_frames, probe
 
-SAMPLE_RATE = 16000
-WINDOW = 400  # 25 ms
-HOP = 160  # 10 ms
-MEL_BANDS = 26
-CONTEXT_HOPS = 20  # 0.2 s
-GROUPS = 5
-FEATURE_SIZE = MEL_BANDS * GROUPS
-LOG_FLOOR = 1e-6
 # Speech shorter than one feature window cannot drive anything.
 SHORTEST_SPEECH = 0.2
 # A speaker's own map reads the audio 80 ms before, at and after each frame (0.36 s in all),
@@ -56,81 +40,11 @@ SPEAKER_RIDGE = 1.0
 MIN_SPEAKER_FRAMES = 25
 SILENT_RMS = 1e-3
 # A speaker's mouth map reads five windows 40 ms apart around each frame (0.36 s in all),
-# ridge 1.0 on standardised features: chosen on 36 training clips with a moving mouth (fit
-# on a clip's first 70 %, tested on the rest), where the predicted opening correlates 0.30
-# on average with the real one at ridge 1.0, 0.22 / 0.26 / 0.27 at 0.01 / 0.1 / 10.
+# ridge 1.0 on standardised features: chosen on the training clips (benchmarks/README.md).
 MOUTH_OFFSETS = (-0.08, -0.04, 0.0, 0.04, 0.08)
 MOUTH_RIDGE = 1.0
 # What speech moves: dlib's jaw points 4-12 and the lips (48-67); the rest of the face stays.
 MOUTH_POINTS = [*range(4, 13), *range(48, 68)]
-
-
-def load_audio(path: str | Path) -> np.ndarray:
-    """The first audio stream of any file PyAV reads, as 16 kHz mono float32 in [-1, 1]."""
-    path = Path(path)
-    if not path.is_file():
-        raise X2FaceError(f"no such file: {path}")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise X2FaceError(f"{path} has no sound track")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            chunks = [
-                resampled.to_ndarray().reshape(-1)
-                for frame in container.decode(container.streams.audio[0])
-                for resampled in resampler.resample(frame)
-            ]
-            chunks += [resampled.to_ndarray().reshape(-1) for resampled in resampler.resample(None)]
-    except av.FFmpegError as exc:
-        raise X2FaceError(f"could not decode the sound of {path}: {exc.__class__.__name__}") from None
-    if not chunks:
-        raise X2FaceError(f"{path} has an empty sound track")
-    return np.concatenate(chunks).astype(np.float32)
-
-
-def mel_filterbank(bands: int = MEL_BANDS, fft_size: int = 512, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """(bands, fft_size // 2 + 1) triangular filters evenly spaced on the mel scale."""
-    def to_mel(hz):
-        return 2595 * np.log10(1 + hz / 700)
-
-    def to_hz(mel):
-        return 700 * (10 ** (mel / 2595) - 1)
-
-    edges = to_hz(np.linspace(to_mel(20), to_mel(rate / 2), bands + 2))
-    bins = np.fft.rfftfreq(fft_size, 1 / rate)
-    rising = (bins[None, :] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
-    falling = (edges[2:, None] - bins[None, :]) / (edges[2:, None] - edges[1:-1, None])
-    return np.clip(np.minimum(rising, falling), 0, None)
-
-
-def log_mel(samples: np.ndarray) -> np.ndarray:
-    """(hops, MEL_BANDS) log-mel spectrogram; spectrum h covers samples h*HOP to h*HOP+WINDOW."""
-    padded = np.concatenate([samples, np.zeros(WINDOW, np.float32)])
-    count = max(1, (len(samples) + HOP - 1) // HOP)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP][:count] * np.hanning(WINDOW)
-    power = np.abs(np.fft.rfft(frames, n=512)) ** 2
-    return np.log(power @ mel_filterbank().T + LOG_FLOOR).astype(np.float32)
-
-
-def frame_features(samples: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """(len(times), FEATURE_SIZE) features of the 0.2 s centred on each time in seconds."""
-    spectrogram = log_mel(samples)
-    silence = np.log(LOG_FLOOR)
-    padded = np.concatenate([np.full((CONTEXT_HOPS, MEL_BANDS), silence, np.float32), spectrogram,
-                             np.full((CONTEXT_HOPS, MEL_BANDS), silence, np.float32)])
-    features = np.empty((len(times), FEATURE_SIZE), np.float32)
-    for row, time in enumerate(times):
-        # The spectrum centred at time t starts at t - WINDOW/2; the context starts 0.1 s before.
-        first = int(round((time - 0.1) * SAMPLE_RATE / HOP - WINDOW / 2 / HOP)) + CONTEXT_HOPS
-        first = int(np.clip(first, 0, len(padded) - CONTEXT_HOPS))
-        window = padded[first : first + CONTEXT_HOPS]
-        features[row] = window.reshape(GROUPS, -1, MEL_BANDS).mean(axis=1).reshape(-1)
-    return features
-
-
-def context_features(samples: np.ndarray, times: np.ndarray, offsets: tuple[float, ...] = (0.0,)) -> np.ndarray:
-    """``frame_features`` at each time shifted by each offset, side by side: (T, D x offsets)."""
-    return np.concatenate([frame_features(samples, np.asarray(times) + offset) for offset in offsets], axis=1)
 
 
 @dataclass
@@ -281,11 +195,21 @@ def speech_vectors(model: X2Face, audio_map: AudioMap, pose_maps: PoseMaps, sour
     return source.driving_vector(model) + change
 
 
+@dataclass(frozen=True)
+class SpeechOptions:
+    """Frames at ``fps``, ``size`` pixels square; ``force`` overwrites an existing output."""
+
+    fps: float = 25.0
+    size: int = 256
+    force: bool = False
+
+
 def drive_by_audio(model: X2Face, audio_map: MouthMap | AudioMap, pose_maps: PoseMaps, source: SourceFace,
-                   speech: str | Path, out: str | Path, *, fps: float = 25, size: int = 256, force: bool = False) -> int:
+                   speech: str | Path, out: str | Path, options: SpeechOptions = SpeechOptions()) -> int:
     """Write the source face speaking ``speech`` (section 4.2), the speech as its sound;
     return the number of frames. A ``MouthMap`` moves the mouth by landmarks
     (``speaking_frames``); an ``AudioMap`` gives driving vectors (``speech_vectors``)."""
+    fps, size, force = options.fps, options.size, options.force
     check_video_output(out, force=force)
     samples = load_audio(speech)
     if len(samples) < SHORTEST_SPEECH * SAMPLE_RATE:

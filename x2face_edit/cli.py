@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .choices import LOCK_MODES, MODES, POSE_METHODS
 from .errors import X2FaceError
 
 
@@ -43,7 +44,7 @@ def main() -> None:
 @click.argument("videos", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the face tracks.")
 @click.option("--size", default=256, show_default=True, help="Crop size in pixels (the model's resolution).")
-@click.option("--fps", "sample_fps", default=5.0, show_default=True, help="Frames per second analysed and kept.")
+@click.option("--sample-fps", default=5.0, show_default=True, help="Frames per second analysed and kept.")
 @click.option("--min-frames", default=4, show_default=True, help="Shortest track kept, in analysed frames.")
 @click.option("--identities", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV/TSV of 'video file name,identity'; otherwise each video is its own identity.")
@@ -136,13 +137,10 @@ def train(tracks: Path, out_dir: Path, **options) -> None:
 
 
 def _load(model_path: Path | None, device: str):
-    """The model and what sidecars record of it."""
-    from .model import default_model_path, load_model
-    from .model.checkpoint import file_fingerprint
+    """The model and its ``ModelInfo`` (the default model where ``model_path`` is None)."""
+    from .model import load_model_with_info
 
-    path = Path(model_path or default_model_path())
-    model = load_model(path, device=device)
-    return model, {"path": str(path.resolve()), "fingerprint": file_fingerprint(path)}
+    return load_model_with_info(model_path, device=device)
 
 
 def _frame_progress(description: str):
@@ -182,6 +180,24 @@ def inference_options(command):
     return with_options
 
 
+sequence_fps_option = click.option("--sequence-fps", type=click.FloatRange(min=0, min_open=True),
+                                   help="Frame rate of an image-sequence input (NAME_%05d.png or a folder of frames; default 25).")
+out_fps_option = click.option("--out-fps", default=25.0, show_default=True, help="Frame rate of the video written.")
+source_count_option = click.option("--sources", "count", default=3, show_default=True,
+                                   help="Source frames averaged when the source is a video, chosen to cover different poses.")
+
+
+def _fit(video: Path, out: Path, model_path: Path | None, seconds: float, *, seed: int, device: str, force: bool,
+         driving_only: bool = False) -> Path:
+    """``--fit``: the model adapted to ``video`` for ``seconds``, written to ``out``."""
+    from .fit import FitOptions
+    from .fit import fit as run_fit
+    from .model import default_model_path
+
+    return run_fit(video, out, model_path or default_model_path(),
+                   FitOptions(max_seconds=seconds, seed=seed, device=device, driving_only=driving_only, force=force))
+
+
 @main.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
@@ -193,14 +209,13 @@ def inference_options(command):
 @click.option("--fit", "fit_seconds", type=float, default=None,
               help="First adapt the model to VIDEO for this many seconds (see 'fit'); saved as FACE.model.pt.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
-              help="Frame rate of an image sequence VIDEO (NAME_%05d.png or a folder of frames; default 25).")
+@sequence_fps_option
 @model_option
 @device_option
 @face_option
 @force_option
 def extract(video: Path, out: Path, sources: int, frames: str | None, size: int, fit_seconds: float | None, seed: int,
-            fps: float | None, model_path: Path | None, device: str, face: int, force: bool) -> None:
+            sequence_fps: float | None, model_path: Path | None, device: str, face: int, force: bool) -> None:
     """Write the embedded face of VIDEO, ready to paint on.
 
     'render' later uses the same model (recorded in FACE.json) unless told otherwise.
@@ -218,41 +233,56 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
     except ValueError:
         raise X2FaceError(f"--frames takes comma-separated frame numbers, got {frames!r}") from None
     if fit_seconds:
-        from .fit import fit as run_fit
-        from .model import default_model_path
-
-        model_path = run_fit(video, fitted, model_path=model_path or default_model_path(), max_seconds=fit_seconds,
-                             seed=seed, device=device, force=force)
+        model_path = _fit(video, fitted, model_path, fit_seconds, seed=seed, device=device, force=force)
     model, model_info = _load(model_path, device)
     with _frame_progress("tracking") as progress:
         task = progress.add_task("tracking", total=None)
-        track = track_video(video, face=face, fps=fps, on_frame=lambda i: progress.update(task, completed=i + 1))
+        track = track_video(video, face=face, fps=sequence_fps, on_frame=lambda i: progress.update(task, completed=i + 1))
     embedded = extracting.extract(model, model_info, video, track, sources=sources, frames=chosen, size=size, face=face)
     written = extracting.save(embedded, out, force=force)
-    click.echo(f"frames {', '.join(map(str, embedded.sidecar['frames']))} -> {', '.join(str(p) for p in written)}")
+    click.echo(f"frames {', '.join(map(str, embedded.sidecar.frames))} -> {', '.join(str(p) for p in written)}")
+
+
+def paint_options(command):
+    """--edited, --sidecar, --mode, --lock and --face, handed to ``command`` as the ``Paint``
+    ``paint`` and the ``PaintOptions`` ``paint_options``."""
+
+    @click.option("--edited", type=click.Path(path_type=Path), required=True,
+                  help="The painted face: a painted copy of FACE.png, or the painted FACE.edit.png layer.")
+    @click.option("--sidecar", type=click.Path(path_type=Path), help="FACE.json from 'extract' (found beside --edited by default).")
+    @click.option("--mode", type=click.Choice(MODES), default=MODES[0], show_default=True,
+                  help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
+    @click.option("--lock", type=click.Choice(LOCK_MODES), default=LOCK_MODES[0], show_default=True,
+                  help="landmarks: correct each frame's warp so the face's landmarks land where they lie on the embedded "
+                       "face, smoothed over time; none: the pure X2Face warp of the paper.")
+    @click.option("--face", type=int, default=None,
+                  help="Which face of --drive: 0 is the most prominent (default: the person extract's face is, found by "
+                       "their looks; else the face number extract used).")
+    @functools.wraps(command)
+    def with_options(*args, edited: Path, sidecar: Path | None, mode: str, lock: str, face: int | None, **kwargs):
+        from .paint import Paint, PaintOptions
+
+        return command(*args, paint=Paint.read(edited, sidecar), paint_options=PaintOptions(mode=mode, lock=lock, face=face), **kwargs)
+
+    return with_options
+
+
+def _model_of(paint, model_path: Path | None) -> Path:
+    """--model, else the model the face was extracted with (its sidecar says)."""
+    return model_path or Path(paint.sidecar.model.info.path)
 
 
 @main.command()
-@click.option("--edited", type=click.Path(path_type=Path), required=True,
-              help="The painted face: a painted copy of FACE.png, or the painted FACE.edit.png layer.")
+@paint_options
 @click.option("--drive", type=click.Path(path_type=Path), required=True, help="The video the paint follows.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option("--sidecar", type=click.Path(path_type=Path), help="FACE.json from 'extract' (found beside --edited by default).")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
-@click.option("--mode", type=click.Choice(["edit", "generate"]), default="edit", show_default=True,
-              help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
-@click.option("--lock", type=click.Choice(["landmarks", "none"]), default="landmarks", show_default=True,
-              help="landmarks: correct each frame's warp so the face's landmarks land where they lie on the embedded "
-                   "face, smoothed over time; none: the pure X2Face warp of the paper.")
 @click.option("--fit", "fit_seconds", type=float, default=None,
               help="First adapt the driving network to the --drive video for this many seconds (the embedded face, "
                    "and so the paint, stays as it is); the adapted model is saved as OUT.model.pt.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --fit.")
 @device_option
-@click.option("--face", type=int, default=None,
-              help="Which face of --drive: 0 is the most prominent (default: the person extract's face is, found by "
-                   "their looks; else the face number extract used).")
 @click.option("--layer-only", is_flag=True,
               help="Write only the warped paint with its alpha, to lay over the footage in an editor "
                    "(OUT.mov: ProRes 4444; OUT.webm: VP9; OUT_%05d.png: a PNG sequence).")
@@ -260,64 +290,79 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
               "h264 for .mp4/.mov/.mkv, vp9 for .webm, png/tiff for image sequences).")
 @click.option("--crf", type=click.IntRange(0, 63), help="Constant quality of h264/h265/vp9, lower is better "
               "(default 16, 20, 30).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
-              help="Frame rate of a --drive image sequence (NAME_%05d.png or a folder of frames; default 25).")
+@sequence_fps_option
 @click.option("--preview", type=click.IntRange(min=1),
-              help="Instead of rendering, write a before/after contact sheet of this many frames spread over the "
-                   "video to OUT (.png or .jpg), in seconds.")
+              help="The same as the 'preview' command with --frames (kept for a release): a before/after contact sheet "
+                   "of this many frames to OUT (.png or .jpg) instead of rendering.")
 @force_option
 @inference_options
-def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str, lock: str, fit_seconds: float | None,
-           seed: int, model_path: Path | None, device: str, face: int | None, layer_only: bool, codec: str | None,
-           crf: int | None, fps: float | None, preview: int | None, force: bool, options) -> None:
+def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None, fit_seconds: float | None, seed: int,
+           device: str, layer_only: bool, codec: str | None, crf: int | None, sequence_fps: float | None, preview: int | None,
+           force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video (or image sequence)."""
-    from .extract import read_sidecar
-    from .outputs import check_output, check_video_output
+    from .outputs import check_output
+    from .paint import require_paint_before
+    from .render import RenderOptions
     from .render import render as run_render
+    from .video import check_video_output
 
-    if not edited.is_file():
-        raise X2FaceError(f"no such file: {edited}")
-    if sidecar is None:
-        # face.edit.png and face.png (and face.guide.png, refused later as paint) belong to face.json.
-        sidecar = edited.with_name(edited.name.removesuffix(".png").removesuffix(".edit").removesuffix(".guide") + ".json")
-    face_sidecar = read_sidecar(sidecar)
-    model_path = model_path or Path(face_sidecar["model"]["path"])
     if preview:
-        from .preview import preview as run_preview
-
-        model, model_info = _load(model_path, device)
-        with _frame_progress("previewing") as progress:
-            task = progress.add_task("previewing", total=preview)
-            shown = run_preview(model, model_info, face_sidecar, edited, drive, out, count=preview, mode=mode, lock=lock,
-                                face=face, fps=fps, force=force, on_frame=lambda done, total: progress.update(task, completed=done))
-        click.echo(f"frames {', '.join(map(str, shown))}, before and after -> {out}")
+        _preview(paint, paint_options, drive, out, model_path, device, preview, sequence_fps, force)
         return
-    check_video_output(out, force=force, inputs=(drive, edited, sidecar, Path(face_sidecar["video"])), codec=codec, crf=crf,
-                       alpha=layer_only)
+    check_video_output(out, force=force, inputs=(drive, paint.edited, paint.sidecar.path, paint.sidecar.video), codec=codec,
+                       crf=crf, alpha=layer_only)
+    model_path = _model_of(paint, model_path)
     if fit_seconds:
-        from .extract import rebuild
-        from .fit import fit as run_fit
-        from .render import paint_layer, require_paint
-
-        if mode == "edit":  # a layer without paint is refused before minutes of fitting, not after
-            require_paint(paint_layer(edited, rebuild(_load(model_path, device)[0], face_sidecar)), edited)
-
+        require_paint_before(_load(model_path, device)[0], paint, paint_options)  # not after minutes of fitting
         fitted = out.with_suffix(".model.pt")
         check_output(fitted, force=force)
-        model_path = run_fit(drive, fitted, model_path=model_path, max_seconds=fit_seconds, seed=seed, device=device,
-                             driving_only=True, force=force)
+        model_path = _fit(drive, fitted, model_path, fit_seconds, seed=seed, device=device, force=force, driving_only=True)
     model, model_info = _load(model_path, device)
+    render_options = RenderOptions(paint=paint_options, layer_only=layer_only, codec=codec, crf=crf, sequence_fps=sequence_fps,
+                                   inference=options, force=force)
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
-        report = run_render(model, model_info, face_sidecar, edited, drive, out, mode=mode, lock=lock, face=face, force=force,
-                            options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total),
-                            layer_only=layer_only, codec=codec, crf=crf, fps=fps)
+        report = run_render(model, model_info, paint, drive, out, render_options,
+                            on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     lost = sum(last - first + 1 for first, last in report.lost)
     ranges = ", ".join(f"{first}-{last}" if last > first else f"{first}" for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}"
                + (f" (face not tracked in {lost} frames, left as they were: {ranges}; the paint fades out and in around them)" if lost else ""))
+
+
+@main.command("preview")
+@paint_options
+@click.option("--drive", type=click.Path(path_type=Path), required=True, help="The video the paint follows.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="The contact sheet (.png or .jpg).")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
+@device_option
+@click.option("--frames", "count", default=6, show_default=True, type=click.IntRange(min=1), help="Frames shown, spread over the video.")
+@sequence_fps_option
+@force_option
+def preview_command(paint, paint_options, drive: Path, out: Path, model_path: Path | None, device: str, count: int,
+                    sequence_fps: float | None, force: bool) -> None:
+    """Write a before/after contact sheet of a few frames of a video with the paint on, in seconds.
+
+    Only those frames are searched for the face and each is locked to its own landmarks
+    (a render also smooths over time).
+    """
+    _preview(paint, paint_options, drive, out, model_path, device, count, sequence_fps, force)
+
+
+def _preview(paint, paint_options, drive: Path, out: Path, model_path: Path | None, device: str, count: int,
+             sequence_fps: float | None, force: bool) -> None:
+    from .preview import PreviewOptions
+    from .preview import preview as run_preview
+
+    model, model_info = _load(_model_of(paint, model_path), device)
+    options = PreviewOptions(count=count, paint=paint_options, sequence_fps=sequence_fps, force=force)
+    with _frame_progress("previewing") as progress:
+        task = progress.add_task("previewing", total=count)
+        shown = run_preview(model, model_info, paint, drive, out, options, on_frame=lambda done, total: progress.update(task, completed=done))
+    click.echo(f"frames {', '.join(map(str, shown))}, before and after -> {out}")
 
 
 @main.command()
@@ -333,13 +378,20 @@ def render(edited: Path, drive: Path, out: Path, sidecar: Path | None, mode: str
 def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, target_loss: float | None, seed: int,
         model_path: Path | None, device: str, force: bool) -> None:
     """Adapt the model to the face in VIDEO (the paper's stage-I objective, on this video alone)."""
+    from .fit import FitOptions
     from .fit import fit as run_fit
     from .model import default_model_path
 
-    out = out or video.with_suffix(".fit.pt")
-    written = run_fit(video, out, model_path=model_path or default_model_path(), max_seconds=max_seconds,
-                      max_steps=max_steps, target_loss=target_loss, seed=seed, device=device, force=force)
+    options = FitOptions(max_seconds=max_seconds, max_steps=max_steps, target_loss=target_loss, seed=seed, device=device, force=force)
+    written = run_fit(video, out or video.with_suffix(".fit.pt"), model_path or default_model_path(), options)
     click.echo(f"adapted model: {written}  (use it with --model)")
+
+
+def _counts(context: click.Context, parameter: click.Parameter, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"comma-separated numbers, got {text!r}") from None
 
 
 @main.command("eval")
@@ -349,11 +401,11 @@ def fit(video: Path, out: Path | None, max_seconds: float, max_steps: int, targe
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
               help="Which identities (the same split as training); all: every track (tracks of people kept for evaluation only).")
 @click.option("--split-seed", default=0, show_default=True)
-@click.option("--sources", default="1,3", show_default=True, help="Numbers of source frames to compare.")
+@click.option("--source-counts", default="1,3", show_default=True, callback=_counts, help="Numbers of source frames to compare.")
 @click.option("--max-batches", type=int, default=None, help="Score only this many batches of 16 pairs.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the table here.")
 @device_option
-def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed: int, sources: str,
+def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed: int, source_counts: tuple[int, ...],
              max_batches: int | None, json_path: Path | None, device: str) -> None:
     """The paper's Table 1 on held-out face tracks: L1 of generated vs driving frames; the
     round trip |E(D(p)) - p| in % of the eye distance; and Table 2 (head-pose error of
@@ -363,45 +415,41 @@ def evaluate(tracks: Path, model_paths: tuple[Path, ...], split: str, split_seed
     from rich.console import Console
     from rich.table import Table
 
-    from .model import default_model_path, load_model, modalities
-    from .model.data import TrackPairs, load_tracks, tracks_in_split
-    from .model.metrics import photometric_table, round_trip_error
+    from .evaluate import evaluate_models
+    from .model import default_model_path
 
-    held_out = load_tracks(tracks) if split == "all" else tracks_in_split(load_tracks(tracks), split, split_seed)
-    if not held_out:
-        raise X2FaceError(f"no {split} identities in {tracks} (too few identities to hold any out)")
-    paths = model_paths or (default_model_path(),)
-    names = [p.name for p in paths]
-    models = {(p.name if names.count(p.name) == 1 else str(p)): load_model(p, device=device) for p in paths}
-    rows = photometric_table(models, held_out, source_counts=tuple(int(s) for s in sources.split(",")),
-                             batches=max_batches, device=device)
-    table = Table(title=f"L1 on {split} identities ({len({t.identity for t in held_out})} identities, {len(held_out)} tracks)")
+    report = evaluate_models(tracks, list(model_paths or (default_model_path(),)), split=split, split_seed=split_seed,
+                             source_counts=source_counts, max_batches=max_batches, device=device)
+    table = Table(title=f"L1 on {split} identities ({report['identities']} identities, {report['tracks']} tracks)")
     for column in ("method", "sources", "L1", "pairs"):
         table.add_column(column)
-    for row in rows:
+    for row in report["rows"]:
         table.add_row(row["method"], str(row["sources"]), f"{row['l1']:.4f}", str(row["pairs"]))
     Console().print(table)
-    trips = {name: round_trip_error(model, TrackPairs(held_out, size=model.config.resolution, landmarks=True), batches=max_batches,
-                                    device=device) for name, model in models.items()}
-    for name, trip in trips.items():
+    for name, trip in report["round_trip_iod_pct"].items():
         click.echo(f"{name}: round trip {trip:.2f} % of the eye distance (mean |E(D(p)) - p| over the central half of the crop)")
-    poses = {name: modalities.pose_table(model, path, held_out, device=device) for (name, model), path in zip(models.items(), paths)}
-    for name, errors in poses.items():
+    for name, errors in report["pose_mae_degrees"].items():
         if errors:
             click.echo(f"{name}: f_v->p pose MAE " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
     if json_path:
-        json_path.write_text(json.dumps({"split": split, "rows": rows, "round_trip_iod_pct": trips, "pose_mae_degrees": poses}, indent=1))
+        json_path.write_text(json.dumps(report, indent=1))
+
+
+def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
+    from .source import source_face
+
+    return source_face(model, list(sources), count=count, size=size, face=face)
 
 
 @main.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.argument("drive", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option("--sources", "count", default=3, show_default=True, help="Source frames averaged when the source is a video.")
+@source_count_option
 @click.option("--size", default=256, show_default=True, help="Side of the generated face in pixels.")
 @click.option("--side-by-side", is_flag=True, help="Show the driving face left of the result.")
 @click.option("--paste-back", is_flag=True, help="Paste the result into the source frame instead of writing the face alone.")
-@click.option("--lock", type=click.Choice(["landmarks", "none"]), default="landmarks", show_default=True,
+@click.option("--lock", type=click.Choice(LOCK_MODES), default=LOCK_MODES[0], show_default=True,
               help="With --paste-back: make the pasted face's features follow the driving face's landmarks (none: the pure warp).")
 @model_option
 @device_option
@@ -412,70 +460,63 @@ def reenact(sources: tuple[Path, ...], drive: Path, out: Path, count: int, size:
             paste_back: bool, lock: str, model_path: Path | None, device: str, face: int, force: bool, options) -> None:
     """Give the face in SOURCES (a video, or one or more images) the pose and expression
     of the face in DRIVE, frame by frame."""
-    from .outputs import check_video_output
+    from .reenact import ReenactOptions
     from .reenact import reenact as run_reenact
-    from .reenact import source_face
+    from .video import check_video_output
 
-    if side_by_side and paste_back:
-        raise X2FaceError("choose one of --side-by-side and --paste-back")
+    reenact_options = ReenactOptions(size=size, side_by_side=side_by_side, paste_back=paste_back, lock=lock, face=face,
+                                     inference=options, force=force)
     check_video_output(out, force=force, inputs=(drive, *sources))
     model, _ = _load(model_path, device)
-    source = source_face(model, list(sources), count=count, size=size, face=face)
+    source = _source(model, sources, count, size, face)
     with _frame_progress("reenacting") as progress:
         task = progress.add_task("reenacting", total=None)
-        report = run_reenact(model, source, drive, out, size=size, side_by_side=side_by_side, paste_back=paste_back, lock=lock,
-                             face=face, force=force, options=options, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+        report = run_reenact(model, source, drive, out, reenact_options,
+                             on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     lost = sum(last - first + 1 for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}" + (f" (driving face lost in {lost} frames: last result held)" if lost else ""))
 
 
-@main.command("fit-pose")
-@click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
-@click.option("--split-seed", default=0, show_default=True)
-@model_option
-@device_option
-@force_option
-def fit_pose(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str, force: bool) -> None:
-    """Fit the pose maps f_v->p and f_p->v (paper section 4.1) on TRACKS' training identities
-    and report f_v->p's error on the test identities."""
+def fit_maps_command(kind: str, help_text: str):
+    """'fit-pose' and 'fit-audio': fit a model's maps of ``kind`` on face tracks, stored
+    beside the model (``modalities.maps_path``) unless -o says where."""
+
+    @main.command(f"fit-{kind}", help=help_text)
+    @click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("-o", "--out", type=click.Path(path_type=Path), help=f"Default: MODEL.{kind}.pt beside the model.")
+    @click.option("--split-seed", default=0, show_default=True)
+    @model_option
+    @device_option
+    @force_option
+    def command(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str, force: bool) -> None:
+        from .model import modalities
+        from .outputs import check_output
+
+        model, info = _load(model_path, device)
+        out = out or modalities.maps_path(info.path, kind)
+        check_output(out, force=force)
+        fitting = modalities.fit_and_save_pose_maps if kind == "pose" else modalities.fit_and_save_audio_map
+        result = fitting(model, info.fingerprint, tracks, out, split_seed=split_seed, device=device)
+        if kind == "pose" and result:
+            click.echo("f_v->p MAE on test identities: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items()) + " degrees")
+        if kind == "audio" and "test_explained_variance" in result:
+            click.echo(f"f_a->v explains {result['test_explained_variance']:.1%} of the driving vectors' variance on test identities")
+        click.echo(f"{kind} maps: {out}" if kind == "pose" else f"{kind} map: {out}")
+
+    return command
+
+
+fit_pose = fit_maps_command("pose", "Fit the pose maps f_v->p and f_p->v (paper section 4.1) on TRACKS' training identities "
+                                    "and report f_v->p's error on the test identities.")
+fit_audio = fit_maps_command("audio", "Fit f_a->v (least squares from audio features to driving vectors) on TRACKS with sound.")
+
+
+def _maps(info, kind: str, path: Path | None):
+    """The ``kind`` maps at ``path``, else those beside the model, checked to be the model's."""
     from .model import modalities
-    from .outputs import check_output
 
-    model, info = _load(model_path, device)
-    out = out or modalities.maps_path(info["path"], "pose")
-    check_output(out, force=force)
-    errors = modalities.fit_and_save_pose_maps(model, info["fingerprint"], tracks, out, split_seed=split_seed, device=device)
-    if errors:
-        click.echo("f_v->p MAE on test identities: " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()) + " degrees")
-    click.echo(f"pose maps: {out}")
-
-
-@main.command("fit-audio")
-@click.argument("tracks", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: MODEL.audio.pt beside the model.")
-@click.option("--split-seed", default=0, show_default=True)
-@model_option
-@device_option
-@force_option
-def fit_audio(tracks: Path, out: Path | None, split_seed: int, model_path: Path | None, device: str, force: bool) -> None:
-    """Fit f_a->v (least squares from audio features to driving vectors) on TRACKS with sound."""
-    from .model import modalities
-    from .outputs import check_output
-
-    model, info = _load(model_path, device)
-    out = out or modalities.maps_path(info["path"], "audio")
-    check_output(out, force=force)
-    meta = modalities.fit_and_save_audio_map(model, info["fingerprint"], tracks, out, split_seed=split_seed, device=device)
-    if "test_explained_variance" in meta:
-        click.echo(f"f_a->v explains {meta['test_explained_variance']:.1%} of the driving vectors' variance on test identities")
-    click.echo(f"audio map: {out}")
-
-
-def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
-    from .reenact import source_face
-
-    return source_face(model, list(sources), count=count, size=size, face=face)
+    format_name = modalities.POSE_FORMAT if kind == "pose" else modalities.AUDIO_FORMAT
+    return modalities.load_map(path or modalities.maps_path(info.path, kind), kind=format_name, model_fingerprint=info.fingerprint)[0]
 
 
 @main.command()
@@ -485,11 +526,11 @@ def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
 @click.option("--pitch", help="START:END in degrees (or one value).")
 @click.option("--roll", help="START:END in degrees (or one value).")
 @click.option("--frames", default=50, show_default=True)
-@click.option("--fps", default=25.0, show_default=True)
+@out_fps_option
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-frame angles (default: OUT with .csv).")
-@click.option("--sources", "count", default=3, show_default=True)
-@click.option("--size", default=256, show_default=True)
-@click.option("--method", type=click.Choice(["landmarks", "paper"]), default="landmarks", show_default=True,
+@source_count_option
+@click.option("--size", default=256, show_default=True, help="Side of the generated face in pixels.")
+@click.option("--method", type=click.Choice(POSE_METHODS), default=POSE_METHODS[0], show_default=True,
               help="landmarks: move the face's landmarks as a head turns and steer the warp to put its features there; "
                    "paper: equation (1), the pose map's vector change (turns heads by a fraction of the command).")
 @click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
@@ -497,26 +538,21 @@ def _source(model, sources: tuple[Path, ...], count: int, size: int, face: int):
 @device_option
 @face_option
 @force_option
-def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, method, pose_maps, model_path, device, face,
+def pose(sources, out, yaw, pitch, roll, frames, out_fps, csv_path, count, size, method, pose_maps, model_path, device, face,
          force) -> None:
     """Turn the face in SOURCES to commanded head poses (paper section 4.1)."""
-    from .model import modalities
-    from .outputs import atomic_output, check_output, check_video_output
-    from .pose import drive_by_pose, parse_angle_range
+    from .outputs import check_output
+    from .pose import PoseOptions, drive_by_pose, parse_angle_range, write_pose_table
+    from .video import check_video_output
 
     ranges = {name: parse_angle_range(text, name) if text else None for name, text in (("yaw", yaw), ("pitch", pitch), ("roll", roll))}
+    options = PoseOptions(frames=frames, fps=out_fps, size=size, method=method, force=force)
     csv_path = csv_path or out.with_suffix(".csv")
     check_video_output(out, force=force, inputs=sources)
     check_output(csv_path, force=force)
     model, info = _load(model_path, device)
-    maps, _ = modalities.load_map(pose_maps or modalities.maps_path(info["path"], "pose"), kind=modalities.POSE_FORMAT,
-                                  model_fingerprint=info["fingerprint"])
-    table = drive_by_pose(model, maps, _source(model, sources, count, size, face), ranges, out, frames=frames, fps=fps,
-                          size=size, method=method, force=force)
-    with atomic_output(csv_path, force=force) as partial:
-        lines = ["frame,yaw,pitch,roll,read_yaw,read_pitch,read_roll"]
-        lines += [",".join([str(i), *(f"{v:.2f}" for v in row)]) for i, row in enumerate(table)]
-        partial.write_text("\n".join(lines) + "\n")
+    table = drive_by_pose(model, _maps(info, "pose", pose_maps), _source(model, sources, count, size, face), ranges, out, options)
+    write_pose_table(table, csv_path, force=force)
     click.echo(f"{frames} frames -> {out}, angles -> {csv_path}")
 
 
@@ -524,9 +560,9 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, met
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.argument("speech", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option("--fps", default=25.0, show_default=True)
-@click.option("--sources", "count", default=3, show_default=True)
-@click.option("--size", default=256, show_default=True)
+@out_fps_option
+@source_count_option
+@click.option("--size", default=256, show_default=True, help="Side of the generated face in pixels.")
 @click.option("--audio-map", type=click.Path(path_type=Path),
               help="A map from 'fit-audio' (MODEL.audio.pt beside the model is the global one). Default: the speaker's "
                    "mouth learnt from SOURCES' own frames and sound when SOURCES is a talking video, else the global map.")
@@ -535,27 +571,23 @@ def pose(sources, out, yaw, pitch, roll, frames, fps, csv_path, count, size, met
 @device_option
 @face_option
 @force_option
-def audio(sources, speech, out, fps, count, size, audio_map, pose_maps, model_path, device, face, force) -> None:
+def audio(sources, speech, out, out_fps, count, size, audio_map, pose_maps, model_path, device, face, force) -> None:
     """Make the face in SOURCES speak SPEECH (a sound file or a video with sound; paper section 4.2)."""
-    from .audio import drive_by_audio, load_audio, source_audio_map
-    from .model import modalities
-    from .outputs import check_video_output
+    from .audio import SpeechOptions, drive_by_audio, source_audio_map
+    from .audio_features import load_audio
+    from .video import check_video_output
 
     check_video_output(out, force=force, inputs=(speech, *sources))
     load_audio(speech)  # a speech file without a readable sound track fails here, before any work
     model, info = _load(model_path, device)
-
-    def load(kind: str, path: Path | None, name: str):
-        return modalities.load_map(path or modalities.maps_path(info["path"], name), kind=kind, model_fingerprint=info["fingerprint"])[0]
-
-    pose = load(modalities.POSE_FORMAT, pose_maps, "pose")
+    pose_map = _maps(info, "pose", pose_maps)
     source = _source(model, sources, count, size, face)
     if audio_map is None:
-        speech_map, which = source_audio_map(model, source, lambda: load(modalities.AUDIO_FORMAT, None, "audio"), face=face)
+        speech_map, which = source_audio_map(model, source, lambda: _maps(info, "audio", None), face=face)
     else:
-        speech_map, which = load(modalities.AUDIO_FORMAT, audio_map, "audio"), f"audio map: {audio_map}"
+        speech_map, which = _maps(info, "audio", audio_map), f"audio map: {audio_map}"
     click.echo(which)
-    frames = drive_by_audio(model, speech_map, pose, source, speech, out, fps=fps, size=size, force=force)
+    frames = drive_by_audio(model, speech_map, pose_map, source, speech, out, SpeechOptions(fps=out_fps, size=size, force=force))
     click.echo(f"{frames} frames -> {out}")
 
 

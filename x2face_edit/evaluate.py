@@ -1,58 +1,28 @@
-"""Measuring how well paint follows a face.
-
-Two ways: ``edit_tracking_error`` paints dots on the embedded face where facial landmarks
-of a source frame lie (``locate_in_embedded_face``), renders, and finds each dot's centre
-in the output frames (end to end, through the encoder); ``landing_positions`` follows
-points of the embedded face through the exact warp ``render`` composites with, without
-encoding (sub-pixel, any number of points; what benchmarks/edit_tracking.py judges).
+"""Measuring a model: the paper's tables on held-out face tracks (``evaluate_models``),
+and how well paint follows a face: ``landing_positions`` follows points of the
+embedded face through the exact warp ``render`` composites with, without encoding
+(sub-pixel, any number of points; what benchmarks/edit_tracking.py judges). The same
+measured end to end, through ``extract``, ``render`` and the encoder, is
+``tests/paint_dots.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
-from .extract import extract, locate_in_embedded_face, save, source_frames
-from .faces import LandmarkDetector, to_crop_grid
+from .driving import locked_driving_grids
+from .errors import X2FaceError
 from .lock import LandmarkLock
-from .model import X2Face
+from .model import X2Face, load_model, modalities
+from .model.data import TrackPairs, load_tracks, tracks_in_split
 from .model.inference import GridPredictor
 from .model.landmarks import invert_grid
-from .render import locked_driving_grids, render
+from .model.metrics import photometric_table, round_trip_error
 from .tracking import VideoTrack
 from .video import iter_frames
-
-# dlib 68-point indices: nose tip, outer corner of the eye on the image's left, mouth corner
-# on the image's right; each painted in its own pure colour.
-LANDMARKS = {"nose tip": 30, "eye corner": 36, "mouth corner": 54}
-COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]])
-
-
-@dataclass(frozen=True)
-class TrackingError:
-    errors: np.ndarray  # (frames, landmarks) pixel distances, NaN where a dot was not found
-    face_sizes: np.ndarray  # (frames,) face box side in pixels
-
-    @property
-    def mean(self) -> float:
-        return float(np.nanmean(self.errors))
-
-    @property
-    def max(self) -> float:
-        return float(np.nanmax(self.errors))
-
-    @property
-    def mean_relative(self) -> float:
-        """Mean error as a fraction of the face box side."""
-        return float(np.nanmean(self.errors / self.face_sizes[:, None]))
-
-    @property
-    def found(self) -> float:
-        return float(np.mean(~np.isnan(self.errors)))
 
 
 @torch.inference_mode()
@@ -70,49 +40,21 @@ def landing_positions(model: X2Face, video: Path, track: VideoTrack, dots: torch
     return landed
 
 
-def edit_tracking_error(model: X2Face, model_info: dict, video: Path, track: VideoTrack, work_dir: Path,
-                        *, size: int = 512, dot_radius: float = 0.012, lock: str = "landmarks") -> TrackingError:
-    """Paint a dot on each of ``LANDMARKS`` and measure where they land in every tracked frame."""
-    face = extract(model, model_info, video, track, size=size)
-    _, layer_path, _, _ = save(face, work_dir / "face.png", force=True)
-    frames, boxes = source_frames(face.sidecar)
-    landmarks = LandmarkDetector()
-    source = face.sidecar["frames"][0]
-    points = to_crop_grid(landmarks(frames[0], track.face_boxes[source])[list(LANDMARKS.values())], boxes[0])
-    dots = (locate_in_embedded_face(model, frames[:1], boxes[:1], [points]).numpy() + 1) / 2 * size
-    layer = Image.open(layer_path)
-    draw = ImageDraw.Draw(layer)
-    radius = dot_radius * size
-    for colour, (x, y) in zip(COLOURS, dots):
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(*colour.tolist(), 255))
-    painted = work_dir / "dots.png"
-    layer.save(painted)
-    out = work_dir / "dots.mp4"
-    render(model, model_info, face.sidecar, painted, video, out, force=True, track=track, lock=lock)
-
-    errors, sizes = [], []
-    for original, rendered in zip(iter_frames(video), iter_frames(out)):
-        box = track.face_boxes[original.index]
-        if np.isnan(box[0]):
-            continue
-        truth = landmarks(original.rgb, box)[list(LANDMARKS.values())]
-        found = _dot_centres(original.rgb, rendered.rgb)
-        errors.append(np.linalg.norm(found - truth, axis=1))
-        sizes.append(box[2] - box[0])
-    return TrackingError(np.array(errors), np.array(sizes))
-
-
-def _dot_centres(original: np.ndarray, rendered: np.ndarray) -> np.ndarray:
-    """(dots, 2) centres of the pure-colour dots painted into ``rendered``; NaN if absent."""
-    height, width = original.shape[:2]
-    rendered = rendered[:height, :width].astype(np.int32)
-    changed = np.abs(rendered - original[: rendered.shape[0], : rendered.shape[1]]).max(axis=2) > 40
-    dominant = rendered.argmax(axis=2)
-    # A pure colour: its channel well above the other two.
-    strength = rendered.max(axis=2) - np.sort(rendered, axis=2)[..., 1]
-    centres = np.full((len(COLOURS), 2), np.nan)
-    for number, colour in enumerate(COLOURS):
-        ys, xs = np.nonzero(changed & (dominant == colour.argmax()) & (strength > 60))
-        if len(xs):
-            centres[number] = xs.mean() + 0.5, ys.mean() + 0.5
-    return centres
+def evaluate_models(tracks: Path, model_paths: list[Path], *, split: str = "test", split_seed: int = 0,
+                    source_counts: tuple[int, ...] = (1, 3), max_batches: int | None = None, device: str = "cpu") -> dict:
+    """The paper's Table 1 (L1 of generated vs driving frames with each number of sources,
+    and a copy-the-source baseline), the round trip |E(D(p)) - p| in % of the eye distance,
+    and Table 2 (head-pose error of f_v->p, for models with pose maps beside them) on the
+    ``split`` identities of ``tracks`` ("all": every track). Models are named by their file
+    name, or path where two share one."""
+    held_out = load_tracks(tracks) if split == "all" else tracks_in_split(load_tracks(tracks), split, split_seed)
+    if not held_out:
+        raise X2FaceError(f"no {split} identities in {tracks} (too few identities to hold any out)")
+    names = [p.name for p in model_paths]
+    models = {(p.name if names.count(p.name) == 1 else str(p)): load_model(p, device=device) for p in model_paths}
+    rows = photometric_table(models, held_out, source_counts=source_counts, batches=max_batches, device=device)
+    trips = {name: round_trip_error(model, TrackPairs(held_out, size=model.config.resolution, landmarks=True), batches=max_batches,
+                                    device=device) for name, model in models.items()}
+    poses = {name: modalities.pose_table(model, path, held_out, device=device) for (name, model), path in zip(models.items(), model_paths)}
+    return {"split": split, "identities": len({t.identity for t in held_out}), "tracks": len(held_out), "rows": rows,
+            "round_trip_iod_pct": trips, "pose_mae_degrees": poses}

@@ -40,16 +40,13 @@ CROP_LANDMARKS = np.array([
 # dlib's HOG detector misses faces smaller than about this many pixels across.
 SMALLEST_FACE = 80
 # dlib's face descriptors of one person lie closer than this (dlib's own threshold: 99.38 %
-# right on LFW pairs). Measured on 19 clips-eval people: frames of one clip up to 0.50
-# apart, two people's frames 0.36-1.2 apart (0.82 on average), so a mean over frames decides.
+# right on LFW pairs); a mean over frames decides (benchmarks/README.md, "Where the constants come from").
 SAME_PERSON = 0.6
 # Boxes within this many mean box sides of each other are one face (box_distance).
 SAME_PLACE = 0.75
 # A followed face that detection misses (a hand or a phone over part of it) is still there
 # if HOG, searched around it with the face at FIND_NEAR_SIDE pixels, scores it at least
-# this (dlib's detector keeps scores above 0). Measured on three held-out clips with a hand
-# or a phone over the face (synthetic.write_occluded_copy): the covered faces score -0.51
-# at worst, the same place a face width to the side -1.38 at best.
+# this (dlib's detector keeps scores above 0; benchmarks/README.md, "Where the constants come from").
 FIND_NEAR_SCORE = -0.9
 # The face's side, in pixels, in the image searched for it (HOG's window is 80).
 FIND_NEAR_SIDE = 100

@@ -10,54 +10,57 @@ places paint more precisely.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import X2FaceError
+from .face_tracks import PrepareOptions, prepare_video, write_manifest
 from .model import load_checkpoint, save_checkpoint
 from .model.train import TrainConfig, train
 from .outputs import check_output
-from .prepare import PrepareOptions, prepare_video, write_manifest
 
 
-def fit(
-    video: str | Path,
-    out: str | Path,
-    *,
-    model_path: str | Path,
-    max_steps: int = 10_000,
-    max_seconds: float | None = 180.0,
-    target_loss: float | None = None,
-    sample_fps: float = 10.0,
-    batch_size: int = 8,
-    lr: float = 1e-4,
-    seed: int = 0,
-    device: str = "cpu",
-    driving_only: bool = False,
-    force: bool = False,
-    progress: bool = True,
-) -> Path:
+@dataclass(frozen=True)
+class FitOptions:
+    """The budget (``max_steps``, ``max_seconds``, or a training L1 of ``target_loss``,
+    averaged over 10 steps, whichever comes first), the frames taken (``sample_fps``), the
+    optimiser (``batch_size``, ``lr``), ``seed`` and ``device``; ``driving_only`` keeps the
+    embedding network; ``force`` overwrites an existing output; ``progress`` shows a bar."""
+
+    max_steps: int = 10_000
+    max_seconds: float | None = 180.0
+    target_loss: float | None = None
+    sample_fps: float = 10.0
+    batch_size: int = 8
+    lr: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+    driving_only: bool = False
+    force: bool = False
+    progress: bool = True
+
+
+def fit(video: str | Path, out: str | Path, model_path: str | Path, options: FitOptions = FitOptions()) -> Path:
     """Fine-tune the model at ``model_path`` on ``video`` and write the result to ``out``.
 
-    Training stops at ``max_steps``, after ``max_seconds``, or once the training loss
-    (L1, averaged over 10 steps) is down to ``target_loss``, whichever comes first.
-
-    ``driving_only`` keeps the embedding network: embedded faces, and paint on them, stay
-    valid, so an existing edit can be rendered with the fitted model."""
+    ``options.driving_only`` keeps the embedding network: embedded faces, and paint on
+    them, stay valid, so an existing edit can be rendered with the fitted model."""
     video, out = Path(video), Path(out)
-    check_output(out, force=force)
+    check_output(out, force=options.force)
     model, _ = load_checkpoint(model_path)
     with tempfile.TemporaryDirectory(prefix="x2face-fit-") as scratch:
         tracks = Path(scratch) / "tracks"
         tracks.mkdir()
-        options = PrepareOptions(size=model.config.resolution, sample_fps=sample_fps, min_frames=2)
-        record = prepare_video(video, tracks, video.stem, options)
+        frames = PrepareOptions(size=model.config.resolution, sample_fps=options.sample_fps, min_frames=2)
+        record = prepare_video(video, tracks, video.stem, frames)
         if not record["tracks"]:
             raise X2FaceError(f"no face found in {video}")
         write_manifest(tracks)
         checkpoint = train(TrainConfig(
-            tracks=str(tracks), out_dir=str(Path(scratch) / "run"), init=str(model_path), max_steps=max_steps,
-            max_seconds=max_seconds, target_loss=target_loss, batch_size=batch_size, optimizer="adam", lr=lr, seed=seed, device=device,
-            val_every=max_steps, checkpoint_every=max_steps, num_workers=0, progress=progress, driving_only=driving_only,
+            tracks=str(tracks), out_dir=str(Path(scratch) / "run"), init=str(model_path), max_steps=options.max_steps,
+            max_seconds=options.max_seconds, target_loss=options.target_loss, batch_size=options.batch_size, optimizer="adam",
+            lr=options.lr, seed=options.seed, device=options.device, val_every=options.max_steps,
+            checkpoint_every=options.max_steps, num_workers=0, progress=options.progress, driving_only=options.driving_only,
             # One video's mean landmarks would be a poor template: only a model that has one uses the landmarks.
             landmark_weight=1.0 if model.config.landmark_template is not None else 0.0,
         ))

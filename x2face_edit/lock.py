@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .model import X2Face
 from .model.landmarks import inter_ocular, sample_at
 from .model.networks import identity_grid
 
-LOCK_MODES = ("landmarks", "none")
 # A frame's landmarks are trusted fully while their median residual is within this
 # fraction of the eye distance on the embedded face, less and less up to twice that, and
 # not at all beyond: the warp and dlib then disagree by far more than either errs on a
@@ -39,21 +39,17 @@ TRUST_IOD = 0.2
 TEMPORAL_SIGMA = 1.5
 # Thin-plate-spline regularisation (grid units squared): the spline passes within dlib's
 # jitter of each landmark rather than through it, and bends less between and beyond them.
-# Chosen on 8 training clips with the MediaPipe judge (benchmarks/README.md): mean paint
-# error 2.21 % of the eye distance at 1e-3, 2.17 at 1e-2, 2.18 at 3e-2, 2.23 at 0.1; more
-# helps the cheeks and forehead (3.18 -> 2.50 at 3) but costs the features themselves.
+# Chosen with the MediaPipe judge (benchmarks/README.md, "Where the constants come from").
 SPLINE_REGULARISATION = 1e-2
 # How far the correction reaches (grid units; the crop spans 2, the eyes are about 0.5
 # apart): it is weighted by exp(-(d / reach)^2), d the distance to the nearest landmark.
-# Chosen on 12 training clips with the MediaPipe judge (benchmarks/tune_lock.py): mean
-# paint error 2.38 % of the eye distance with no fading, 2.38 at 0.1, 2.25 at 0.2, 2.31
-# at 0.4; cheeks and forehead 3.10 -> 2.70 at 0.2. The crops are placed by the landmarks
-# (faces.aligned_face_box), so this is the same fraction of every face.
+# Chosen with the MediaPipe judge (benchmarks/tune_lock.py; benchmarks/README.md, "Where the constants come from"). The crops are
+# placed by the landmarks (faces.aligned_face_box), so this is the same fraction of every face.
 CORRECTION_REACH = 0.2
 # The correction is computed on a coarse grid over the crop and upsampled: it is smooth.
 FIELD_SIZE = 32
 # Landmarks and a correction every second frame: the temporal smoothing fills the frames
-# between, and the lock then costs half as much (dlib's 68 landmarks take 3 ms a frame here).
+# between, and the lock then costs half as much.
 CORRECT_EVERY = 2
 
 
@@ -185,3 +181,15 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
     while next_out < len(entries):
         yield emit(next_out)
         next_out += 1
+
+
+def pinned_grids(model: X2Face, vectors: torch.Tensor, embedded_landmarks: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 2) driving grids of the (N, 128) ``vectors`` (the network's warp: the far
+    cheek narrows, the near one widens), each corrected by the landmark lock's thin-plate
+    field so that the embedded face's landmarks land exactly on the (N, 68, 2) ``targets``."""
+    lock = LandmarkLock(embedded_landmarks)
+    grids = []
+    for grid, points in zip(model.decode(vectors), targets):
+        correction, _ = lock.correction(grid, points.numpy())
+        grids.append(grid if correction is None else lock.apply(grid, correction))
+    return torch.stack(grids)

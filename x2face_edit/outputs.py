@@ -1,4 +1,7 @@
-"""Writing output files safely: never a half-written file, never an unasked overwrite."""
+"""Writing output files safely: never a half-written file, never an unasked overwrite.
+
+Knows files and folders only, not video (``video.check_video_output`` adds the codec's
+checks), so the model package can write its checkpoints without PyAV."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from pathlib import Path
 
 from .errors import X2FaceError
 from .sequences import existing_frames, is_sequence
-from .video import Encoding, choose_encoding
 
 
 def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = ()) -> Path:
@@ -30,15 +32,6 @@ def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] 
         what = f"{existing[0]} (and {len(existing) - 1} more frames)" if len(existing) > 1 else str(existing[0])
         raise X2FaceError(f"{what} exists (pass --force to overwrite it)")
     return path
-
-
-def check_video_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = (), codec: str | None = None,
-                       crf: int | None = None, alpha: bool = False, deep: bool = False) -> tuple[Encoding, str | None]:
-    """``check_output`` for a video or image sequence, whose suffix, ``codec``, ``crf`` and
-    ``alpha`` must go together (``video.choose_encoding``); the encoding and its warning."""
-    chosen = choose_encoding(path, codec=codec, crf=crf, alpha=alpha, deep=deep)
-    check_output(path, force=force, inputs=inputs)
-    return chosen
 
 
 @contextmanager

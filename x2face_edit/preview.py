@@ -8,6 +8,7 @@ preview frame can differ from the same frame of a render by the smoothing's shar
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import X2FaceError
-from .extract import followed_face, to_tensor
 from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
 from .lock import smoothed
-from .model import X2Face
+from .model import ModelInfo, X2Face
+from .model.images import to_tensor
 from .model.inference import GridPredictor
 from .outputs import atomic_output, check_output
-from .render import check_render_inputs, composite, prepare_paint
+from .paint import Paint, PaintOptions, composite, prepare_paint
 from .video import eight_bit, frames_at, probe
 
 PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -29,6 +30,17 @@ PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
 TILE, PAIRS_PER_ROW = 256, 2
 # The area shown around the face: its crop box enlarged by this factor.
 SHOWN = 1.25
+
+
+@dataclass(frozen=True)
+class PreviewOptions:
+    """``count`` frames shown; ``paint`` as for ``render``; ``sequence_fps``, the rate of a
+    driving image sequence; ``force`` overwrites an existing sheet."""
+
+    count: int = 6
+    paint: PaintOptions = field(default_factory=PaintOptions)
+    sequence_fps: float | None = None
+    force: bool = False
 
 
 def spread_frames(frame_count: int, count: int) -> list[int]:
@@ -78,25 +90,24 @@ def contact_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray, bool]]) -> Imag
 
 
 @torch.inference_mode()
-def preview(model: X2Face, model_info: dict, sidecar: dict, edited: str | Path, drive: str | Path, out: str | Path, *,
-            count: int = 6, mode: str = "edit", lock: str = "landmarks", face: int | None = None, fps: float | None = None,
-            force: bool = False, on_frame: Callable[[int, int], None] | None = None) -> list[int]:
-    """Write a contact sheet of ``count`` frames of ``drive``, before and after the paint
-    of ``edited``, to ``out`` (PNG or JPEG); return the frame indices shown. ``face`` as
-    in ``render.render``."""
-    check_render_inputs(model, model_info, sidecar, mode=mode, lock=lock)
+def preview(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path, out: str | Path,
+            options: PreviewOptions = PreviewOptions(), *, on_frame: Callable[[int, int], None] | None = None) -> list[int]:
+    """Write a contact sheet of ``options.count`` frames of ``drive``, before and after
+    ``paint``, to ``out`` (PNG or JPEG); return the frame indices shown."""
+    paint.sidecar.check_model(model, model_info)
     out = Path(out)
     if out.suffix.lower() not in PREVIEW_SUFFIXES:
         raise X2FaceError(f"{out.name}: write the preview as {', '.join(PREVIEW_SUFFIXES)}")
-    check_output(out, force=force, inputs=(drive, edited))
-    layer, landmark_lock = prepare_paint(model, sidecar, edited, mode=mode, lock=lock)
+    check_output(out, force=options.force, inputs=(drive, paint.edited))
+    layer, landmark_lock = prepare_paint(model, paint, options.paint)
+    fps = options.sequence_fps
     info = probe(drive, fps=fps)
-    indices = spread_frames(info.frame_count, count)
+    indices = spread_frames(info.frame_count, options.count)
     frames = frames_at(drive, indices, fps=fps)
     detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]
     landmarks, describe = LandmarkDetector(), FaceDescriber()
     predictor = GridPredictor(model)
-    number, looks_like = followed_face(sidecar, face)
+    number, looks_like = paint.sidecar.followed_face(options.paint.face)
     pairs = []
     for done, index in enumerate(indices):
         rgb = eight_bit(frames[index])
@@ -113,6 +124,6 @@ def preview(model: X2Face, model_info: dict, sidecar: dict, edited: str | Path, 
         pairs.append((index, _tile(rgb, crop_box), _tile(painted, crop_box), crop_box is not None))
         if on_frame:
             on_frame(done + 1, len(indices))
-    with atomic_output(out, force=force) as partial:
+    with atomic_output(out, force=options.force) as partial:
         contact_sheet(pairs).save(partial, format="JPEG" if out.suffix.lower() in (".jpg", ".jpeg") else "PNG")
     return indices

@@ -20,9 +20,8 @@ from .faces import SMALLEST_FACE, FaceDescriber, FaceFollower, boxes_through, ch
 from .pipeline import read_ahead
 from .video import VideoInfo, iter_frames, probe, with_rgb
 
-# Detection costs 25-60 ms a frame here, landmark following about 1 ms; following between
-# detections every 5 frames tracks 3-4x faster with the same paint-tracking error
-# (benchmarks/README.md).
+# Detection costs 25-60 times what landmark following does; following between detections
+# every 5 frames tracks 3-4x faster with the same paint-tracking error (benchmarks/README.md, "Where the constants come from").
 DETECT_EVERY = 5
 # A face that leaves (hidden, out of view) and comes back is the same face if it looks the
 # same (DESCRIBE_SECONDS), or, where it was not described, if it comes back near where it
@@ -32,16 +31,11 @@ REJOIN_SECONDS = 10.0
 FILL_SECONDS = 0.2
 # A frame begins a new shot (a cut) where its 32x32 grey thumbnail differs from the frame
 # before's by at least CUT_CHANGE levels (0-255) on average, and CUT_RATIO times the median
-# change between its neighbours (fast motion changes every frame). Measured with
-# ``thumbnail`` on the 19 clips-eval clips (no cuts): at most 21.3 within a clip
-# (magicportrait's fast motion, 2.4 times its neighbours), at most 12.4 times the
-# neighbours (an 8.9 jump in wav2lip's first frames); a hand or a phone sliding over the
-# face (synthetic.write_occluded_copy) up to 8.1, 4.3 times; cuts between two speakers
-# framed alike in one studio (MEAD) 20.5-32.9, 36-68 times.
+# change between its neighbours (fast motion changes every frame; benchmarks/README.md, "Where the constants come from").
 CUT_CHANGE = 12.0
 CUT_RATIO = 6.0
 CUT_CONTEXT = 4  # frames on each side whose changes are the neighbours'
-# Who a face is (dlib's descriptor, ~80 ms a face) is asked whenever faces appear or leave,
+# Who a face is (dlib's descriptor, slow) is asked whenever faces appear or leave,
 # at a change as large as a cut's, and at least this often: a face that returns is then
 # known wherever and whenever it does.
 DESCRIBE_SECONDS = 2.0
@@ -164,6 +158,7 @@ def track_video(
     detect_every: int = DETECT_EVERY,
     on_frame: Callable[[int], None] | None = None,
     fps: float | None = None,
+    info: VideoInfo | None = None,
 ) -> VideoTrack:
     """Find faces in every frame and follow one person: the one who looks like the
     descriptor ``looks_like`` (a sidecar's), else the ``face``-th most prominent.
@@ -172,10 +167,11 @@ def track_video(
     between; where no face is followed, every frame is searched until one returns. Faces
     are described (who they are) when faces appear or leave and every
     ``DESCRIBE_SECONDS``, so a face that returns is followed again wherever it returns.
-    ``fps`` is an image sequence's frame rate. Raises ``X2FaceError`` if no face is found
+    ``fps`` is an image sequence's frame rate; ``info`` its ``probe`` where already
+    made. Raises ``X2FaceError`` if no face is found
     at all, even at full resolution.
     """
-    info = probe(path, fps=fps)
+    info = info or probe(path, fps=fps)
     fps = float(info.fps)
     longest = max(info.width, info.height)
     # Faces are searched for on a copy at most 640 pixels wide. Where none is found there,

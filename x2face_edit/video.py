@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from .errors import X2FaceError
+from .outputs import check_output
 from .sequences import DEFAULT_SEQUENCE_FPS, find_sequence, is_sequence, is_sequence_output
 
 
@@ -458,15 +459,23 @@ def choose_encoding(path: str | Path, *, codec: str | None = None, crf: int | No
     return Encoding(codec=codec, crf=chosen.crf if crf is None else crf, alpha=alpha, deep=deep), warning
 
 
+def check_video_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = (), codec: str | None = None,
+                       crf: int | None = None, alpha: bool = False, deep: bool = False) -> tuple[Encoding, str | None]:
+    """``check_output`` for a video or image sequence, whose suffix, ``codec``, ``crf`` and
+    ``alpha`` must go together (``choose_encoding``); the encoding and its warning."""
+    chosen = choose_encoding(path, codec=codec, crf=crf, alpha=alpha, deep=deep)
+    check_output(path, force=force, inputs=inputs)
+    return chosen
+
+
 class VideoWriter:
     """Encode RGB frames (RGBA with an alpha encoding; 16-bit for a deep one) as the
     ``encoding`` says (by default, what the suffix implies), optionally carrying over the audio of another file (usually the
     input video). A path with a %d pattern and an image suffix writes an image sequence,
     numbered from ``first_number`` (sequences carry no sound).
 
-    x264's veryfast preset at CRF 16 encodes real 1280x720 footage 2.4x faster here than
-    its default (medium, CRF 18) at the same quality (42.8 vs 42.9 dB PSNR, 10 % larger):
-    at the default, encoding was the slowest stage of a render.
+    H.264 is encoded with x264's veryfast preset at CRF 16: as good as its default and much
+    faster (benchmarks/README.md, "Where the constants come from").
 
     Every audio stream is copied packet for packet when the container accepts its codec, else
     re-encoded (AAC in MP4/MOV, Opus in WebM), and interleaved with the frames as they are

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,24 @@ def default_model_path() -> Path:
 def load_model(path: str | Path | None = None, *, device: str | torch.device = "cpu") -> X2Face:
     """The model at ``path``, or the default one: float32, eval mode, on ``device``."""
     return load_checkpoint(path or default_model_path(), device=device)[0]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which checkpoint file a model came from: what sidecars and maps record of it."""
+
+    path: str  # absolute
+    fingerprint: str  # ``file_fingerprint``
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "fingerprint": self.fingerprint}
+
+
+def load_model_with_info(path: str | Path | None = None, *, device: str | torch.device = "cpu") -> tuple[X2Face, ModelInfo]:
+    """``load_model`` and the ``ModelInfo`` of the file it read (the default model where ``path`` is None)."""
+    path = Path(path or default_model_path())
+    model = load_model(path, device=device)
+    return model, ModelInfo(str(path.resolve()), file_fingerprint(path))
 
 
 def file_fingerprint(path: str | Path) -> str:

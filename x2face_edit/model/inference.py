@@ -16,9 +16,7 @@ from .networks import X2Face
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # The stated tolerance of bf16 against fp32, in grid units ([-1, 1] across the crop): 99 %
-# of a grid's points move less than this (0.5 % of the crop's side). Measured with the
-# shipped model on three real clips: mean 0.001, 99th percentile 0.002-0.007; the largest
-# moves (up to 0.04) are at the crop's border, far from the face.
+# of a grid's points move less than this (0.5 % of the crop's side; benchmarks/README.md, "Where the constants come from").
 BF16_GRID_TOLERANCE = 0.01
 
 

@@ -142,52 +142,187 @@ def train(config: TrainConfig) -> Path:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
-    out_dir = Path(config.out_dir)
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    torch.manual_seed(config.seed + ddp.rank)
+@dataclass
+class _Objective:
+    """What a step's loss weighs: the photometric L1, the identity losses (stage II), the
+    landmark correspondence through the ``template`` and the round trip."""
 
-    resume_state = None
+    identity: IdentityLosses | None
+    identity_weight: float
+    landmark_weight: float
+    cycle_weight: float
+    template: torch.Tensor | None
+
+    @property
+    def uses_warps(self) -> bool:
+        return self.landmark_weight > 0 or self.cycle_weight > 0
+
+
+@dataclass
+class _Data:
+    train_set: TrackPairs
+    val_set: TrackPairs | None
+    loader: DataLoader
+    sampler: DistributedSampler | None
+    picture_pairs: list[torch.Tensor] | None  # the same validation pairs, pictured at every validation (TensorBoard)
+
+
+@dataclass
+class _Run:
+    """One training run's model, optimiser and counters, and what it writes."""
+
+    config: TrainConfig
+    ddp: _Dist
+    device: torch.device
+    model: X2Face
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    checkpoint_path: Path
+    train_tracks: int
+    step: int = 0
+    elapsed: float = 0.0
+    frames_seen: int = 0
+    last_val: float | None = None
+    last_loss: float | None = None
+
+    def resume(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.elapsed, self.frames_seen = state["step"], state["elapsed_s"], state["frames_seen"]
+
+    def save(self, final: bool) -> None:
+        if not self.ddp.main:
+            return
+        meta = {
+            "stage": self.config.stage, "step": self.step, "frames_seen": self.frames_seen, "elapsed_s": round(self.elapsed, 1),
+            "world_size": self.ddp.world_size, "device": self.device.type, "final": final, "train_config": asdict(self.config),
+            "train_tracks": self.train_tracks, "val_l1": self.last_val, "train_loss": self.last_loss,
+        }
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": self.step,
+                 "elapsed_s": self.elapsed, "frames_seen": self.frames_seen}
+        save_checkpoint(self.checkpoint_path, self.model, meta=meta, training_state=state)
+
+    def validate(self, record: dict, data: _Data, log: TrainingLog | None) -> None:
+        """Score the validation pairs (rank 0) into ``record`` and step the plateau schedule."""
+        config, val = self.config, math.nan
+        if data.val_set is not None and self.ddp.main:
+            val = model_l1(self.model, data.val_set, batches=config.val_batches, batch_size=config.batch_size, device=self.device)
+            record["val_round_trip_iod_pct"] = round_trip_error(
+                self.model, data.val_set, batches=config.val_batches, batch_size=config.batch_size, device=self.device)
+            if data.picture_pairs is not None:
+                log.pictures(self.step, self.model, *(t.to(self.device) for t in data.picture_pairs))
+        val = _from_rank0(val, self.ddp, self.device)
+        self.last_val = None if math.isnan(val) else val
+        record["val_l1"] = self.last_val
+        # Without held-out identities the plateau is judged on the training loss.
+        self.scheduler.step(record["loss"] if self.last_val is None else self.last_val)
+
+
+def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
+    checkpoint_path = Path(config.out_dir) / CHECKPOINT_NAME
+    torch.manual_seed(config.seed + ddp.rank)
+    model, resume_state = _starting_model(config, checkpoint_path)
+    model = model.to(device, memory_format=torch.channels_last).train()
+    identity = _identity_losses(config, device)
+    data, objective = _data_and_objective(config, model, identity, ddp, device)
+    optimizer, scheduler = _optimizer(config, model)
+    run = _Run(config, ddp, device, model, optimizer, scheduler, checkpoint_path, len(data.train_set.tracks))
+    if resume_state is not None:
+        run.resume(resume_state)
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp.enabled else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and device.type == "cuda" else nullcontext()
+    if ddp.main:
+        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    log = TrainingLog(checkpoint_path.parent, tensorboard=config.tensorboard) if ddp.main else None
+    progress = _progress(config.progress and ddp.main)
+    task = progress.add_task("training", total=config.max_steps, completed=run.step)
+    batches = _batches(data.loader, data.sampler, start_epoch=run.step // max(len(data.loader), 1))
+    window: dict[str, float] = {}
+    window_steps, window_frames, window_start = 0, 0, time.perf_counter()
+    deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
+
+    with progress:
+        while run.step < config.max_steps:
+            with autocast:
+                terms, frames = _losses(trained, model, next(batches), objective, config, device)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            run.step += 1
+            for name, value in terms.items():
+                window[name] = window.get(name, 0.0) + value.item()
+            window_steps += 1
+            window_frames += frames * ddp.world_size
+            last = run.step == config.max_steps or (deadline is not None and _from_rank0(float(time.perf_counter() > deadline), ddp, device) > 0)
+            if run.step % config.log_every == 0 or last:
+                now = time.perf_counter()
+                run.elapsed += now - window_start
+                run.frames_seen += window_frames
+                record = {"step": run.step, **{name: _mean_over_ranks(total / window_steps, ddp, device) for name, total in window.items()},
+                          "lr": optimizer.param_groups[0]["lr"], "frames_per_s": window_frames / (now - window_start),
+                          "elapsed_s": round(run.elapsed, 2)}
+                progress.update(task, completed=run.step, description=f"loss {record['loss']:.4f}  {record['frames_per_s']:.1f} frames/s")
+                run.last_loss = record["loss"]
+                last = last or (config.target_loss is not None and run.last_loss <= config.target_loss)
+                window, window_steps, window_frames, window_start = {}, 0, 0, now
+                if run.step % config.val_every == 0 or last:
+                    run.validate(record, data, log)
+                    window_start = time.perf_counter()
+                if log is not None:
+                    log.write(record)
+            if run.step % config.checkpoint_every == 0 or last:
+                run.save(final=last)
+            if last:
+                break
+    if log is not None:
+        log.close()
+    return checkpoint_path
+
+
+def _starting_model(config: TrainConfig, checkpoint_path: Path) -> tuple[X2Face, dict | None]:
+    """The model to train and, with ``resume``, the training state to continue."""
     if config.resume:
-        payload = read_checkpoint(checkpoint_path)
-        resume_state = payload.get("training_state")
+        resume_state = read_checkpoint(checkpoint_path).get("training_state")
         if resume_state is None:
             raise X2FaceError(f"{checkpoint_path} holds no training state to resume from")
-        model, _ = load_checkpoint(checkpoint_path)
-    elif config.init:
-        model, _ = load_checkpoint(config.init)
-    else:
-        if checkpoint_path.exists():
-            raise X2FaceError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
-        model = X2Face(ModelConfig(config.resolution, config.width))
-    model = model.to(device, memory_format=torch.channels_last).train()
+        return load_checkpoint(checkpoint_path)[0], resume_state
+    if config.init:
+        return load_checkpoint(config.init)[0], None
+    if checkpoint_path.exists():
+        raise X2FaceError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    return X2Face(ModelConfig(config.resolution, config.width)), None
 
+
+def _identity_losses(config: TrainConfig, device: torch.device) -> IdentityLosses | None:
     if config.stage not in (1, 2):
         raise X2FaceError(f"stage must be 1 or 2, got {config.stage}")
-    identity_losses = None
-    if config.stage == 2:
-        if not config.identity_net:
-            raise X2FaceError("stage II needs the identity network: pass --identity-net (face-api's weights manifest)")
-        identity_losses = IdentityLosses(load_identity_net(config.identity_net)).to(device)
+    if config.stage == 1:
+        return None
+    if not config.identity_net:
+        raise X2FaceError("stage II needs the identity network: pass --identity-net (face-api's weights manifest)")
+    return IdentityLosses(load_identity_net(config.identity_net)).to(device)
+
+
+def _data_and_objective(config: TrainConfig, model: X2Face, identity: IdentityLosses | None, ddp: _Dist,
+                        device: torch.device) -> tuple[_Data, _Objective]:
+    """The training and validation pairs and their loader; the model gains a landmark
+    template where the landmark losses need one and it has none."""
     tracks = load_tracks(config.tracks)
     train_tracks = tracks_in_split(tracks, "train", config.split_seed)
     landmark_weight = config.landmark_weight
     if landmark_weight > 0 and model.config.landmark_template is None:
         model.config = replace(model.config, landmark_template=_template_of(train_tracks))
-    model_config = model.config
-    train_set = TrackPairs(train_tracks, num_sources=config.sources, size=model_config.resolution,
-                           other_identity=config.stage == 2, far_pose=config.far_pose, landmarks=True, mirror=config.mirror)
+    resolution = model.config.resolution
+    train_set = TrackPairs(train_tracks, num_sources=config.sources, size=resolution, other_identity=config.stage == 2,
+                           far_pose=config.far_pose, landmarks=True, mirror=config.mirror)
     if landmark_weight > 0 and train_set.landmarked_fraction == 0:
         _warn(ddp, f"{config.tracks} has no landmarks (prepared before they were kept): training without the "
                    "landmark losses; re-run 'x2face-edit prepare' on the same folder to add them")
         landmark_weight = 0.0
-    use_warps = landmark_weight > 0 or config.cycle_weight > 0
-    template = model.template()
+    objective = _Objective(identity, config.identity_weight, landmark_weight, config.cycle_weight, model.template())
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
-    val_set = TrackPairs(val_tracks, num_sources=config.sources, size=model_config.resolution, landmarks=True) if val_tracks else None
-    # The same validation pairs are pictured at every validation (TensorBoard).
+    val_set = TrackPairs(val_tracks, num_sources=config.sources, size=resolution, landmarks=True) if val_tracks else None
     picture_pairs = next(iter(DataLoader(val_set, batch_size=PICTURE_PAIRS)))[:2] if val_set is not None and config.tensorboard else None
-
     sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if ddp.enabled else None
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
@@ -200,144 +335,54 @@ def _train(config: TrainConfig, ddp: _Dist, device: torch.device) -> Path:
         persistent_workers=config.num_workers > 0,
         generator=generator,
     )
+    return _Data(train_set, val_set, loader, sampler, picture_pairs), objective
 
+
+def _optimizer(config: TrainConfig, model: X2Face) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
     if config.driving_only:
         model.embedding_encoder.requires_grad_(False)
         model.embedding_decoder.requires_grad_(False)
     lr = config.lr if config.lr is not None else (1e-3 if config.stage == 1 else 1e-4)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=config.momentum)
+        optimizer = torch.optim.SGD(trainable, lr=lr, momentum=config.momentum)
     elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        optimizer = torch.optim.Adam(trainable, lr=lr)
     else:
         raise X2FaceError(f"unknown optimizer {config.optimizer!r}: choose sgd or adam")
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=config.plateau_patience)
-    step, elapsed, frames_seen = 0, 0.0, 0
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        step, elapsed, frames_seen = resume_state["step"], resume_state["elapsed_s"], resume_state["frames_seen"]
+    return optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=config.plateau_patience)
 
-    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp.enabled else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and device.type == "cuda" else nullcontext()
 
-    def save(final: bool) -> None:
-        if not ddp.main:
-            return
-        save_checkpoint(
-            checkpoint_path,
-            model,
-            meta={
-                "stage": config.stage,
-                "step": step,
-                "frames_seen": frames_seen,
-                "elapsed_s": round(elapsed, 1),
-                "world_size": ddp.world_size,
-                "device": device.type,
-                "final": final,
-                "train_config": asdict(config),
-                "train_tracks": len(train_set.tracks),
-                "val_l1": last_val,
-                "train_loss": last_loss,
-            },
-            training_state={
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "elapsed_s": elapsed,
-                "frames_seen": frames_seen,
-            },
-        )
-
-    if ddp.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    log = TrainingLog(out_dir, tensorboard=config.tensorboard) if ddp.main else None
-    progress = _progress(config.progress and ddp.main)
-    task = progress.add_task("training", total=config.max_steps, completed=step)
-    batches = _batches(loader, sampler, start_epoch=step // max(len(loader), 1))
-    last_val: float | None = None
-    last_loss: float | None = None
-    window: dict[str, float] = {}
-    window_steps, window_frames, window_start = 0, 0, time.perf_counter()
-    deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
-
-    def out_of_time() -> bool:
-        return deadline is not None and _from_rank0(float(time.perf_counter() > deadline), ddp, device) > 0
-
-    with progress:
-        while step < config.max_steps:
-            sources, driving, *rest = (t.to(device, non_blocking=True) for t in next(batches))
-            source_landmarks, driving_landmarks = rest[-2:]
-            if config.driving_only:  # BatchNorm statistics are weights too: keep them
-                model.embedding_encoder.eval()
-                model.embedding_decoder.eval()
-            with autocast:
-                batch = driving.shape[0]
-                # Stage II drives the same sources by another identity too, in the same forward pass.
-                pair_sources = sources if identity_losses is None else torch.cat([sources, sources])
-                pair_driving = driving if identity_losses is None else torch.cat([driving, rest[0]])
-                outputs = trained(pair_sources, pair_driving.contiguous(memory_format=torch.channels_last), grids=use_warps)
-                generated_all = outputs[0] if use_warps else outputs
-                generated = generated_all[:batch]
-                terms = {"photometric": F.l1_loss(generated.float(), driving)}
-                if identity_losses is not None:
-                    terms["content"], terms["identity"] = identity_losses(generated, driving, generated_all[batch:], sources[:, 0])
-                if use_warps:
-                    _, embedding_grids, driving_grid, source_driving_grid = (o[:batch] for o in outputs)
-                if landmark_weight > 0:
-                    terms["landmarks_driving"], terms["landmarks_embedding"] = correspondence_losses(
-                        embedding_grids, driving_grid, source_landmarks, driving_landmarks, template.to(device))
-                if config.cycle_weight > 0:
-                    terms["cycle"] = cycle_loss(embedding_grids[:, 0], source_driving_grid)
-                loss = (terms["photometric"]
-                        + config.identity_weight * (terms.get("content", 0) + terms.get("identity", 0) / 10)
-                        + landmark_weight * (terms.get("landmarks_driving", 0) + terms.get("landmarks_embedding", 0))
-                        + config.cycle_weight * terms.get("cycle", 0))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            for name, value in {"loss": loss, **terms}.items():
-                window[name] = window.get(name, 0.0) + value.item()
-            window_steps += 1
-            window_frames += driving.shape[0] * ddp.world_size
-            last = step == config.max_steps or out_of_time()
-
-            if step % config.log_every == 0 or last:
-                now = time.perf_counter()
-                elapsed += now - window_start
-                frames_seen += window_frames
-                record = {"step": step}
-                record.update({name: _mean_over_ranks(total / window_steps, ddp, device) for name, total in window.items()})
-                record.update(lr=optimizer.param_groups[0]["lr"], frames_per_s=window_frames / (now - window_start),
-                              elapsed_s=round(elapsed, 2))
-                progress.update(task, completed=step, description=f"loss {record['loss']:.4f}  {record['frames_per_s']:.1f} frames/s")
-                last_loss = record["loss"]
-                last = last or (config.target_loss is not None and last_loss <= config.target_loss)
-                window, window_steps, window_frames, window_start = {}, 0, 0, now
-                if step % config.val_every == 0 or last:
-                    val = math.nan
-                    if val_set is not None and ddp.main:
-                        val = model_l1(model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
-                        record["val_round_trip_iod_pct"] = round_trip_error(
-                            model, val_set, batches=config.val_batches, batch_size=config.batch_size, device=device)
-                        if picture_pairs is not None:
-                            log.pictures(step, model, *(t.to(device) for t in picture_pairs))
-                    val = _from_rank0(val, ddp, device)
-                    last_val = None if math.isnan(val) else val
-                    record["val_l1"] = last_val
-                    # Without held-out identities the plateau is judged on the training loss.
-                    scheduler.step(record["loss"] if last_val is None else last_val)
-                    window_start = time.perf_counter()
-                if log is not None:
-                    log.write(record)
-            if step % config.checkpoint_every == 0 or last:
-                save(final=last)
-            if last:
-                break
-    if log is not None:
-        log.close()
-    return checkpoint_path
+def _losses(trained: torch.nn.Module, model: X2Face, batch: tuple, objective: _Objective, config: TrainConfig,
+            device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
+    """One batch's loss (``"loss"``) and its terms, and the batch's number of pairs."""
+    sources, driving, *rest = (t.to(device, non_blocking=True) for t in batch)
+    source_landmarks, driving_landmarks = rest[-2:]
+    if config.driving_only:  # BatchNorm statistics are weights too: keep them
+        model.embedding_encoder.eval()
+        model.embedding_decoder.eval()
+    count = driving.shape[0]
+    # Stage II drives the same sources by another identity too, in the same forward pass.
+    pair_sources = sources if objective.identity is None else torch.cat([sources, sources])
+    pair_driving = driving if objective.identity is None else torch.cat([driving, rest[0]])
+    outputs = trained(pair_sources, pair_driving.contiguous(memory_format=torch.channels_last), grids=objective.uses_warps)
+    generated_all = outputs[0] if objective.uses_warps else outputs
+    generated = generated_all[:count]
+    terms = {"photometric": F.l1_loss(generated.float(), driving)}
+    if objective.identity is not None:
+        terms["content"], terms["identity"] = objective.identity(generated, driving, generated_all[count:], sources[:, 0])
+    if objective.uses_warps:
+        _, embedding_grids, driving_grid, source_driving_grid = (o[:count] for o in outputs)
+    if objective.landmark_weight > 0:
+        terms["landmarks_driving"], terms["landmarks_embedding"] = correspondence_losses(
+            embedding_grids, driving_grid, source_landmarks, driving_landmarks, objective.template.to(device))
+    if objective.cycle_weight > 0:
+        terms["cycle"] = cycle_loss(embedding_grids[:, 0], source_driving_grid)
+    loss = (terms["photometric"]
+            + objective.identity_weight * (terms.get("content", 0) + terms.get("identity", 0) / 10)
+            + objective.landmark_weight * (terms.get("landmarks_driving", 0) + terms.get("landmarks_embedding", 0))
+            + objective.cycle_weight * terms.get("cycle", 0))
+    return {"loss": loss, **terms}, count
 
 
 def _template_of(tracks: list) -> tuple[tuple[float, float], ...] | None:

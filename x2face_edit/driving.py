@@ -1,0 +1,115 @@
+"""Driving grids through a video: each frame's tracked face cropped, the driving network
+run on batches of crops, the grids corrected by the landmark lock, and a finished frame
+written for every frame, decoding, the network and encoding overlapping in threads.
+``render`` and ``reenact`` differ only in how they finish a frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .faces import LandmarkDetector, crop, to_crop_grid
+from .lock import LandmarkLock, locked_grids
+from .model.images import to_tensor
+from .model.inference import GridPredictor
+from .pipeline import InOrderWorker, read_ahead
+from .tracking import VideoTrack
+from .video import Frame, VideoWriter, eight_bit, iter_frames
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    frames: int
+    lost: list[tuple[int, int]]  # inclusive frame ranges left untouched: no face tracked
+    warnings: tuple[str, ...] = ()
+
+
+def around(frame: Frame, box: np.ndarray, margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-bit RGB pixels of ``frame`` within ``margin`` pixels of ``box`` (as much as
+    the frame holds) and their top-left corner's (x, y) in the frame: all that a crop of
+    the box, or dlib's landmarks of a face whose crop box it is, reads."""
+    left, top = max(0, int(np.floor(box[0])) - margin), max(0, int(np.floor(box[1])) - margin)
+    right, bottom = min(frame.width, int(np.ceil(box[2])) + margin), min(frame.height, int(np.ceil(box[3])) + margin)
+    if right <= left or bottom <= top:  # a box beyond the frame: nothing of it to read
+        return eight_bit(frame.rgb), np.zeros(2)
+    return eight_bit(frame.pixels(slice(top, bottom), slice(left, right))), np.array([left, top], dtype=np.float64)
+
+
+def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
+                         lock: LandmarkLock | None) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
+    """``driving_grids``, corrected by ``lock`` (None: the pure X2Face warp)."""
+    items = driving_grids(predictor, track, frames)
+    if lock is None:
+        return items
+    detector = LandmarkDetector()
+
+    def landmarks_of(index: int, frame: Frame) -> np.ndarray:
+        pixels, offset = around(frame, track.crop_box(index))
+        return to_crop_grid(detector(pixels, track.face_boxes[index] - np.tile(offset, 2)) + offset, track.crop_box(index))
+
+    return locked_grids(items, lock, landmarks_of, cuts=track.cuts)
+
+
+def driving_grids(predictor: GridPredictor, track: VideoTrack,
+                  frames: Iterable[Frame]) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
+    """Each frame's index and the frame with the driving grid of its tracked face (None
+    where the face is lost), the network run on batches of frames."""
+    resolution = predictor.model.config.resolution
+    pending: list[Frame] = []
+
+    def flush() -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
+        tracked = [f for f in pending if track.found[f.index]]
+        grids: dict[int, torch.Tensor] = {}
+        if tracked:
+            crops = to_tensor([crop(pixels, track.crop_box(f.index) - np.tile(offset, 2), resolution)
+                               for f in tracked for pixels, offset in [around(f, track.crop_box(f.index))]])
+            grids = dict(zip((f.index for f in tracked), predictor(crops)))
+        yield from ((f.index, f, grids.get(f.index)) for f in pending)
+        pending.clear()
+
+    for frame in frames:
+        pending.append(frame)
+        if len(pending) == predictor.batch:
+            yield from flush()
+    yield from flush()
+
+
+def write_driven(
+    predictor: GridPredictor,
+    track: VideoTrack,
+    drive: str | Path,
+    writer: VideoWriter,
+    finish: Callable[[int, Frame, torch.Tensor | None], np.ndarray | Frame],
+    *,
+    overlap: bool = True,
+    on_frame: Callable[[int], None] | None = None,
+    lock: LandmarkLock | None = None,
+) -> None:
+    """Write ``finish(index, frame, grid)`` (RGB pixels, or the frame: ``VideoWriter.write``)
+    for every frame of ``drive`` at that frame's time, ``grid`` being its tracked face's
+    driving grid (None where the face is lost), corrected by ``lock``; frames are decoded at
+    16 bits where the writer's encoding is deep.
+
+    With ``overlap``, decoding, the network, and finishing with encoding run in three
+    threads; without, one after another (the same output, more slowly).
+    """
+
+    def finish_and_write(index: int, frame: Frame, grid: torch.Tensor | None) -> None:
+        writer.write(finish(index, frame, grid), track.times[index])
+        if on_frame:
+            on_frame(index)
+
+    frames = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
+    if not overlap:
+        for item in locked_driving_grids(predictor, track, frames, lock):
+            finish_and_write(*item)
+        return
+    with closing(read_ahead(frames)) as decoded, InOrderWorker() as worker:
+        for item in locked_driving_grids(predictor, track, decoded, lock):
+            worker.submit(finish_and_write, *item)

@@ -1,0 +1,254 @@
+"""The paint and how it goes onto a frame: a premultiplied RGBA layer on the embedded
+face, warped by a frame's driving grid at the frame's own pixels inside the crop box (so
+the edit lands at full resolution with sub-pixel placement) and alpha-composited; pixels
+the paint does not reach keep their values exactly. Where the face is lost nothing is
+painted, and the paint fades out before and in after (``fade_weights``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .choices import LOCK_MODES, MODES
+from .embedding import embed, rebuild, source_frames
+from .errors import X2FaceError
+from .guide import is_guide
+from .lock import LandmarkLock
+from .model import X2Face
+from .model.images import to_tensor
+from .model.networks import sample
+from .sidecar import Sidecar, read_sidecar, sidecar_beside
+from .video import Frame
+
+# Colour differences (0-255) below LOW are unpainted (editor round-off); above HIGH, fully painted.
+PAINT_LOW, PAINT_HIGH = 3.0, 15.0
+# An image at least this transparent (fraction of fully transparent pixels) is a paint layer.
+LAYER_TRANSPARENT = 0.25
+# Frames over which the paint fades out before the face is lost and in after it returns.
+FADE_FRAMES = 6
+
+
+
+
+@dataclass(frozen=True)
+class Paint:
+    """What the user painted (``edited``: a paint layer, or a painted copy of the embedded
+    face) and the sidecar of the embedded face it was painted on."""
+
+    edited: Path
+    sidecar: Sidecar
+
+    @classmethod
+    def read(cls, edited: str | Path, sidecar: str | Path | None = None) -> Paint:
+        """The paint in ``edited`` and its sidecar (by default the one beside it, ``sidecar.sidecar_beside``)."""
+        edited = Path(edited)
+        if not edited.is_file():
+            raise X2FaceError(f"no such file: {edited}")
+        return cls(edited, read_sidecar(sidecar or sidecar_beside(edited)))
+
+
+@dataclass(frozen=True)
+class PaintOptions:
+    """How the paint follows a face: ``mode`` (``MODES``), ``lock`` "landmarks" (each frame's
+    warp corrected by its landmarks, ``lock.py``) or "none" (the paper's pure X2Face warp),
+    and ``face``, the face of the driving video by number (0: the most prominent; None: the
+    person the paint was made on, ``Sidecar.followed_face``)."""
+
+    mode: str = "edit"
+    lock: str = "landmarks"
+    face: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
+        if self.lock not in LOCK_MODES:
+            raise X2FaceError(f"lock must be one of {', '.join(LOCK_MODES)}")
+
+
+def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
+    """The paint as a premultiplied RGBA (4, S, S) tensor in [0, 1].
+
+    An image that is transparent over much of its area (``LAYER_TRANSPARENT``) is a layer:
+    its alpha says where the paint is. Anything else (an opaque image, or a painted copy
+    of the embedded face with a few erased pixels) is a painted copy: the paint is where
+    its colours differ from the embedded face.
+    """
+    edited = Path(edited)
+    if not edited.is_file():
+        raise X2FaceError(f"no such file: {edited}")
+    try:
+        image = Image.open(edited)
+        image.load()
+    except (OSError, ValueError):
+        raise X2FaceError(f"not an image: {edited}") from None
+    if is_guide(image):
+        raise X2FaceError(f"{edited.name} is the painting guide, not paint: paint on a copy of the embedded face or on its .edit.png layer")
+    if image.size != original.shape[1::-1]:
+        raise X2FaceError(
+            f"{edited.name} is {image.size[0]}x{image.size[1]} but the embedded face is "
+            f"{original.shape[1]}x{original.shape[0]}: paint on the image 'extract' wrote, without resizing it"
+        )
+    rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
+    if np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT:
+        alpha = rgba[..., 3] / 255
+    else:
+        difference = np.abs(rgba[..., :3] - original.astype(np.float32)).max(axis=2)
+        alpha = np.clip((difference - PAINT_LOW) / (PAINT_HIGH - PAINT_LOW), 0, 1)
+    colour = rgba[..., :3] / 255 * alpha[..., None]
+    return torch.from_numpy(np.concatenate([colour, alpha[..., None]], axis=2)).permute(2, 0, 1).contiguous()
+
+
+def require_paint(layer: torch.Tensor, edited: str | Path) -> None:
+    """Refuse a paint layer with no paint: rendering it would only re-encode the video."""
+    if not layer[3].any():
+        raise X2FaceError(f"no paint in {Path(edited).name}: paint on it (or on a copy of the embedded face) first")
+
+
+def require_paint_before(model: X2Face, paint: Paint, options: PaintOptions) -> None:
+    """``require_paint`` before long work (``render --fit``) rather than after it, as
+    ``prepare_paint`` would."""
+    if options.mode == "edit":
+        require_paint(paint_layer(paint.edited, rebuild(model, paint.sidecar)), paint.edited)
+
+
+def opaque_layer(image: np.ndarray, feather: float = 0.06) -> torch.Tensor:
+    """A premultiplied RGBA layer of a whole RGB image, opaque but for a border of
+    ``feather`` x its side where alpha fades to 0, so a pasted face has no hard seam."""
+    rgb = to_tensor([image])[0]
+    height, width = image.shape[:2]
+    ramp_y = torch.minimum(torch.arange(height) + 0.5, height - 0.5 - torch.arange(height)) / max(feather * height, 1e-6)
+    ramp_x = torch.minimum(torch.arange(width) + 0.5, width - 0.5 - torch.arange(width)) / max(feather * width, 1e-6)
+    alpha = torch.minimum(ramp_y[:, None], ramp_x[None, :]).clamp(0, 1).unsqueeze(0)
+    return torch.cat([rgb * alpha, alpha])
+
+
+def paint_bounds(layer: torch.Tensor) -> tuple[float, float, float, float] | None:
+    """The (x0, y0, x1, y1) grid coordinates of the texels of ``layer`` that hold paint,
+    widened by a texel (bilinear sampling reaches that far); None for a layer without paint."""
+    rows, columns = torch.nonzero(layer[3] > 0, as_tuple=True)
+    if not len(rows):
+        return None
+    size_y, size_x = layer.shape[1:]
+    return (float(columns.min() - 1) / size_x * 2 - 1, float(rows.min() - 1) / size_y * 2 - 1,
+            float(columns.max() + 2) / size_x * 2 - 1, float(rows.max() + 2) / size_y * 2 - 1)
+
+
+def footprint(grid: torch.Tensor, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
+    """The crop cells (first column, first row, last column + 1, last row + 1) of a
+    (h, w, 2) ``grid`` that can sample inside ``bounds``, widened by a cell, since pixels
+    between cells interpolate the grid; None if none can (the paint is out of view)."""
+    step = max(float((grid[1:] - grid[:-1]).abs().max()), float((grid[:, 1:] - grid[:, :-1]).abs().max()))
+    x, y = grid[..., 0], grid[..., 1]
+    inside = (x >= bounds[0] - step) & (x <= bounds[2] + step) & (y >= bounds[1] - step) & (y <= bounds[3] + step)
+    rows, columns = torch.nonzero(inside, as_tuple=True)
+    if not len(rows):
+        return None
+    return int(columns.min()) - 1, int(rows.min()) - 1, int(columns.max()) + 2, int(rows.max()) + 2
+
+
+def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+               bounds: tuple[float, float, float, float] | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """``layer`` warped by the crop's (h, w, 2) ``grid`` onto the pixels of a frame of
+    ``shape`` inside the crop box: the region's slices and its premultiplied (h, w, 4)
+    float RGBA in [0, 1]; None where no paint lands. With the layer's ``paint_bounds``,
+    only the pixels the paint can reach are warped."""
+    height, width = shape[:2]
+    x0, y0, x1, y1 = crop_box
+    left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+    right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+    if bounds is not None:
+        if (cells := footprint(grid, bounds)) is None:
+            return None
+        cell_width, cell_height = (x1 - x0) / grid.shape[1], (y1 - y0) / grid.shape[0]
+        left, right = max(left, int(np.floor(x0 + cells[0] * cell_width))), min(right, int(np.ceil(x0 + cells[2] * cell_width)))
+        top, bottom = max(top, int(np.floor(y0 + cells[1] * cell_height))), min(bottom, int(np.ceil(y0 + cells[3] * cell_height)))
+    if right <= left or bottom <= top:
+        return None
+    # Each frame pixel's centre in the crop's [-1, 1] coordinates.
+    u = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    v = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    positions = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+    frame_grid = sample(grid.permute(2, 0, 1).unsqueeze(0).float(), positions, padding="border").permute(0, 2, 3, 1)
+    warped = sample(layer.unsqueeze(0), frame_grid)[0].permute(1, 2, 0).numpy()
+    if not (warped[..., 3] > 0).any():
+        return None
+    return (slice(top, bottom), slice(left, right)), warped
+
+
+def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+              bounds: tuple[float, float, float, float] | None = None) -> None:
+    """Warp ``layer`` by the crop's (h, w, 2) ``grid`` and blend it into ``frame`` (8- or
+    16-bit) in place; ``bounds`` (``paint_bounds``) limits the work to where paint lands."""
+    if (warped := warp_paint(frame.shape, crop_box, grid, layer, bounds)) is None:
+        return
+    region_slices, paint = warped
+    blend(frame[region_slices], paint)
+
+
+def composited(frame: Frame, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+               bounds: tuple[float, float, float, float] | None = None) -> Frame:
+    """``frame`` with ``layer`` composited as ``composite`` does, pasted (``Frame.paste``)
+    so that only the pixels the paint reaches are converted, here and for the encoder."""
+    if (warped := warp_paint((frame.height, frame.width), crop_box, grid, layer, bounds)) is not None:
+        region_slices, paint = warped
+        region = frame.pixels(*region_slices)
+        frame.paste(*region_slices, region, blend(region, paint))
+    return frame
+
+
+def blend(region: np.ndarray, paint: np.ndarray) -> np.ndarray:
+    """Blend premultiplied (h, w, 4) ``paint`` in [0, 1] into an (h, w, 3) 8- or 16-bit
+    ``region`` in place; the mask of the pixels painted."""
+    full = np.iinfo(region.dtype).max
+    alpha = paint[..., 3]
+    painted = alpha > 0
+    blended = region.astype(np.float32) * (1 - alpha[..., None]) + paint[..., :3] * full
+    region[painted] = np.clip(np.round(blended[painted]), 0, full).astype(region.dtype)
+    return painted
+
+
+def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
+                bounds: tuple[float, float, float, float] | None = None) -> None:
+    """Warp ``layer`` like ``composite`` into a transparent (H, W, 4) ``canvas`` with
+    straight (not premultiplied) colour, as compositors expect of a layer's alpha."""
+    if (warped := warp_paint(canvas.shape, crop_box, grid, layer, bounds)) is None:
+        return
+    region_slices, paint = warped
+    full = np.iinfo(canvas.dtype).max
+    alpha = paint[..., 3:]
+    colour = np.divide(paint[..., :3], alpha, out=np.zeros_like(paint[..., :3]), where=alpha > 0)
+    canvas[region_slices] = np.clip(np.round(np.concatenate([colour, alpha], axis=2) * full), 0, full).astype(canvas.dtype)
+
+
+def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
+    """Per-frame paint opacity: 0 where the face is lost, rising linearly to 1 over
+    ``frames`` frames away from a lost frame (the video's ends are not losses)."""
+    weights = np.where(found, 1.0, 0.0)
+    if found.all() or frames <= 0:
+        return weights
+    # Distance to the nearest lost frame before and after, in one pass each way (a
+    # frames x lost-frames table would not fit in memory for a long video).
+    index = np.arange(len(found))
+    far = 2 * len(found)
+    before = index - np.maximum.accumulate(np.where(found, -far, index))
+    after = np.minimum.accumulate(np.where(found, far, index)[::-1])[::-1] - index
+    return np.minimum(weights, np.minimum(before, after) / (frames + 1))
+
+
+def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions) -> tuple[torch.Tensor, LandmarkLock | None]:
+    """The layer to warp (the paint; in "generate" mode the whole painted embedded face)
+    and the landmark lock (None for ``lock`` "none"), rebuilt from the sidecar's frames."""
+    embedding = embed(model, *source_frames(paint.sidecar), paint.sidecar.size)
+    layer = paint_layer(paint.edited, embedding.image)
+    if options.mode == "edit":
+        require_paint(layer, paint.edited)
+    landmark_lock = LandmarkLock(embedding.landmarks) if options.lock == "landmarks" else None
+    if options.mode == "generate":
+        painted = (layer[:3] + to_tensor([embedding.image])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
+        layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
+    return layer, landmark_lock
