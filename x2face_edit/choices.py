@@ -6,5 +6,7 @@ without importing the jobs' dependencies, and the jobs' option records check the
 MODES = ("edit", "generate")
 # "landmarks": each frame's warp pinned to its landmarks (lock.py); "none": the pure X2Face warp.
 LOCK_MODES = ("landmarks", "none")
+# "auto": paint is hidden where something covers the face (occlusion.py); "off": drawn over it.
+OCCLUSION_MODES = ("auto", "off")
 # How ``pose`` turns a head: by moving its landmarks, or by the paper's equation (1).
 POSE_METHODS = ("landmarks", "paper")

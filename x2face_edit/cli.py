@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .choices import LOCK_MODES, MODES, POSE_METHODS
+from .choices import LOCK_MODES, MODES, OCCLUSION_MODES, POSE_METHODS
 from .errors import X2FaceError
 
 
@@ -258,11 +258,15 @@ def paint_options(command):
     @click.option("--face", type=int, default=None,
                   help="Which face of --drive: 0 is the most prominent (default: the person extract's face is, found by "
                        "their looks; else the face number extract used).")
+    @click.option("--occlusion", type=click.Choice(OCCLUSION_MODES), default=OCCLUSION_MODES[0], show_default=True,
+                  help="auto: hide the paint where something passes in front of the face (a hand, a phone, hair); "
+                       "off: draw it over whatever covers the face.")
     @functools.wraps(command)
-    def with_options(*args, edited: Path, sidecar: Path | None, mode: str, lock: str, face: int | None, **kwargs):
+    def with_options(*args, edited: Path, sidecar: Path | None, mode: str, lock: str, face: int | None, occlusion: str, **kwargs):
         from .paint import Paint, PaintOptions
 
-        return command(*args, paint=Paint.read(edited, sidecar), paint_options=PaintOptions(mode=mode, lock=lock, face=face), **kwargs)
+        options = PaintOptions(mode=mode, lock=lock, face=face, occlusion=occlusion)
+        return command(*args, paint=Paint.read(edited, sidecar), paint_options=options, **kwargs)
 
     return with_options
 

@@ -41,6 +41,12 @@ def around(frame: Frame, box: np.ndarray, margin: int = 2) -> tuple[np.ndarray, 
     return eight_bit(frame.pixels(slice(top, bottom), slice(left, right))), np.array([left, top], dtype=np.float64)
 
 
+def face_crop(frame: Frame, box: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` crop of ``box`` from ``frame`` (8-bit RGB), converting only what it reads (``around``)."""
+    pixels, offset = around(frame, box)
+    return crop(pixels, box - np.tile(offset, 2), size)
+
+
 def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
                          lock: LandmarkLock | None) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
     """``driving_grids``, corrected by ``lock`` (None: the pure X2Face warp)."""
@@ -67,8 +73,7 @@ def driving_grids(predictor: GridPredictor, track: VideoTrack,
         tracked = [f for f in pending if track.found[f.index]]
         grids: dict[int, torch.Tensor] = {}
         if tracked:
-            crops = to_tensor([crop(pixels, track.crop_box(f.index) - np.tile(offset, 2), resolution)
-                               for f in tracked for pixels, offset in [around(f, track.crop_box(f.index))]])
+            crops = to_tensor([face_crop(f, track.crop_box(f.index), resolution) for f in tracked])
             grids = dict(zip((f.index for f in tracked), predictor(crops)))
         yield from ((f.index, f, grids.get(f.index)) for f in pending)
         pending.clear()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .choices import LOCK_MODES, MODES
+from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
 from .embedding import embed, rebuild, source_frames
 from .errors import X2FaceError
 from .guide import is_guide
@@ -22,6 +22,7 @@ from .lock import LandmarkLock
 from .model import X2Face
 from .model.images import to_tensor
 from .model.networks import sample
+from .occlusion import Occlusion
 from .sidecar import Sidecar, read_sidecar, sidecar_beside
 from .video import Frame
 
@@ -57,17 +58,31 @@ class PaintOptions:
     """How the paint follows a face: ``mode`` (``MODES``), ``lock`` "landmarks" (each frame's
     warp corrected by its landmarks, ``lock.py``) or "none" (the paper's pure X2Face warp),
     and ``face``, the face of the driving video by number (0: the most prominent; None: the
-    person the paint was made on, ``Sidecar.followed_face``)."""
+    person the paint was made on, ``Sidecar.followed_face``); ``occlusion`` "auto" hides
+    the paint where something covers the face (``occlusion.py``), "off" draws it over."""
 
     mode: str = "edit"
     lock: str = "landmarks"
     face: int | None = None
+    occlusion: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise X2FaceError(f"mode must be one of {', '.join(MODES)}")
         if self.lock not in LOCK_MODES:
             raise X2FaceError(f"lock must be one of {', '.join(LOCK_MODES)}")
+        if self.occlusion not in OCCLUSION_MODES:
+            raise X2FaceError(f"occlusion must be one of {', '.join(OCCLUSION_MODES)}")
+
+
+@dataclass(frozen=True)
+class PreparedPaint:
+    """What carries the paint through frames: the premultiplied RGBA ``layer``, the landmark
+    ``lock`` (None: the pure warp) and the ``occlusion`` that hides it (None: off)."""
+
+    layer: torch.Tensor
+    lock: LandmarkLock | None
+    occlusion: Occlusion | None
 
 
 def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
@@ -152,11 +167,13 @@ def footprint(grid: torch.Tensor, bounds: tuple[float, float, float, float]) -> 
 
 
 def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
-               bounds: tuple[float, float, float, float] | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
+               bounds: tuple[float, float, float, float] | None = None,
+               visibility: torch.Tensor | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """``layer`` warped by the crop's (h, w, 2) ``grid`` onto the pixels of a frame of
     ``shape`` inside the crop box: the region's slices and its premultiplied (h, w, 4)
     float RGBA in [0, 1]; None where no paint lands. With the layer's ``paint_bounds``,
-    only the pixels the paint can reach are warped."""
+    only the pixels the paint can reach are warped. ``visibility`` (h, w), on the grid's
+    cells (``Occlusion.visibility``), scales the paint where something covers the face."""
     height, width = shape[:2]
     x0, y0, x1, y1 = crop_box
     left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
@@ -173,28 +190,35 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
     u = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
     v = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
     positions = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
-    frame_grid = sample(grid.permute(2, 0, 1).unsqueeze(0).float(), positions, padding="border").permute(0, 2, 3, 1)
-    warped = sample(layer.unsqueeze(0), frame_grid)[0].permute(1, 2, 0).numpy()
+    cells = grid.permute(2, 0, 1).float()
+    if visibility is not None:
+        cells = torch.cat([cells, visibility[None].float()])
+    at_pixels = sample(cells.unsqueeze(0), positions, padding="border")
+    frame_grid = at_pixels[:, :2].permute(0, 2, 3, 1)
+    warped = sample(layer.unsqueeze(0), frame_grid)[0]
+    if visibility is not None:
+        warped = warped * at_pixels[0, 2:].clamp(0, 1)
+    warped = warped.permute(1, 2, 0).numpy()
     if not (warped[..., 3] > 0).any():
         return None
     return (slice(top, bottom), slice(left, right)), warped
 
 
 def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
-              bounds: tuple[float, float, float, float] | None = None) -> None:
+              bounds: tuple[float, float, float, float] | None = None, visibility: torch.Tensor | None = None) -> None:
     """Warp ``layer`` by the crop's (h, w, 2) ``grid`` and blend it into ``frame`` (8- or
     16-bit) in place; ``bounds`` (``paint_bounds``) limits the work to where paint lands."""
-    if (warped := warp_paint(frame.shape, crop_box, grid, layer, bounds)) is None:
+    if (warped := warp_paint(frame.shape, crop_box, grid, layer, bounds, visibility)) is None:
         return
     region_slices, paint = warped
     blend(frame[region_slices], paint)
 
 
 def composited(frame: Frame, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
-               bounds: tuple[float, float, float, float] | None = None) -> Frame:
+               bounds: tuple[float, float, float, float] | None = None, visibility: torch.Tensor | None = None) -> Frame:
     """``frame`` with ``layer`` composited as ``composite`` does, pasted (``Frame.paste``)
     so that only the pixels the paint reaches are converted, here and for the encoder."""
-    if (warped := warp_paint((frame.height, frame.width), crop_box, grid, layer, bounds)) is not None:
+    if (warped := warp_paint((frame.height, frame.width), crop_box, grid, layer, bounds, visibility)) is not None:
         region_slices, paint = warped
         region = frame.pixels(*region_slices)
         frame.paste(*region_slices, region, blend(region, paint))
@@ -213,10 +237,10 @@ def blend(region: np.ndarray, paint: np.ndarray) -> np.ndarray:
 
 
 def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
-                bounds: tuple[float, float, float, float] | None = None) -> None:
+                bounds: tuple[float, float, float, float] | None = None, visibility: torch.Tensor | None = None) -> None:
     """Warp ``layer`` like ``composite`` into a transparent (H, W, 4) ``canvas`` with
     straight (not premultiplied) colour, as compositors expect of a layer's alpha."""
-    if (warped := warp_paint(canvas.shape, crop_box, grid, layer, bounds)) is None:
+    if (warped := warp_paint(canvas.shape, crop_box, grid, layer, bounds, visibility)) is None:
         return
     region_slices, paint = warped
     full = np.iinfo(canvas.dtype).max
@@ -240,9 +264,9 @@ def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
     return np.minimum(weights, np.minimum(before, after) / (frames + 1))
 
 
-def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions) -> tuple[torch.Tensor, LandmarkLock | None]:
-    """The layer to warp (the paint; in "generate" mode the whole painted embedded face)
-    and the landmark lock (None for ``lock`` "none"), rebuilt from the sidecar's frames."""
+def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions) -> PreparedPaint:
+    """The layer to warp (the paint; in "generate" mode the whole painted embedded face),
+    the landmark lock and the occlusion, rebuilt from the sidecar's frames."""
     embedding = embed(model, *source_frames(paint.sidecar), paint.sidecar.size)
     layer = paint_layer(paint.edited, embedding.image)
     if options.mode == "edit":
@@ -251,4 +275,5 @@ def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions) -> tuple[t
     if options.mode == "generate":
         painted = (layer[:3] + to_tensor([embedding.image])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
-    return layer, landmark_lock
+    occlusion = Occlusion.of(embedding.image, model.config.resolution) if options.occlusion == "auto" else None
+    return PreparedPaint(layer, landmark_lock, occlusion)

@@ -99,7 +99,8 @@ def preview(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Pat
     if out.suffix.lower() not in PREVIEW_SUFFIXES:
         raise X2FaceError(f"{out.name}: write the preview as {', '.join(PREVIEW_SUFFIXES)}")
     check_output(out, force=options.force, inputs=(drive, paint.edited))
-    layer, landmark_lock = prepare_paint(model, paint, options.paint)
+    prepared = prepare_paint(model, paint, options.paint)
+    landmark_lock = prepared.lock
     fps = options.sequence_fps
     info = probe(drive, fps=fps)
     indices = spread_frames(info.frame_count, options.count)
@@ -120,7 +121,10 @@ def preview(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Pat
                 correction = landmark_lock.correction(grid, to_crop_grid(landmarks(rgb, face_box), crop_box))
                 if (field := smoothed([correction], 0)) is not None:
                     grid = landmark_lock.apply(grid, field)
-            composite(painted, crop_box, grid, layer)
+            visibility = None
+            if prepared.occlusion is not None:
+                visibility = prepared.occlusion.visibility(crop(rgb, crop_box, grid.shape[0]), grid)
+            composite(painted, crop_box, grid, prepared.layer, visibility=visibility)
         pairs.append((index, _tile(rgb, crop_box), _tile(painted, crop_box), crop_box is not None))
         if on_frame:
             on_frame(done + 1, len(indices))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .driving import RenderReport, write_driven
+from .driving import RenderReport, face_crop, write_driven
 from .faces import SAME_PERSON
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
@@ -60,22 +60,25 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     encoding, warning = check_video_output(out, force=options.force, inputs=(drive, paint.edited, paint.sidecar.video),
                                            codec=options.codec, crf=options.crf, alpha=options.layer_only, deep=info.deep)
     total = info.frame_count
-    layer, landmark_lock = prepare_paint(model, paint, options.paint)
+    prepared = prepare_paint(model, paint, options.paint)
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
     if track is None:
         track = track_video(drive, face=number, looks_like=looks_like, fps=options.sequence_fps, info=info,
                             on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
     opacity = fade_weights(track.found)
+    layer, occlusion = prepared.layer, prepared.occlusion
     bounds = paint_bounds(layer)
 
     def finish(index: int, frame: Frame, grid: torch.Tensor | None) -> np.ndarray | Frame:
         canvas = np.zeros((frame.height, frame.width, 4), np.uint16 if encoding.deep else np.uint8) if options.layer_only else None
         if grid is not None and opacity[index] > 0:
             faded = layer if opacity[index] == 1 else layer * opacity[index]
+            box = track.crop_box(index)
+            visibility = None if occlusion is None else occlusion.visibility(face_crop(frame, box, grid.shape[0]), grid)
             if canvas is None:
-                return composited(frame, track.crop_box(index), grid, faded, bounds)
-            paint_alone(canvas, track.crop_box(index), grid, faded, bounds)
+                return composited(frame, box, grid, faded, bounds, visibility)
+            paint_alone(canvas, box, grid, faded, bounds, visibility)
         return frame if canvas is None else canvas
 
     warnings = [warning] if warning else []
@@ -86,7 +89,7 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
                 warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
                                 "needs even sizes (a png/tiff sequence keeps every pixel)")
             write_driven(GridPredictor(model, options.inference), track, drive, writer, finish, overlap=options.overlap,
-                         lock=landmark_lock, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
+                         lock=prepared.lock, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
                         f"{number} (--face picks another)")

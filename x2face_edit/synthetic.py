@@ -1,5 +1,5 @@
 """A synthetic talking-head stand-in: the astronaut's face moving over a plain background;
-and copies of any video with a hand or a phone passing in front of the face.
+and copies of any video with a hand, a phone or a photo object passing in front of the face.
 
 For examples, tests and benchmarks that must make their own inputs. The astronaut needs
 scikit-image (the ``dev`` extra), which ships the picture.
@@ -81,7 +81,7 @@ def write_moving_face_video(path: str | Path, count: int = 50, *, fps: float = 2
 
 
 # Hands and phones over the face: the tracker must keep following a face it partly cannot see.
-OCCLUDERS = ("hand", "phone")
+OCCLUDERS = ("hand", "phone", "object")
 # The share of the clip (its middle) during which the occluder covers the face, and the
 # frames it takes to slide in or out.
 COVERED = (0.3, 0.7)
@@ -111,36 +111,60 @@ def _filled_boxes(face_boxes: np.ndarray) -> np.ndarray:
     return face_boxes[nearest]
 
 
-def _cover(frame: np.ndarray, kind: str, box: np.ndarray, entry: float, skin: np.ndarray) -> None:
+def _occluder(shape: tuple[int, ...], kind: str, box: np.ndarray, entry: float, skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The occluder's (H, W, 3) colour and (H, W) alpha in [0, 1] over a frame of ``shape``."""
     x0, y0, x1, y1 = box
     width, height = x1 - x0, y1 - y0
     # Off the face by its width when entry is 0, in place when 1.
     slide = (1 - entry) * 1.2 * width
+    mask = np.zeros(shape[:2], np.uint8)
     if kind == "hand":
         # A skin-coloured palm over the mouth and chin from the viewer's left, fingers up the cheek.
         centre = (x0 + 0.25 * width - slide, y0 + 0.85 * height)
         shapes = [(centre, (0.32 * width, 0.24 * height), 15)]
         shapes += [((centre[0] + (0.05 + 0.1 * f) * width, centre[1] - 0.3 * height), (0.05 * width, 0.2 * height), -10)
                    for f in range(4)]
-        mask = np.zeros(frame.shape[:2], np.uint8)
         for (cx, cy), (ax, ay), angle in shapes:
             cv2.ellipse(mask, (int(cx), int(cy)), (int(ax), int(ay)), angle, 0, 360, 255, -1, cv2.LINE_AA)
         shade = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.03 * width)).astype(np.float32)[..., None] / 255
-        colour = skin * (0.8 + 0.25 * shade)
-        alpha = mask.astype(np.float32)[..., None] / 255
-        frame[:] = np.clip(frame * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+        colour = np.broadcast_to(skin * (0.8 + 0.25 * shade), (*shape[:2], 3))
+    elif kind == "object":
+        # A photo of a cup on a rounded card about an eye distance wide, slid across the
+        # viewer's left cheek from the left.
+        from skimage import data
+
+        side = max(8, int(0.42 * width))
+        left, top = int(x0 + 0.12 * width - slide), int(y0 + 0.45 * height)
+        radius = max(2, side // 6)
+        cv2.rectangle(mask, (left + radius, top), (left + side - radius, top + side), 255, -1)
+        cv2.rectangle(mask, (left, top + radius), (left + side, top + side - radius), 255, -1)
+        for cx, cy in ((left + radius, top + radius), (left + side - radius, top + radius), (left + radius, top + side - radius),
+                       (left + side - radius, top + side - radius)):
+            cv2.circle(mask, (cx, cy), radius, 255, -1, cv2.LINE_AA)
+        photo = cv2.resize(data.coffee()[60:340, 160:440], (side + 1, side + 1), interpolation=cv2.INTER_AREA).astype(np.float32)
+        colour = np.zeros((*shape[:2], 3), np.float32)
+        rows, columns = slice(max(top, 0), min(top + side + 1, shape[0])), slice(max(left, 0), min(left + side + 1, shape[1]))
+        if rows.start < rows.stop and columns.start < columns.stop:
+            colour[rows, columns] = photo[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left]
     else:
         # A dark phone held at the ear on the viewer's right, over the side of the cheek.
         left = int(x1 - 0.2 * width + slide)
         top, right, bottom = int(y0 + 0.15 * height), int(x1 + 0.2 * width + slide), int(y0 + 1.0 * height)
-        cv2.rectangle(frame, (left, top), (right, bottom), (28, 28, 32), -1, cv2.LINE_AA)
-        cv2.rectangle(frame, (left, top), (right, bottom), (90, 90, 96), max(1, int(0.02 * width)), cv2.LINE_AA)
+        colour = np.zeros((*shape[:2], 3), np.float32)
+        border = max(1, int(0.02 * width))
+        cv2.rectangle(colour, (left, top), (right, bottom), (28, 28, 32), -1)
+        cv2.rectangle(colour, (left, top), (right, bottom), (90, 90, 96), border)
+        cv2.rectangle(mask, (left, top), (right, bottom), 255, -1, cv2.LINE_AA)
+        cv2.rectangle(mask, (left, top), (right, bottom), 255, border, cv2.LINE_AA)
+    return colour, mask.astype(np.float32) / 255
 
 
-def write_occluded_copy(video: str | Path, face_boxes: np.ndarray, kind: str, out: str | Path) -> Path:
+def write_occluded_copy(video: str | Path, face_boxes: np.ndarray, kind: str, out: str | Path,
+                        masks: list[np.ndarray] | None = None) -> Path:
     """Write ``video`` to ``out`` (frame for frame, same rate) with a ``kind`` occluder
     (``OCCLUDERS``) over the face in ``face_boxes`` (frames, 4; NaN where unknown, e.g. a
-    track's), in the frames ``occluded_frames`` says and sliding in and out around them."""
+    track's), in the frames ``occluded_frames`` says and sliding in and out around them.
+    Each frame's occluder mask (H, W bool: alpha over a half) is appended to ``masks``."""
     boxes = _filled_boxes(face_boxes)
     entry = _entry(len(face_boxes))
     info = probe(video)
@@ -151,8 +175,12 @@ def write_occluded_copy(video: str | Path, face_boxes: np.ndarray, kind: str, ou
             if skin is None:  # the face's own tone: the hardest hand to tell from the face
                 x0, y0, x1, y1 = boxes[frame.index].astype(int)
                 skin = np.median(rgb[max(y0, 0):y1, max(x0, 0):x1].reshape(-1, 3), axis=0).astype(np.float32)
+            alpha = np.zeros(rgb.shape[:2], np.float32)
             if entry[frame.index] > 0:
-                _cover(rgb, kind, boxes[frame.index], float(entry[frame.index]), skin)
+                colour, alpha = _occluder(rgb.shape, kind, boxes[frame.index], float(entry[frame.index]), skin)
+                rgb = np.clip(rgb * (1 - alpha[..., None]) + colour * alpha[..., None], 0, 255).astype(np.uint8)
+            if masks is not None:
+                masks.append(alpha > 0.5)
             writer.write(rgb)
     return Path(out)
 

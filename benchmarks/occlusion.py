@@ -1,0 +1,93 @@
+"""Paint in front of and behind occluders: copies of held-out clips with synthetic
+occluders of known masks (``synthetic.OCCLUDERS``: a skin-toned hand over mouth and chin,
+a dark phone at a cheek, a photo of a cup across a cheek) entering and leaving; discs of
+paint on the cheeks, forehead and chin of the embedded face; rendered with
+``--occlusion off`` and ``auto``.
+
+Reported per clip and occluder: the paint on the occluder (painted pixels on it over what
+the clean clip's render paints there), the paint kept where the face shows (against the
+clean clip's render), the same in the covered frames alone, and the frames where the face
+went unpainted; and what ``auto`` keeps of the paint on the clean clip.
+
+    python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from x2face_edit.extract import extract, save
+from x2face_edit.model import load_model_with_info
+from x2face_edit.paint import Paint, PaintOptions
+from x2face_edit.render import RenderOptions, render
+from x2face_edit.synthetic import OCCLUDERS, write_occluded_copy
+from x2face_edit.tracking import track_video
+from x2face_edit.video import iter_frames
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips-eval"
+# Where paint goes on the embedded face: cheeks, forehead, chin (fractions of its side).
+DISCS = ((0.33, 0.62), (0.67, 0.62), (0.5, 0.2), (0.5, 0.88))
+DISC_RADIUS = 0.07
+# A pixel counts as painted where the render differs from its input by more than this (0-255).
+PAINTED = 24
+
+
+def painted_masks(model, info, paint: Paint, video: Path, out: Path, occlusion: str) -> list[np.ndarray]:
+    render(model, info, paint, video, out, RenderOptions(PaintOptions(occlusion=occlusion), force=True))
+    return [np.abs(a.rgb.astype(int) - b.rgb).max(axis=2) > PAINTED for a, b in zip(iter_frames(out), iter_frames(video))]
+
+
+def shares(got: list[np.ndarray], clean: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
+    """Paint on the occluder, kept elsewhere, kept in the covered frames, frames unpainted."""
+    def total(values) -> int:
+        return int(sum(v.sum() for v in values))
+
+    covered = [i for i, m in enumerate(masks) if m.any()]
+    return {
+        "on occluder": total(g & m for g, m in zip(got, masks)) / max(1, total(c & m for c, m in zip(clean, masks))),
+        "kept": total(g & c & ~m for g, c, m in zip(got, clean, masks)) / max(1, total(c & ~m for c, m in zip(clean, masks))),
+        "kept, covered frames": total(got[i] & clean[i] & ~masks[i] for i in covered) / max(1, total(clean[i] & ~masks[i] for i in covered)),
+        "frames unpainted": sum(1 for g, c in zip(got, clean) if c.any() and not g.any()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", nargs="*", type=Path, default=sorted(EVAL.glob("*.mp4")) + sorted(EVAL.glob("*.mov")))
+    parser.add_argument("--kinds", nargs="*", choices=OCCLUDERS, default=list(OCCLUDERS))
+    args = parser.parse_args()
+    model, info = load_model_with_info()
+    print(f"{'clip':<44}{'occluder':<9}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'unpainted':>10}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for clip in args.clips:
+            work = Path(scratch) / clip.stem
+            work.mkdir()
+            clean_track = track_video(clip)
+            _, layer_path, _, _ = save(extract(model, info, clip, clean_track), work / "face.png", force=True)
+            size = Image.open(layer_path).size[0]
+            layer = np.zeros((size, size, 4), np.uint8)
+            for x, y in DISCS:
+                cv2.circle(layer, (int(x * size), int(y * size)), int(DISC_RADIUS * size), (20, 230, 40, 255), -1)
+            Image.fromarray(layer).save(layer_path)
+            paint = Paint.read(layer_path)
+            clean = painted_masks(model, info, paint, clip, work / "clean.mkv", "off")
+            kept = painted_masks(model, info, paint, clip, work / "clean_auto.mkv", "auto")
+            share = sum((a & c).sum() for a, c in zip(kept, clean)) / max(1, sum(c.sum() for c in clean))
+            print(f"{clip.name:<44}{'none':<9}{'auto':<6}{'':>12}{share:>7.1%}", flush=True)
+            for kind in args.kinds:
+                masks: list[np.ndarray] = []
+                occluded = write_occluded_copy(clip, clean_track.face_boxes, kind, work / f"{kind}.mp4", masks=masks)
+                for mode in ("off", "auto"):
+                    row = shares(painted_masks(model, info, paint, occluded, work / f"{kind}_{mode}.mkv", mode), clean, masks)
+                    print(f"{clip.name:<44}{kind:<9}{mode:<6}{row['on occluder']:>12.1%}{row['kept']:>7.1%}"
+                          f"{row['kept, covered frames']:>10.1%}{row['frames unpainted']:>10d}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Paint stays behind whatever passes in front of the face."""
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from x2face_edit.extract import extract, save
+from x2face_edit.model import load_model_with_info
+from x2face_edit.paint import Paint, PaintOptions
+from x2face_edit.render import RenderOptions, render
+from x2face_edit.synthetic import write_moving_face_video, write_occluded_copy
+from x2face_edit.tracking import track_video
+from x2face_edit.video import iter_frames
+
+
+def _painted(paint, video, out, occlusion):
+    model, info = load_model_with_info()
+    render(model, info, paint, video, out, RenderOptions(PaintOptions(occlusion=occlusion)))
+    return [np.abs(a.rgb.astype(int) - b.rgb).max(axis=2) > 24 for a, b in zip(iter_frames(out), iter_frames(video))]
+
+
+@pytest.fixture(scope="module")
+def cheek_paint(tmp_path_factory):
+    """The synthetic moving face, a disc of paint on each cheek of its embedded face, and a
+    copy with a photo of a cup (a textured object of known mask) sliding across a cheek."""
+    folder = tmp_path_factory.mktemp("occlusion")
+    video = write_moving_face_video(folder / "face.mp4", count=60)
+    track = track_video(video)
+    model, info = load_model_with_info()
+    _, layer_path, _, _ = save(extract(model, info, video, track), folder / "face.png")
+    layer = np.zeros((512, 512, 4), np.uint8)
+    for x in (0.33, 0.67):
+        cv2.circle(layer, (int(x * 512), int(0.62 * 512)), 36, (20, 230, 40, 255), -1)
+    Image.fromarray(layer).save(layer_path)
+    masks = []
+    occluded = write_occluded_copy(video, track.face_boxes, "object", folder / "cup.mp4", masks=masks)
+    return {"paint": Paint.read(layer_path), "video": video, "occluded": occluded, "masks": masks, "folder": folder}
+
+
+def test_paint_is_hidden_behind_a_textured_object_and_kept_elsewhere(cheek_paint):
+    folder, masks = cheek_paint["folder"], cheek_paint["masks"]
+    clean = _painted(cheek_paint["paint"], cheek_paint["video"], folder / "clean.mkv", "off")
+    shares = {}
+    for occlusion in ("off", "auto"):
+        got = _painted(cheek_paint["paint"], cheek_paint["occluded"], folder / f"cup_{occlusion}.mkv", occlusion)
+        would = sum((c & m).sum() for c, m in zip(clean, masks))
+        assert would > 1000  # the cup does cross the paint
+        on_object = sum((g & m).sum() for g, m in zip(got, masks)) / would
+        kept = sum((g & c & ~m).sum() for g, c, m in zip(got, clean, masks)) / sum((c & ~m).sum() for c, m in zip(clean, masks))
+        shares[occlusion] = on_object, kept
+    assert shares["off"][0] > 0.9  # without the matte the paint is drawn over the cup
+    assert shares["auto"][0] < 0.05, shares
+    assert shares["auto"][1] > 0.8, shares
+
+
+def test_a_face_with_nothing_in_front_keeps_its_paint(cheek_paint):
+    folder = cheek_paint["folder"]
+    off = _painted(cheek_paint["paint"], cheek_paint["video"], folder / "plain_off.mkv", "off")
+    auto = _painted(cheek_paint["paint"], cheek_paint["video"], folder / "plain_auto.mkv", "auto")
+    assert sum((a & o).sum() for a, o in zip(auto, off)) / sum(o.sum() for o in off) > 0.85
