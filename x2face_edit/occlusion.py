@@ -45,13 +45,16 @@ FACE_REACH = 0.55
 @dataclass(frozen=True)
 class Occlusion:
     face: torch.Tensor  # (3, R, R): the clean embedded face at the driving grid's resolution
+    central: torch.Tensor  # (R, R) bool: the grid's cells within FACE_REACH of the crop's centre
 
     @classmethod
     def of(cls, embedded: np.ndarray, resolution: int) -> Occlusion:
         """From the clean embedded face (S, S, 3 uint8), shrunk to the grid's resolution
         (sampling it at a coarse grid's cells would alias its fine detail)."""
         face = to_tensor([embedded])
-        return cls(F.interpolate(face, size=(resolution, resolution), mode="area")[0])
+        v, u = torch.meshgrid(torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij")
+        central = (u.abs() < FACE_REACH) & (v.abs() < FACE_REACH)
+        return cls(F.interpolate(face, size=(resolution, resolution), mode="area")[0], central)
 
     def visibility(self, crop: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
         """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
@@ -59,8 +62,7 @@ class Occlusion:
         predicted = sample(self.face.unsqueeze(0), grid.unsqueeze(0).float())[0]
         seen = to_tensor([crop])[0]
         height, width = grid.shape[:2]
-        v, u = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-        on_face = (u.abs() < FACE_REACH) & (v.abs() < FACE_REACH) & (grid.abs() <= 1).all(dim=-1)
+        on_face = self.central & (grid.abs() <= 1).all(dim=-1)
         if on_face.sum() < 16:
             return torch.ones(height, width)
         ratio = seen[:, on_face] / predicted[:, on_face].clamp(min=0.02)
