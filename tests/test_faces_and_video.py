@@ -185,6 +185,43 @@ def test_a_person_is_split_at_the_cut_not_where_a_hand_changes_their_descriptor(
     assert sorted(p.frame_indices[0] for p in people) == [0, 30]
 
 
+def test_one_face_found_twice_is_one_face_and_its_pieces_one_person():
+    from x2face_edit.faces import boxes_through, distinct_faces, link_people
+
+    # Issue 25's case: the followed box grown while an object covered the cheek (frames
+    # 95-99) beside a fresh detection of the same face, the two pieces 0.24 apart in
+    # who they are; before, two people of 100 and 105 frames, and 95 frames lost.
+    grown, fresh = np.array([146.0, 153, 423, 431]), np.array([172.0, 162, 396, 386])
+    assert distinct_faces(np.stack([grown, fresh])) == [0]
+    assert distinct_faces(np.stack([fresh, fresh + [300, 0, 300, 0]])) == [0, 1]  # two faces side by side
+    detections = [fresh[None]] * 95 + [np.stack([grown, fresh])] * 5 + [fresh[None]] * 100
+    a, b = np.zeros(128), np.full(128, 0.24 / np.sqrt(128))
+    descriptors = [a[None] if i == 0 else np.stack([a, b]) if i == 95 else b[None] if i == 150 else None for i in range(200)]
+    people = link_people(detections, descriptors, max_gap=250, max_fill=5, cuts=[])
+    assert len(people) == 1 and len(people[0]) == 200
+    boxes = boxes_through(people[0], 200, max_fill=5)
+    assert not np.isnan(boxes).any()
+    assert np.allclose(boxes[97], fresh, atol=1.0)  # the fresh detection's box, not the grown one
+    # Another person, on screen at the same time in the same place, stays another person.
+    other = np.full(128, 1.0 / np.sqrt(128))
+    descriptors[95] = np.stack([a, other])
+    descriptors[150] = other[None]
+    assert len(link_people(detections, descriptors, max_gap=250, max_fill=5, cuts=[])) == 2
+
+
+def test_a_face_behind_a_hand_of_its_own_tone_is_followed_where_it_is(eval_clips, tmp_path):
+    from x2face_edit.synthetic import write_occluded_copy
+
+    clip = eval_clips / "dagan_driving.mp4"
+    clean = track_video(clip)
+    occluded = track_video(write_occluded_copy(clip, clean.face_boxes, "hand", tmp_path / "hand.mp4"))
+    # Before: at a detection HOG took the hand for the face (0.4 box sides off the face),
+    # and the face was lost in frames 120-128 while its eyes still showed.
+    assert occluded.found.all()
+    offsets = [box_distance(a, b) for a, b in zip(occluded.face_boxes, clean.face_boxes)]
+    assert max(offsets) < 0.1
+
+
 @pytest.mark.parametrize("cut", [30, 33])
 def test_a_cut_to_the_same_face_framed_anew_moves_the_box_at_once(tmp_path, cut):
     # An interview's camera switch: the same face, elsewhere and larger, from frame `cut`.

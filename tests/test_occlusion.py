@@ -59,3 +59,41 @@ def test_a_face_with_nothing_in_front_keeps_its_paint(cheek_paint):
     off = _painted(cheek_paint["paint"], cheek_paint["video"], folder / "plain_off.mkv", "off")
     auto = _painted(cheek_paint["paint"], cheek_paint["video"], folder / "plain_auto.mkv", "auto")
     assert sum((a & o).sum() for a, o in zip(auto, off)) / sum(o.sum() for o in off) > 0.85
+
+
+def test_the_matte_is_written_frame_for_frame_and_dark_only_over_the_object(cheek_paint):
+    folder, masks = cheek_paint["folder"], cheek_paint["masks"]
+    model, info = load_model_with_info()
+    options = RenderOptions(PaintOptions(), matte=folder / "matte_%03d.png")
+    render(model, info, cheek_paint["paint"], cheek_paint["occluded"], folder / "with_matte.mkv", options)
+    mattes = [f.rgb for f in iter_frames(folder / "matte_%03d.png", fps=25)]
+    assert len(mattes) == len(masks) == 60
+    assert all((m[..., 0] == m[..., 1]).all() and (m[..., 0] == m[..., 2]).all() for m in mattes)  # grey
+    grey = np.stack([m[..., 0] for m in mattes]).astype(np.float32) / 255
+    covered = [i for i, m in enumerate(masks) if m.sum() > 500]
+    track = track_video(cheek_paint["occluded"])
+    for index in range(0, 60, 10):  # the face box, white where the face shows
+        x0, y0, x1, y1 = track.face_boxes[index].astype(int)
+        shown = (grey[index, y0:y1, x0:x1] >= 0.5)[~masks[index][y0:y1, x0:x1]].mean()
+        assert shown > 0.85, (index, shown)  # measured 0.89-0.97 on this face the model knows badly
+    assert (grey[:, :, :30] == 1).all()  # beyond the face nothing is judged
+    inner = [cv2.erode(masks[i].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) for i in covered]
+    over_object = np.concatenate([grey[i][m] for i, m in zip(covered, inner)])
+    assert np.median(over_object) < 0.1, np.median(over_object)
+    # The render beside the matte is the render without it.
+    render(model, info, cheek_paint["paint"], cheek_paint["occluded"], folder / "without_matte.mkv", RenderOptions(PaintOptions()))
+    assert all((a.rgb == b.rgb).all() for a, b in zip(iter_frames(folder / "with_matte.mkv"), iter_frames(folder / "without_matte.mkv")))
+
+
+def test_a_matte_that_cannot_be_made_is_one_line(extracted, painted_layer, talking_video, tmp_path):
+    from helpers import one_line_error, run
+
+    def render_with(*args):
+        return run("render", "--edited", painted_layer, "--sidecar", extracted.with_suffix(".json"), "--drive", talking_video,
+                   *args)
+
+    one_line_error(render_with("-o", tmp_path / "o.mp4", "--matte", tmp_path / "m.mov", "--occlusion", "off"), "--occlusion auto")
+    one_line_error(render_with("-o", tmp_path / "o.png", "--preview", "3", "--matte", tmp_path / "m.mov"), "--preview")
+    one_line_error(render_with("-o", tmp_path / "o.mp4", "--matte", tmp_path / "o.mp4"), "the output itself")
+    one_line_error(render_with("-o", tmp_path / "o.mp4", "--matte", tmp_path / "m.png"), "numbered pattern")
+    assert not list(tmp_path.iterdir())

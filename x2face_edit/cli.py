@@ -298,23 +298,32 @@ def _model_of(paint, model_path: Path | None) -> Path:
 @click.option("--preview", type=click.IntRange(min=1),
               help="The same as the 'preview' command with --frames (kept for a release): a before/after contact sheet "
                    "of this many frames to OUT (.png or .jpg) instead of rendering.")
+@click.option("--matte", type=click.Path(path_type=Path),
+              help="Also write the occlusion matte, frame for frame (white where the face shows, black where something "
+                   "covers it; MATTE.mov: grey ProRes, MATTE_%05d.png: a PNG sequence), to refine in a compositor.")
 @force_option
 @inference_options
 def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None, fit_seconds: float | None, seed: int,
            device: str, layer_only: bool, codec: str | None, crf: int | None, sequence_fps: float | None, preview: int | None,
-           force: bool, options) -> None:
+           matte: Path | None, force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video (or image sequence)."""
     from .outputs import check_output
     from .paint import require_paint_before
-    from .render import RenderOptions
+    from .render import RenderOptions, check_matte_output
     from .render import render as run_render
     from .video import check_video_output
 
     if preview:
+        if matte:
+            raise X2FaceError("--matte goes with a render, not --preview (a contact sheet has no frames to match)")
         _preview(paint, paint_options, drive, out, model_path, device, preview, sequence_fps, force)
         return
     check_video_output(out, force=force, inputs=(drive, paint.edited, paint.sidecar.path, paint.sidecar.video), codec=codec,
                        crf=crf, alpha=layer_only)
+    render_options = RenderOptions(paint=paint_options, layer_only=layer_only, codec=codec, crf=crf, sequence_fps=sequence_fps,
+                                   inference=options, matte=matte, force=force)
+    if matte:
+        check_matte_output(matte, out, render_options)
     model_path = _model_of(paint, model_path)
     if fit_seconds:
         require_paint_before(_load(model_path, device)[0], paint, paint_options)  # not after minutes of fitting
@@ -322,8 +331,6 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
         check_output(fitted, force=force)
         model_path = _fit(drive, fitted, model_path, fit_seconds, seed=seed, device=device, force=force, driving_only=True)
     model, model_info = _load(model_path, device)
-    render_options = RenderOptions(paint=paint_options, layer_only=layer_only, codec=codec, crf=crf, sequence_fps=sequence_fps,
-                                   inference=options, force=force)
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
         report = run_render(model, model_info, paint, drive, out, render_options,

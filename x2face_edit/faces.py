@@ -50,6 +50,19 @@ SAME_PLACE = 0.75
 FIND_NEAR_SCORE = -0.9
 # The face's side, in pixels, in the image searched for it (HOG's window is 80).
 FIND_NEAR_SIDE = 100
+# At a detection, a followed face is the detection (or HOG's find near it) within this many
+# box sides of where its landmarks put it in this frame: farther is something else that
+# looks like a face (a hand of its tone beside it), however near.
+REFOUND = 0.25
+# A followed face that no detection confirms is followed by its landmarks alone for at most
+# this many detections (a hand over the mouth and chin hides it from HOG), then dropped,
+# and only while its box still looks like the face when last confirmed: their LOOK_SIDE
+# grey thumbnails correlate at least SAME_LOOK (a face gone leaves the background).
+UNCONFIRMED_DETECTIONS = 2
+LOOK_SIDE, SAME_LOOK = 16, 0.3
+# Two boxes of one frame are one face found twice where either lies this much inside the
+# other (their intersection over the smaller's area).
+INSIDE = 0.7
 
 
 def similarity_factor(source: np.ndarray, target: np.ndarray) -> complex:
@@ -120,10 +133,10 @@ class FaceDetector:
         near = self.near(rgb, face_box)
         return FIND_NEAR_SCORE if near is None else near[1]
 
-    def near(self, rgb: np.ndarray, face_box: np.ndarray) -> tuple[np.ndarray, float] | None:
-        """HOG's box and score for the face nearest ``face_box`` (within ``SAME_PLACE``),
-        even one ``detect`` misses (a hand or a phone over part of it): searched in twice
-        the box around it, the face shrunk or enlarged to ``FIND_NEAR_SIDE``, down to a
+    def near(self, rgb: np.ndarray, face_box: np.ndarray, within: float = SAME_PLACE) -> tuple[np.ndarray, float] | None:
+        """HOG's box and score for the face nearest ``face_box`` (within ``within`` box
+        sides), even one ``detect`` misses (a hand or a phone over part of it): searched in
+        twice the box around it, the face shrunk or enlarged to ``FIND_NEAR_SIDE``, down to a
         score of ``FIND_NEAR_SCORE``; None if none."""
         centre, side = (face_box[:2] + face_box[2:]) / 2, float(face_box[2] - face_box[0])
         region = np.concatenate([centre - side, centre + side])
@@ -132,7 +145,7 @@ class FaceDetector:
         near = []
         for rectangle, score in zip(found, scores):
             box = np.tile(region[:2], 2) + pixel * np.array(_corners(rectangle))
-            if score >= FIND_NEAR_SCORE and (distance := box_distance(face_box, box)) <= SAME_PLACE:
+            if score >= FIND_NEAR_SCORE and (distance := box_distance(face_box, box)) <= within:
                 near.append((distance, box, float(score)))
         return None if not near else min(near, key=lambda item: item[0])[1:]
 
@@ -145,33 +158,108 @@ def _corners(rectangle: dlib.rectangle) -> list[int]:
 class FaceFollower:
     """Face boxes frame after frame: dlib detection every ``detect_every`` frames, and in
     between each face found again by its landmarks inside its box in the frame before
-    (about 3 ms a face instead of tens of milliseconds for a detection). A followed face
-    that a detection misses stays followed while ``FaceDetector.near`` finds it (a hand
-    or a phone over part of it), its box placed by its landmarks from HOG's."""
+    (about 3 ms a face instead of tens of milliseconds for a detection).
+
+    At a detection each followed face is first placed by its landmarks in this frame, then
+    confirmed by the detection within ``REFOUND`` of that place, or by HOG's find near it
+    (``FaceDetector.near``: a hand or a phone over part of the face), its box placed by its
+    landmarks. Unconfirmed, it is followed by its landmarks for up to
+    ``UNCONFIRMED_DETECTIONS`` detections (not across a possible shot cut), then taken by a
+    detection within ``SAME_PLACE`` (a face that moved faster than its landmarks followed). A detection
+    that is one of the followed faces found again (``distinct_faces``) is not a new face."""
 
     def __init__(self, detect_every: int = 1, max_side: int = 640) -> None:
         self.detect_every = max(1, detect_every)
         self.detector = FaceDetector(max_side=max_side)
         self._frames_seen = 0
         self._boxes = np.zeros((0, 4))
+        self._unconfirmed = np.zeros(0, dtype=int)  # detections since each box was last confirmed
+        self._looks = np.zeros((0, LOOK_SIDE * LOOK_SIDE))  # each box's look when last confirmed (look_of)
 
     def __call__(self, rgb: np.ndarray, *, detect: bool = False) -> np.ndarray:
         """(N, 4) face boxes in this frame (the next frame of a video); ``detect`` detects
         in it whatever frame it is (a frame that may begin a new shot)."""
         if detect or self._frames_seen % self.detect_every == 0 or not len(self._boxes):
-            found = self.detector.detect(rgb)
-            missed = [box for box in self._boxes if all(box_distance(box, other) > SAME_PLACE for other in found)]
-            kept = [self.detector.placed(rgb, near[0]) for near in (self.detector.near(rgb, box) for box in missed) if near is not None]
-            self._boxes = largest_first(np.concatenate([found, np.array(kept).reshape(-1, 4)]))
+            self._detect(rgb, may_be_a_cut=detect)
         else:
-            self._boxes = np.array([self.detector.align(rgb, box) for box in self._boxes]).reshape(-1, 4)
+            aligned = np.array([self.detector.align(rgb, box) for box in self._boxes]).reshape(-1, 4)
+            rows = distinct_faces(aligned)
+            self._boxes, self._unconfirmed, self._looks = aligned[rows], self._unconfirmed[rows], self._looks[rows]
         self._frames_seen += 1
         return self._boxes
+
+    def _detect(self, rgb: np.ndarray, *, may_be_a_cut: bool) -> None:
+        found = self.detector.detect(rgb)
+        followed, unconfirmed, looks, taken = [], [], [], set()
+        for box, misses, look in zip(self._boxes, self._unconfirmed, self._looks):
+            if (refound := self._refind(rgb, box, misses, look, found, taken, may_be_a_cut)) is not None:
+                followed.append(refound[0])
+                unconfirmed.append(refound[1])
+                looks.append(look if refound[1] else look_of(rgb, refound[0]))
+        fresh = [box for i, box in enumerate(found) if i not in taken]
+        boxes = np.array(followed + fresh).reshape(-1, 4)
+        misses = np.array(unconfirmed + [0] * len(fresh), dtype=int)
+        looks = np.array(looks + [look_of(rgb, box) for box in fresh]).reshape(-1, LOOK_SIDE * LOOK_SIDE)
+        rows = distinct_faces(boxes)  # followed faces first: they win over a detection of themselves
+        rows = [rows[i] for i in np.argsort(-_areas(boxes[rows]), kind="stable")]
+        self._boxes, self._unconfirmed, self._looks = boxes[rows], misses[rows], looks[rows]
+
+    def _refind(self, rgb: np.ndarray, box: np.ndarray, misses: int, look: np.ndarray, found: np.ndarray,
+                taken: set[int], may_be_a_cut: bool) -> tuple[np.ndarray, int] | None:
+        """A followed face's box in a frame searched for faces (``found``; the rows taken
+        by followed faces are added to ``taken``) and its detections unconfirmed; None if lost."""
+        placed = self.detector.align(rgb, box)
+        distance, nearest = min(((box_distance(placed, other), i) for i, other in enumerate(found) if i not in taken),
+                                default=(np.inf, -1))
+        if distance <= REFOUND:
+            taken.add(nearest)
+            return found[nearest], 0
+        near = self.detector.near(rgb, placed)
+        if near is not None and box_distance(placed, near[0]) <= REFOUND:
+            return self.detector.placed(rgb, near[0]), 0
+        if (not may_be_a_cut and misses < UNCONFIRMED_DETECTIONS and box_distance(box, placed) <= REFOUND
+                and float(look_of(rgb, placed) @ look) >= SAME_LOOK):
+            return placed, misses + 1
+        if distance <= SAME_PLACE:
+            taken.add(nearest)
+            return found[nearest], 0
+        return None if near is None else (self.detector.placed(rgb, near[0]), 0)
+
+
+def look_of(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The face in ``box`` as a ``LOOK_SIDE`` grey thumbnail, zero mean and unit length (the
+    dot product of two is their correlation)."""
+    grey = cv2.cvtColor(crop(rgb, box, LOOK_SIDE), cv2.COLOR_RGB2GRAY).astype(np.float64).ravel()
+    grey -= grey.mean()
+    return grey / max(float(np.linalg.norm(grey)), 1e-6)
+
+
+def distinct_faces(boxes: np.ndarray) -> list[int]:
+    """The rows of (N, 4) ``boxes`` of one frame that are not a face found twice: a box
+    within ``SAME_PLACE`` of an earlier one, or lying ``INSIDE`` it or it inside the box,
+    is left out (the earlier one stays), in their order."""
+    rows: list[int] = []
+    for row, box in enumerate(boxes):
+        if all(box_distance(box, boxes[other]) > SAME_PLACE and _inside(box, boxes[other]) < INSIDE for other in rows):
+            rows.append(row)
+    return rows
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> float:
+    """The intersection of boxes ``a`` and ``b`` over the smaller one's area."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = float(_areas(np.stack([a, b])).min())
+    return width * height / smaller if smaller > 0 else 0.0
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def largest_first(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) ``boxes`` ordered by area, largest first (ties keep their order)."""
-    return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")]
+    return boxes[np.argsort(-_areas(boxes), kind="stable")]
 
 
 def voxceleb_box(face_box: np.ndarray, scale: float = VOXCELEB_SCALE) -> np.ndarray:
@@ -308,7 +396,8 @@ def link_people(detections: Sequence[np.ndarray], descriptors: Sequence[np.ndarr
     then joined into people in time order: a piece is the person it looks like (mean
     descriptors within ``SAME_PERSON``), wherever and however long after it returns; where
     either is undescribed, it is the person whose face left within ``max_gap`` frames near
-    where it appears.
+    where it appears. A piece on screen together with a person is that person where it is
+    their face found twice (``distinct_faces``) in every frame both hold.
     """
     pieces = link_tracks(list(enumerate(detections)), max_gap=max_fill)
     if descriptors is not None:
@@ -318,7 +407,9 @@ def link_people(detections: Sequence[np.ndarray], descriptors: Sequence[np.ndarr
         choices = []
         for person in people:
             if person.frame_indices[-1] >= piece.frame_indices[0]:
-                continue  # on screen at the same time: two faces
+                if _found_twice(person, piece):
+                    choices.append((-1, 0.0, person))
+                continue  # else on screen at the same time: two faces
             mine, theirs = piece.descriptor, person.descriptor
             if mine is not None and theirs is not None:
                 distance = float(np.linalg.norm(mine - theirs))
@@ -329,12 +420,37 @@ def link_people(detections: Sequence[np.ndarray], descriptors: Sequence[np.ndarr
                 if distance <= SAME_PLACE:
                     choices.append((1, distance, person))
         if choices:
-            person = min(choices, key=lambda c: c[:2])[2]
-            for name in ("frame_indices", "boxes", "box_numbers", "descriptors"):
-                getattr(person, name).extend(getattr(piece, name))
+            _join(min(choices, key=lambda c: c[:2])[2], piece)
         else:
             people.append(piece)
     return sorted(people, key=lambda t: -t.prominence)
+
+
+def _found_twice(person: Track, piece: Track) -> bool:
+    """Whether ``piece``, on screen while ``person`` is, is the same face found twice: in
+    every frame both hold, one box within ``SAME_PLACE`` of the other or ``INSIDE`` it (a
+    followed box grown over an occluder beside a fresh detection of the face), and not
+    another person by their descriptors."""
+    theirs = dict(zip(person.frame_indices, person.boxes))
+    shared = [(theirs[frame], box) for frame, box in zip(piece.frame_indices, piece.boxes) if frame in theirs]
+    if not shared or any(len(distinct_faces(np.stack(pair))) > 1 for pair in shared):
+        return False
+    mine, their_descriptor = piece.descriptor, person.descriptor
+    return mine is None or their_descriptor is None or float(np.linalg.norm(mine - their_descriptor)) < SAME_PERSON
+
+
+def _join(person: Track, piece: Track) -> None:
+    """Add ``piece``'s frames to ``person``'s in time order; in a frame both hold, the
+    smaller box stays (the face found twice: a box grown over what covers it is the larger)."""
+    entries = {frame: (box, number) for frame, box, number in zip(person.frame_indices, person.boxes, person.box_numbers)}
+    for frame, box, number in zip(piece.frame_indices, piece.boxes, piece.box_numbers):
+        if frame not in entries or _areas(box[None])[0] < _areas(entries[frame][0][None])[0]:
+            entries[frame] = box, number
+    frames = sorted(entries)
+    person.frame_indices[:] = frames
+    person.boxes[:] = [entries[frame][0] for frame in frames]
+    person.box_numbers[:] = [entries[frame][1] for frame in frames]
+    person.descriptors.extend(piece.descriptors)
 
 
 def _split_where_the_person_changes(piece: Track, descriptors: Sequence[np.ndarray | None],

@@ -17,6 +17,7 @@ from PIL import Image
 from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
 from .embedding import embed, rebuild, source_frames
 from .errors import X2FaceError
+from .faces import VOXCELEB_SCALE
 from .guide import is_guide
 from .lock import LandmarkLock
 from .model import X2Face
@@ -186,10 +187,7 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
         top, bottom = max(top, int(np.floor(y0 + cells[1] * cell_height))), min(bottom, int(np.ceil(y0 + cells[3] * cell_height)))
     if right <= left or bottom <= top:
         return None
-    # Each frame pixel's centre in the crop's [-1, 1] coordinates.
-    u = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
-    v = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
-    positions = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+    positions = _pixel_positions(crop_box, left, top, right, bottom)
     cells = grid.permute(2, 0, 1).float()
     if visibility is not None:
         cells = torch.cat([cells, visibility[None].float()])
@@ -202,6 +200,33 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
     if not (warped[..., 3] > 0).any():
         return None
     return (slice(top, bottom), slice(left, right)), warped
+
+
+def _pixel_positions(crop_box: np.ndarray, left: int, top: int, right: int, bottom: int) -> torch.Tensor:
+    """(1, h, w, 2): the centres of the frame pixels from (left, top) to (right, bottom),
+    exclusive, in the crop's [-1, 1] coordinates."""
+    x0, y0, x1, y1 = crop_box
+    u = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    v = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    return torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+
+
+def visibility_matte(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor, visibility: torch.Tensor) -> np.ndarray:
+    """(H, W) float32 in [0, 1] over a frame of ``shape``: the ``visibility`` of the face
+    (on the (h, w) cells of the crop's ``grid``, ``Occlusion.visibility``) at each pixel
+    where the grid reaches the face box of the embedded face, 1 elsewhere (its hair and
+    background, which move apart from the face, are not judged there)."""
+    height, width = shape[:2]
+    matte = np.ones((height, width), np.float32)
+    left, top = max(0, int(np.floor(crop_box[0]))), max(0, int(np.floor(crop_box[1])))
+    right, bottom = min(width, int(np.ceil(crop_box[2]))), min(height, int(np.ceil(crop_box[3])))
+    if right <= left or bottom <= top:
+        return matte
+    cells = torch.cat([grid.permute(2, 0, 1).float(), visibility[None].float()])
+    at_pixels = sample(cells.unsqueeze(0), _pixel_positions(crop_box, left, top, right, bottom), padding="border")[0]
+    on_face = (at_pixels[:2].abs() <= 1 / VOXCELEB_SCALE).all(dim=0)
+    matte[top:bottom, left:right] = torch.where(on_face, at_pixels[2].clamp(0, 1), torch.ones(())).numpy()
+    return matte
 
 
 def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,

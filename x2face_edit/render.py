@@ -7,6 +7,7 @@ frame's landmarks (``lock.py``), decoded, driven and encoded in overlapping thre
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +15,15 @@ import numpy as np
 import torch
 
 from .driving import RenderReport, face_crop, write_driven
+from .errors import X2FaceError
 from .faces import SAME_PERSON
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .outputs import atomic_output
-from .paint import Paint, PaintOptions, composited, fade_weights, paint_alone, paint_bounds, prepare_paint
+from .paint import Paint, PaintOptions, composited, fade_weights, paint_alone, paint_bounds, prepare_paint, visibility_matte
 from .sequences import is_sequence
 from .tracking import VideoTrack, track_video
-from .video import Frame, VideoWriter, check_video_output, probe
+from .video import Encoding, Frame, VideoWriter, check_video_output, choose_encoding, probe
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,10 @@ class RenderOptions:
     ``crf`` (default: what the output's suffix implies, ``video.choose_encoding``);
     ``sequence_fps``, the rate of a driving image sequence; ``inference``, how the network
     runs; ``overlap`` runs decoding, the network and compositing with encoding side by
-    side (the same output either way); ``force`` overwrites an existing output."""
+    side (the same output either way); ``matte``, a second output (a video or image
+    sequence, frame for frame) of the grey visibility matte the paint was multiplied by
+    (white: the face shows or no face; black: something covers it), for a compositor to
+    refine; ``force`` overwrites an existing output."""
 
     paint: PaintOptions = field(default_factory=PaintOptions)
     layer_only: bool = False
@@ -40,6 +45,7 @@ class RenderOptions:
     sequence_fps: float | None = None
     inference: InferenceOptions = field(default_factory=InferenceOptions)
     overlap: bool = True
+    matte: Path | None = None
     force: bool = False
 
 
@@ -59,6 +65,8 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     info = track.info if track is not None else probe(drive, fps=options.sequence_fps)
     encoding, warning = check_video_output(out, force=options.force, inputs=(drive, paint.edited, paint.sidecar.video),
                                            codec=options.codec, crf=options.crf, alpha=options.layer_only, deep=info.deep)
+    if options.matte is not None:
+        check_matte_output(options.matte, out, options)
     total = info.frame_count
     prepared = prepare_paint(model, paint, options.paint)
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
@@ -70,26 +78,40 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     layer, occlusion = prepared.layer, prepared.occlusion
     bounds = paint_bounds(layer)
 
+    matte_writer: VideoWriter | None = None
+
     def finish(index: int, frame: Frame, grid: torch.Tensor | None) -> np.ndarray | Frame:
         canvas = np.zeros((frame.height, frame.width, 4), np.uint16 if encoding.deep else np.uint8) if options.layer_only else None
+        box, visibility = track.crop_box(index), None
+        if grid is not None and occlusion is not None and (opacity[index] > 0 or matte_writer is not None):
+            visibility = occlusion.visibility(face_crop(frame, box, grid.shape[0]), grid)
+        if matte_writer is not None:
+            matte = np.ones((frame.height, frame.width)) if visibility is None else visibility_matte(
+                (frame.height, frame.width), box, grid, visibility)
+            matte_writer.write(np.repeat(np.round(matte * 255).astype(np.uint8)[..., None], 3, axis=2), track.times[index])
         if grid is not None and opacity[index] > 0:
             faded = layer if opacity[index] == 1 else layer * opacity[index]
-            box = track.crop_box(index)
-            visibility = None if occlusion is None else occlusion.visibility(face_crop(frame, box, grid.shape[0]), grid)
             if canvas is None:
                 return composited(frame, box, grid, faded, bounds, visibility)
             paint_alone(canvas, box, grid, faded, bounds, visibility)
         return frame if canvas is None else canvas
 
     warnings = [warning] if warning else []
-    with atomic_output(out, force=options.force) as partial:
-        with VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, encoding=encoding,
-                         audio_from=None if is_sequence(drive) else drive, first_number=info.first_number) as writer:
-            if (writer.width, writer.height) != (info.width, info.height):
-                warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
-                                "needs even sizes (a png/tiff sequence keeps every pixel)")
-            write_driven(GridPredictor(model, options.inference), track, drive, writer, finish, overlap=options.overlap,
-                         lock=prepared.lock, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
+    with ExitStack() as outputs:
+        partial = outputs.enter_context(atomic_output(out, force=options.force))
+        writer = outputs.enter_context(VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, encoding=encoding,
+                                                   audio_from=None if is_sequence(drive) else drive,
+                                                   first_number=info.first_number))
+        if options.matte is not None:
+            matte_partial = outputs.enter_context(atomic_output(options.matte, force=options.force))
+            matte_writer = outputs.enter_context(VideoWriter(matte_partial, fps=info.fps, width=info.width, height=info.height,
+                                                             encoding=matte_encoding(options.matte),
+                                                             first_number=info.first_number))
+        if (writer.width, writer.height) != (info.width, info.height):
+            warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
+                            "needs even sizes (a png/tiff sequence keeps every pixel)")
+        write_driven(GridPredictor(model, options.inference), track, drive, writer, finish, overlap=options.overlap,
+                     lock=prepared.lock, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
                         f"{number} (--face picks another)")
@@ -97,3 +119,17 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
         warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
                         "(a truncated file?): the output has those")
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
+
+
+def check_matte_output(matte: Path, out: str | Path, options: RenderOptions) -> None:
+    """Refuse a ``--matte`` output that cannot be written beside ``out``, before any work."""
+    if options.paint.occlusion == "off":
+        raise X2FaceError("--matte is the occlusion matte: it needs --occlusion auto (with off nothing is hidden)")
+    if Path(matte).resolve() == Path(out).resolve():
+        raise X2FaceError(f"--matte {matte} is the output itself: name another file")
+    check_video_output(matte, force=options.force, codec=matte_encoding(matte).codec)
+
+
+def matte_encoding(matte: str | Path) -> Encoding:
+    """ProRes in a .mov or .mkv (what compositors take a matte in), else what the suffix implies."""
+    return choose_encoding(matte, codec="prores" if Path(matte).suffix.lower() in (".mov", ".mkv") else None)[0]

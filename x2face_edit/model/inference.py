@@ -7,6 +7,7 @@ slower than fp32, so ``precision="auto"`` picks bf16 only where it is native.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +78,10 @@ class GridPredictor:
 
     def __init__(self, model: X2Face, options: InferenceOptions = InferenceOptions()) -> None:
         self.device = torch.device(options.device) if options.device else next(model.parameters()).device
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        # A copy: converting the caller's model in place would change what it computes next
+        # (channels_last convolutions round differently), so a second render in one process
+        # would embed its face differently from the first.
+        self.model = copy.deepcopy(model).to(self.device, memory_format=torch.channels_last).eval()
         self.batch = options.batch
         self.precision = options.resolved_precision(self.device)
         self._grids = torch.compile(self._predict, dynamic=False) if options.compile else self._predict
