@@ -1,7 +1,7 @@
 """Where painted dots land, judged by an independent face mesh, beside three baselines.
 
     pip install -e ".[bench]"     # mediapipe==0.10.14, the judge (never a runtime dependency)
-    python benchmarks/edit_tracking.py [--model PATH ...] [--lock landmarks --lock none] [CLIP ...]
+    python benchmarks/edit_tracking.py [--model PATH ...] [--lock landmarks --lock none] [--placed inverse|picture|frame] [CLIP ...]
 
 For each clip (default: every clip of ../shared/data/clips-eval, people no shipped model
 was trained on): extract the embedded face as a user would (3 source frames); put 9 dots
@@ -10,7 +10,10 @@ cheeks appear (each source frame's MediaPipe point carried into the embedded fac
 the inverse of that frame's embedding grid, averaged over the source frames); follow each
 dot through every frame with the exact warp `render` composites with (its driving grid,
 landmark-locked or not, inverted at the dot); and compare with MediaPipe's 468-point face
-mesh in that frame. dlib, which the product tracks with, is not the judge.
+mesh in that frame. dlib, which the product tracks with, is not the judge. ``--placed picture``
+puts the dots where the judge finds the features on the embedded face's picture itself
+(what the user paints on), ``--placed frame`` on the clip's middle frame, carried in as
+``render --frame`` carries paint (the baselines then start from that frame).
 
 Errors are in percent of the eye distance (MediaPipe's outer eye corners) in each frame:
 mean error, jitter (the frame-to-frame change of a dot's error vector), cheeks and forehead
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 from scipy.spatial import Delaunay
 
+from x2face_edit.driving import locked_grid_of
 from x2face_edit.embedding import embedded_landmarks, locate_in_embedded_face, source_frames
 from x2face_edit.evaluate import landing_positions
 from x2face_edit.extract import extract
@@ -43,7 +47,8 @@ from x2face_edit.lock import LandmarkLock
 from x2face_edit.model import ModelInfo, default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.images import to_tensor
-from x2face_edit.model.landmarks import inter_ocular
+from x2face_edit.model.inference import GridPredictor
+from x2face_edit.model.landmarks import inter_ocular, sample_at
 from x2face_edit.model.metrics import frame_round_trip
 from x2face_edit.sidecar import Sidecar
 from x2face_edit.synthetic import OCCLUDERS, occluded_frames, write_occluded_copy
@@ -138,19 +143,59 @@ def optical_flow_baseline(greys: list[np.ndarray], reference: int, points: np.nd
     return out
 
 
-def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[str]) -> tuple[dict, int, float, bool]:
+# Where the dots are put (--placed): carried from the source frames' judge points through
+# the inverse embedding grid; where the judge finds the features on the embedded face's
+# picture itself (face.png, what the user paints on); or on a frame of the clip (the judge's
+# points there, carried in through that frame's locked grid, as render --frame carries paint).
+PLACEMENTS = ("inverse", "picture", "frame")
+
+
+def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[str],
+                placed: str = "inverse") -> tuple[dict, int, float, bool]:
     """Per lock mode, where each dot lands in every frame (frame pixels, NaN where the face
-    is not tracked); the reference (first source) frame; the model's mean round trip over
-    the tracked frames in percent of dlib's eye distance; and whether dlib finds a face in
-    the embedded face (it does not in a ghosted one)."""
+    is not tracked); the reference frame (the first source, or the frame painted on); the
+    model's mean round trip over the tracked frames in percent of dlib's eye distance; and
+    whether dlib finds a face in the embedded face (it does not in a ghosted one)."""
     face = extract(model, ModelInfo("benchmark", ""), clip, track)
     face_found = len(FaceDetector().detect(face.image)) > 0
     frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judged, clip)
+    if placed == "picture":
+        dots = dots_on_picture(face.image, clip)
+    reference = face.sidecar.frames[0] if placed != "frame" else painted_frame(track, judged)
     paths = {}
     for mode in lock_modes:
         lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
+        if placed == "frame":
+            dots = dots_from_frame(model, clip, track, judged, reference, lock)
         paths[mode] = landing_positions(model, clip, track, dots, lock)
-    return paths, face.sidecar.frames[0], round_trip_percent(model, clip, track), face_found
+    return paths, reference, round_trip_percent(model, clip, track), face_found
+
+
+def dots_on_picture(image: np.ndarray, clip: Path) -> torch.Tensor:
+    """The judge's 9 points found on the embedded face's picture, in its grid coordinates."""
+    import mediapipe as mp
+
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
+        found = mesh.process(image).multi_face_landmarks
+    if not found:
+        raise JudgeBlind(f"the judge finds no face on the embedded face of {clip.name}")
+    points = np.array([[p.x, p.y] for p in found[0].landmark])[list(POINTS.values())]
+    return torch.from_numpy(points * 2 - 1).float()
+
+
+def painted_frame(track, judged: np.ndarray) -> int:
+    """The frame painted on with --placed frame: the middle one of those where the face is
+    followed and the judge sees it."""
+    usable = np.flatnonzero(track.found & ~np.isnan(judged).any(axis=(1, 2)))
+    return int(usable[len(usable) // 2])
+
+
+def dots_from_frame(model, clip: Path, track, judged: np.ndarray, index: int, lock) -> torch.Tensor:
+    """The judge's points in frame ``index`` carried into the embedded face through that
+    frame's driving grid as ``render --frame`` uses it (``driving.locked_grid_of``)."""
+    _, grid = locked_grid_of(GridPredictor(model), track, clip, index, lock)
+    points = torch.from_numpy(to_crop_grid(judged[index] - 0.5, track.crop_box(index)))
+    return sample_at(grid[None].float(), points[None])[0]
 
 
 def dots_on_embedded_face(model, sidecar: Sidecar, judged: np.ndarray, clip: Path) -> tuple[list, list, torch.Tensor]:
@@ -220,6 +265,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", type=Path, help="checkpoint(s); default: the shipped model")
     parser.add_argument("--lock", action="append", choices=["landmarks", "none"], help="default: both")
     parser.add_argument("--json", type=Path, help="also write every row here")
+    parser.add_argument("--placed", choices=PLACEMENTS, default="inverse",
+                        help="where the dots are put: through the inverse embedding grid (default), where the judge "
+                             "finds the features on face.png itself, or on the clip's middle frame (render --frame)")
     parser.add_argument("--occlude", choices=OCCLUDERS,
                         help="track and paint on a copy with a hand or phone over the face in the middle of each "
                              "clip (x2face_edit.synthetic.write_occluded_copy); the judge keeps looking at the clean clip")
@@ -245,13 +293,14 @@ def main() -> None:
         for model_path in models:
             model = load_model(model_path)
             try:
-                paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks)
+                paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks, args.placed)
             except JudgeBlind as error:  # a face too small for MediaPipe: nothing to judge against
                 blind = error
                 break
             print(f"{clean.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
-                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "round_trip": trip, "embedded_face_found": face_found,
+                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "placed": args.placed, "round_trip": trip,
+                                  "embedded_face_found": face_found,
                                   **scores(path, judge["judged"], judge["iod"], covered)})
         if blind:
             print(f"{clean.name:<44}skipped: {blind}", flush=True)

@@ -298,6 +298,9 @@ def _model_of(paint, model_path: Path | None) -> Path:
 @click.option("--preview", type=click.IntRange(min=1),
               help="The same as the 'preview' command with --frames (kept for a release): a before/after contact sheet "
                    "of this many frames to OUT (.png or .jpg) instead of rendering.")
+@click.option("--frame", "painted_frame", type=click.IntRange(min=0),
+              help="The paint was made on this frame of --drive (the picture 'frame' wrote; pass --sidecar FACE.json): "
+                   "it is carried into the embedded face through that frame's own warp, and lands there as painted.")
 @click.option("--matte", type=click.Path(path_type=Path),
               help="Also write the occlusion matte, frame for frame (white where the face shows, black where something "
                    "covers it; MATTE.mov: grey ProRes, MATTE_%05d.png: a PNG sequence), to refine in a compositor.")
@@ -305,7 +308,7 @@ def _model_of(paint, model_path: Path | None) -> Path:
 @inference_options
 def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None, fit_seconds: float | None, seed: int,
            device: str, layer_only: bool, codec: str | None, crf: int | None, sequence_fps: float | None, preview: int | None,
-           matte: Path | None, force: bool, options) -> None:
+           painted_frame: int | None, matte: Path | None, force: bool, options) -> None:
     """Make the paint on an embedded face follow the face through a video (or image sequence)."""
     from .outputs import check_output
     from .paint import require_paint_before
@@ -321,7 +324,7 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
     check_video_output(out, force=force, inputs=(drive, paint.edited, paint.sidecar.path, paint.sidecar.video), codec=codec,
                        crf=crf, alpha=layer_only)
     render_options = RenderOptions(paint=paint_options, layer_only=layer_only, codec=codec, crf=crf, sequence_fps=sequence_fps,
-                                   inference=options, matte=matte, force=force)
+                                   inference=options, matte=matte, painted_frame=painted_frame, force=force)
     if matte:
         check_matte_output(matte, out, render_options)
     model_path = _model_of(paint, model_path)
@@ -341,6 +344,22 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
     ranges = ", ".join(f"{first}-{last}" if last > first else f"{first}" for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}"
                + (f" (face not tracked in {lost} frames, left as they were: {ranges}; the paint fades out and in around them)" if lost else ""))
+
+
+@main.command("frame")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.argument("index", type=click.IntRange(min=0))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="The frame as a PNG; FRAME.edit.png, a transparent layer of its size to paint on, is written beside it.")
+@sequence_fps_option
+@force_option
+def frame(video: Path, index: int, out: Path, sequence_fps: float | None, force: bool) -> None:
+    """Write frame INDEX of VIDEO (counted as 'render' counts them), to paint on; then
+    'render --edited FRAME.edit.png --frame INDEX --sidecar FACE.json --drive VIDEO'."""
+    from .frame import export_frame
+
+    written = export_frame(video, index, out, sequence_fps=sequence_fps, force=force)
+    click.echo(f"frame {index} -> {', '.join(map(str, written))}")
 
 
 @main.command("preview")

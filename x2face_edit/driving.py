@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .errors import X2FaceError
 from .faces import LandmarkDetector, crop, to_crop_grid
-from .lock import LandmarkLock, locked_grids
+from .lock import LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
 from .pipeline import InOrderWorker, read_ahead
@@ -60,6 +62,21 @@ def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: It
         return to_crop_grid(detector(pixels, track.face_boxes[index] - np.tile(offset, 2)) + offset, track.crop_box(index))
 
     return locked_grids(items, lock, landmarks_of, cuts=track.cuts)
+
+
+def locked_grid_of(predictor: GridPredictor, track: VideoTrack, drive: str | Path, index: int,
+                   lock: LandmarkLock | None) -> tuple[Frame, torch.Tensor]:
+    """Frame ``index`` of ``drive`` and its driving grid as ``write_driven`` corrects it by
+    ``lock``, from the frames the lock's smoothing reaches around it (``lock.reach_frames``)."""
+    if not track.found[index]:
+        raise X2FaceError(f"the face is not followed in frame {index} of {Path(drive).name}: paint on a frame where it is")
+    first, last = index - reach_frames(), index + reach_frames()
+    with closing(iter_frames(drive, fps=float(track.info.fps))) as decoded:
+        around_it = (f for f in takewhile(lambda f: f.index <= last, decoded) if f.index >= first)
+        for number, frame, grid in locked_driving_grids(predictor, track, around_it, lock):
+            if number == index and grid is not None:
+                return frame, grid
+    raise X2FaceError(f"{Path(drive).name} has no frame {index}")
 
 
 def driving_grids(predictor: GridPredictor, track: VideoTrack,

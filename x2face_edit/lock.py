@@ -145,6 +145,11 @@ def smoothed(corrections: list[tuple[torch.Tensor | None, float] | None], centre
     return total / weight * min(1.0, 2 * weight / window)
 
 
+def reach_frames(sigma: float = TEMPORAL_SIGMA) -> int:
+    """How many frames on each side of a frame its locked grid depends on."""
+    return max(1, int(np.ceil(3 * sigma)))
+
+
 def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], lock: LandmarkLock,
                  landmarks_of: Callable[[int, np.ndarray], np.ndarray | None], sigma: float = TEMPORAL_SIGMA,
                  every: int = CORRECT_EVERY, cuts: Sequence[int] = ()) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
@@ -155,7 +160,7 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
     carries the corrections to the frames between, within each shot (``cuts``: the frames
     that begin one). Items come out in order, ``3 * sigma`` frames behind the input.
     """
-    radius = max(1, int(np.ceil(3 * sigma)))
+    radius = reach_frames(sigma)
     entries: deque = deque()  # (index, frame, grid, correction, shot), up to radius behind the next out
     next_out = 0
 

@@ -7,11 +7,13 @@ painted, and the paint fades out before and in after (``fade_weights``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
@@ -86,8 +88,9 @@ class PreparedPaint:
     occlusion: Occlusion | None
 
 
-def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
-    """The paint as a premultiplied RGBA (4, S, S) tensor in [0, 1].
+def paint_layer(edited: str | Path, original: np.ndarray, canvas: str = "the embedded face") -> torch.Tensor:
+    """The paint as a premultiplied RGBA (4, H, W) tensor in [0, 1], made on ``original``
+    (``canvas`` says what it is, for the error where the sizes differ).
 
     An image that is transparent over much of its area (``LAYER_TRANSPARENT``) is a layer:
     its alpha says where the paint is. Anything else (an opaque image, or a painted copy
@@ -106,8 +109,8 @@ def paint_layer(edited: str | Path, original: np.ndarray) -> torch.Tensor:
         raise X2FaceError(f"{edited.name} is the painting guide, not paint: paint on a copy of the embedded face or on its .edit.png layer")
     if image.size != original.shape[1::-1]:
         raise X2FaceError(
-            f"{edited.name} is {image.size[0]}x{image.size[1]} but the embedded face is "
-            f"{original.shape[1]}x{original.shape[0]}: paint on the image 'extract' wrote, without resizing it"
+            f"{edited.name} is {image.size[0]}x{image.size[1]} but {canvas} is "
+            f"{original.shape[1]}x{original.shape[0]}: paint on the image 'extract' or 'frame' wrote, without resizing it"
         )
     rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
     if np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT:
@@ -274,6 +277,43 @@ def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, la
     canvas[region_slices] = np.clip(np.round(np.concatenate([colour, alpha], axis=2) * full), 0, full).astype(canvas.dtype)
 
 
+def carried_from_frame(paint: torch.Tensor, crop_box: np.ndarray, grid: torch.Tensor, size: int,
+                       oversample: int = 3) -> torch.Tensor:
+    """Premultiplied (4, H, W) ``paint`` made on a frame, carried into a (4, size, size)
+    layer on the embedded face through the frame's crop ``grid`` (h, w, 2): the inverse of
+    ``warp_paint``, so that warping the layer by the same grid puts the paint back where it
+    was. Points ``oversample`` times finer than the frame's pixels are each taken to their
+    place on the embedded face and averaged there per texel; a texel none reached takes the
+    mean of its neighbours that were."""
+    height, width = paint.shape[1:]
+    rows, columns = torch.nonzero(paint[3] > 0, as_tuple=True)
+    if not len(rows):
+        return torch.zeros(4, size, size)
+    left, top = max(int(columns.min()) - 1, int(np.floor(crop_box[0])), 0), max(int(rows.min()) - 1, int(np.floor(crop_box[1])), 0)
+    right = min(int(columns.max()) + 2, int(np.ceil(crop_box[2])), width)
+    bottom = min(int(rows.max()) + 2, int(np.ceil(crop_box[3])), height)
+    if right <= left or bottom <= top:
+        return torch.zeros(4, size, size)
+    xs = left + (torch.arange((right - left) * oversample, dtype=torch.float32) + 0.5) / oversample
+    ys = top + (torch.arange((bottom - top) * oversample, dtype=torch.float32) + 0.5) / oversample
+    x0, y0, x1, y1 = crop_box
+    in_crop = torch.stack(torch.meshgrid((ys - y0) / (y1 - y0) * 2 - 1, (xs - x0) / (x1 - x0) * 2 - 1, indexing="ij")[::-1], dim=-1)
+    on_face = sample(grid.permute(2, 0, 1)[None].float(), in_crop[None], padding="border")[0]
+    in_frame = torch.stack(torch.meshgrid(ys / height * 2 - 1, xs / width * 2 - 1, indexing="ij")[::-1], dim=-1)
+    values = sample(paint[None].float(), in_frame[None])[0].reshape(4, -1)
+    texel = ((on_face + 1) / 2 * size).floor().long().reshape(2, -1)
+    inside = ((texel >= 0) & (texel < size)).all(dim=0)
+    ids = texel[1, inside] * size + texel[0, inside]
+    sums = torch.zeros(4, size * size).index_add_(1, ids, values[:, inside])
+    counts = torch.zeros(size * size).index_add_(0, ids, torch.ones(len(ids)))
+    sums, counts = sums.view(4, size, size), counts.view(1, size, size)
+    box = torch.ones(1, 1, 3, 3)
+    near_sums = F.conv2d(sums[:, None], box, padding=1)[:, 0]
+    near_counts = F.conv2d(counts[None], box, padding=1)[0]
+    filled = torch.where(counts > 0, sums / counts.clamp(min=1), near_sums / near_counts.clamp(min=1))
+    return filled.clamp(0, 1)
+
+
 def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
     """Per-frame paint opacity: 0 where the face is lost, rising linearly to 1 over
     ``frames`` frames away from a lost frame (the video's ends are not losses)."""
@@ -289,14 +329,16 @@ def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:
     return np.minimum(weights, np.minimum(before, after) / (frames + 1))
 
 
-def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions) -> PreparedPaint:
+def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions,
+                  layer_of: Callable[[LandmarkLock | None], torch.Tensor] | None = None) -> PreparedPaint:
     """The layer to warp (the paint; in "generate" mode the whole painted embedded face),
-    the landmark lock and the occlusion, rebuilt from the sidecar's frames."""
+    the landmark lock and the occlusion, rebuilt from the sidecar's frames. ``layer_of(lock)``
+    gives the paint on the embedded face where it was not painted there (``carried_from_frame``)."""
     embedding = embed(model, *source_frames(paint.sidecar), paint.sidecar.size)
-    layer = paint_layer(paint.edited, embedding.image)
+    landmark_lock = LandmarkLock(embedding.landmarks) if options.lock == "landmarks" else None
+    layer = paint_layer(paint.edited, embedding.image) if layer_of is None else layer_of(landmark_lock)
     if options.mode == "edit":
         require_paint(layer, paint.edited)
-    landmark_lock = LandmarkLock(embedding.landmarks) if options.lock == "landmarks" else None
     if options.mode == "generate":
         painted = (layer[:3] + to_tensor([embedding.image])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))

@@ -14,16 +14,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .driving import RenderReport, face_crop, write_driven
+from .driving import RenderReport, face_crop, locked_grid_of, write_driven
 from .errors import X2FaceError
 from .faces import SAME_PERSON
+from .lock import LandmarkLock
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .outputs import atomic_output
-from .paint import Paint, PaintOptions, composited, fade_weights, paint_alone, paint_bounds, prepare_paint, visibility_matte
+from .paint import (
+    Paint,
+    PaintOptions,
+    PreparedPaint,
+    carried_from_frame,
+    composited,
+    fade_weights,
+    paint_alone,
+    paint_bounds,
+    paint_layer,
+    prepare_paint,
+    require_paint,
+    visibility_matte,
+)
 from .sequences import is_sequence
 from .tracking import VideoTrack, track_video
-from .video import Encoding, Frame, VideoWriter, check_video_output, choose_encoding, probe
+from .video import Encoding, Frame, VideoWriter, check_video_output, choose_encoding, frames_at, probe
+
+# The largest side of the embedded layer that paint made on a frame is carried into: as
+# large as the face's crop in that frame, so that none of the frame's detail is lost.
+MAX_FRAME_LAYER = 2048
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,9 @@ class RenderOptions:
     side (the same output either way); ``matte``, a second output (a video or image
     sequence, frame for frame) of the grey visibility matte the paint was multiplied by
     (white: the face shows or no face; black: something covers it), for a compositor to
-    refine; ``force`` overwrites an existing output."""
+    refine; ``painted_frame``, the frame of the driving video the paint was made on (the
+    ``frame`` command's picture; None: made on the embedded face), carried into the embedded
+    face through that frame's own warp; ``force`` overwrites an existing output."""
 
     paint: PaintOptions = field(default_factory=PaintOptions)
     layer_only: bool = False
@@ -46,6 +66,7 @@ class RenderOptions:
     inference: InferenceOptions = field(default_factory=InferenceOptions)
     overlap: bool = True
     matte: Path | None = None
+    painted_frame: int | None = None
     force: bool = False
 
 
@@ -68,12 +89,18 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     if options.matte is not None:
         check_matte_output(options.matte, out, options)
     total = info.frame_count
-    prepared = prepare_paint(model, paint, options.paint)
+    if options.painted_frame is None:
+        prepared = prepare_paint(model, paint, options.paint)
+    else:
+        frame_paint = read_frame_paint(paint, drive, options)  # before tracking: bad paint is said at once
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
     if track is None:
         track = track_video(drive, face=number, looks_like=looks_like, fps=options.sequence_fps, info=info,
                             on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
+    predictor = GridPredictor(model, options.inference)
+    if options.painted_frame is not None:
+        prepared = _prepared_frame_paint(model, paint, frame_paint, options, drive, track, predictor)
     opacity = fade_weights(track.found)
     layer, occlusion = prepared.layer, prepared.occlusion
     bounds = paint_bounds(layer)
@@ -110,7 +137,7 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
         if (writer.width, writer.height) != (info.width, info.height):
             warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
                             "needs even sizes (a png/tiff sequence keeps every pixel)")
-        write_driven(GridPredictor(model, options.inference), track, drive, writer, finish, overlap=options.overlap,
+        write_driven(predictor, track, drive, writer, finish, overlap=options.overlap,
                      lock=prepared.lock, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
@@ -119,6 +146,34 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
         warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
                         "(a truncated file?): the output has those")
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
+
+
+def _prepared_frame_paint(model: X2Face, paint: Paint, frame_paint: torch.Tensor, options: RenderOptions, drive: str | Path,
+                          track: VideoTrack, predictor: GridPredictor) -> PreparedPaint:
+    """``prepare_paint`` for paint made on frame ``options.painted_frame`` (``read_frame_paint``)."""
+    index = options.painted_frame
+
+    def carried(lock: LandmarkLock | None) -> torch.Tensor:
+        _, grid = locked_grid_of(predictor, track, drive, index, lock)
+        crop_box = track.crop_box(index)
+        size = int(min(MAX_FRAME_LAYER, max(paint.sidecar.size, np.ceil(crop_box[2] - crop_box[0]))))
+        return carried_from_frame(frame_paint, crop_box, grid, size)
+
+    return prepare_paint(model, paint, options.paint, layer_of=carried)
+
+
+def read_frame_paint(paint: Paint, drive: str | Path, options: RenderOptions) -> torch.Tensor:
+    """The paint made on frame ``options.painted_frame`` of ``drive`` (a layer or a painted
+    copy of the frame, as ``frame`` wrote it), as a premultiplied (4, H, W) layer."""
+    index, total = options.painted_frame, probe(drive, fps=options.sequence_fps).frame_count
+    if options.paint.mode != "edit":
+        raise X2FaceError("paint made on a frame (--frame) renders in --mode edit")
+    if not 0 <= index < total:
+        raise X2FaceError(f"--frame {index}: {Path(drive).name} has frames 0-{total - 1}")
+    frame = frames_at(drive, [index], fps=options.sequence_fps)[index]
+    layer = paint_layer(paint.edited, frame, canvas=f"frame {index} of {Path(drive).name}")
+    require_paint(layer, paint.edited)
+    return layer
 
 
 def check_matte_output(matte: Path, out: str | Path, options: RenderOptions) -> None:
