@@ -271,6 +271,17 @@ def paint_options(command):
     return with_options
 
 
+def _frame_range(value: str | None) -> tuple[int, int] | None:
+    """``--frames A-B`` (or one frame, ``N``: what a farm's chunk of one frame expands to) as (A, B)."""
+    if value is None:
+        return None
+    first, dash, last = value.partition("-")
+    last = last if dash else first
+    if not first.strip().isdigit() or not last.strip().isdigit() or int(first) > int(last):
+        raise X2FaceError(f"--frames takes a range of frame numbers A-B (e.g. 0-49), got {value!r}")
+    return int(first), int(last)
+
+
 def _model_of(paint, model_path: Path | None) -> Path:
     """--model, else the model the face was extracted with (its sidecar says)."""
     return model_path or Path(paint.sidecar.model.info.path)
@@ -301,6 +312,12 @@ def _model_of(paint, model_path: Path | None) -> Path:
 @click.option("--frame", "painted_frame", type=click.IntRange(min=0),
               help="The paint was made on this frame of --drive (the picture 'frame' wrote; pass --sidecar FACE.json): "
                    "it is carried into the embedded face through that frame's own warp, and lands there as painted.")
+@click.option("--analysis", type=click.Path(path_type=Path),
+              help="The face analysis of --drive that 'analyse' wrote (shared by every chunk of a farm render), read "
+                   "instead of analysing the video again.")
+@click.option("--frames", "chunk", callback=lambda _, __, value: _frame_range(value),
+              help="Render only frames A-B (inclusive, counted from 0; N alone is one frame), each exactly as the whole render writes it: a "
+                   "chunk for a render farm (an image sequence keeps their numbers; a video holds just them, silent).")
 @click.option("--matte", type=click.Path(path_type=Path),
               help="Also write the occlusion matte, frame for frame (white where the face shows, black where something "
                    "covers it; MATTE.mov: grey ProRes, MATTE_%05d.png: a PNG sequence), to refine in a compositor.")
@@ -308,7 +325,8 @@ def _model_of(paint, model_path: Path | None) -> Path:
 @inference_options
 def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None, fit_seconds: float | None, seed: int,
            device: str, layer_only: bool, codec: str | None, crf: int | None, sequence_fps: float | None, preview: int | None,
-           painted_frame: int | None, matte: Path | None, force: bool, options) -> None:
+           painted_frame: int | None, analysis: Path | None, chunk: tuple[int, int] | None, matte: Path | None, force: bool,
+           options) -> None:
     """Make the paint on an embedded face follow the face through a video (or image sequence)."""
     from .outputs import check_output
     from .paint import require_paint_before
@@ -321,11 +339,15 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
             raise X2FaceError("--matte goes with a render, not --preview (a contact sheet has no frames to match)")
         _preview(paint, paint_options, drive, out, model_path, device, preview, sequence_fps, force)
         return
-    check_video_output(out, force=force, inputs=(drive, paint.edited, paint.sidecar.path, paint.sidecar.video), codec=codec,
-                       crf=crf, alpha=layer_only)
+    if chunk and fit_seconds:
+        raise X2FaceError("--fit makes a model per run, so chunks would differ: fit once ('fit'), then render each chunk "
+                          "with --model")
+    if not chunk:  # a chunk's frames are checked by render, which knows their numbers
+        check_video_output(out, force=force, inputs=(drive, paint.edited, paint.sidecar.path, paint.sidecar.video), codec=codec,
+                           crf=crf, alpha=layer_only)
     render_options = RenderOptions(paint=paint_options, layer_only=layer_only, codec=codec, crf=crf, sequence_fps=sequence_fps,
-                                   inference=options, matte=matte, painted_frame=painted_frame, force=force)
-    if matte:
+                                   inference=options, matte=matte, painted_frame=painted_frame, frames=chunk, force=force)
+    if matte and not chunk:
         check_matte_output(matte, out, render_options)
     model_path = _model_of(paint, model_path)
     if fit_seconds:
@@ -334,9 +356,15 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
         check_output(fitted, force=force)
         model_path = _fit(drive, fitted, model_path, fit_seconds, seed=seed, device=device, force=force, driving_only=True)
     model, model_info = _load(model_path, device)
+    track = None
+    if analysis:
+        from .tracking import load_track
+
+        number, looks_like = paint.sidecar.followed_face(paint_options.face)
+        track = load_track(analysis, drive, face=number, looks_like=looks_like)
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
-        report = run_render(model, model_info, paint, drive, out, render_options,
+        report = run_render(model, model_info, paint, drive, out, render_options, track=track,
                             on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -344,6 +372,33 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
     ranges = ", ".join(f"{first}-{last}" if last > first else f"{first}" for first, last in report.lost)
     click.echo(f"{report.frames} frames -> {out}"
                + (f" (face not tracked in {lost} frames, left as they were: {ranges}; the paint fades out and in around them)" if lost else ""))
+
+
+@main.command("analyse")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--sidecar", type=click.Path(path_type=Path), required=True,
+              help="FACE.json of the paint to render: the analysis follows the person the render will.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="The analysis (.npz): give it to every chunk's 'render --analysis' (one shared folder, many machines).")
+@click.option("--face", type=int, default=None, help="As render's --face (default: the person FACE.json is).")
+@sequence_fps_option
+@force_option
+def analyse(video: Path, sidecar: Path, out: Path, face: int | None, sequence_fps: float | None, force: bool) -> None:
+    """Track the face in VIDEO once for a render split into chunks ('render --frames A-B')."""
+    from .outputs import check_output
+    from .sidecar import read_sidecar
+    from .tracking import save_track, track_video
+
+    if out.suffix != ".npz":
+        raise X2FaceError(f"{out.name}: write the analysis as .npz")
+    check_output(out, force=force, inputs=(video, sidecar))
+    number, looks_like = read_sidecar(sidecar).followed_face(face)
+    with _frame_progress("analysing") as progress:
+        task = progress.add_task("analysing", total=None)
+        track = track_video(video, face=number, looks_like=looks_like, fps=sequence_fps,
+                            on_frame=lambda i: progress.update(task, completed=i + 1))
+    save_track(track, out, face=number, looks_like=looks_like, force=force)
+    click.echo(f"{track.info.frame_count} frames, face followed in {int(track.found.sum())} -> {out}")
 
 
 @main.command("frame")

@@ -22,7 +22,7 @@ from .model.images import to_tensor
 from .model.inference import GridPredictor
 from .pipeline import InOrderWorker, read_ahead
 from .tracking import VideoTrack
-from .video import Frame, VideoWriter, eight_bit, iter_frames
+from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,12 @@ def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: It
 def locked_grid_of(predictor: GridPredictor, track: VideoTrack, drive: str | Path, index: int,
                    lock: LandmarkLock | None) -> tuple[Frame, torch.Tensor]:
     """Frame ``index`` of ``drive`` and its driving grid as ``write_driven`` corrects it by
-    ``lock``, from the frames the lock's smoothing reaches around it (``lock.reach_frames``)."""
+    ``lock``, from the frames around it that a whole run reads for it (``frames_read_for``)."""
     if not track.found[index]:
         raise X2FaceError(f"the face is not followed in frame {index} of {Path(drive).name}: paint on a frame where it is")
-    first, last = index - reach_frames(), index + reach_frames()
-    with closing(iter_frames(drive, fps=float(track.info.fps))) as decoded:
-        around_it = (f for f in takewhile(lambda f: f.index <= last, decoded) if f.index >= first)
+    read = frames_read_for(range(index, index + 1), predictor.batch)
+    with closing(iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps))) as decoded:
+        around_it = takewhile(lambda f: f.index < read.stop, decoded)
         for number, frame, grid in locked_driving_grids(predictor, track, around_it, lock):
             if number == index and grid is not None:
                 return frame, grid
@@ -97,9 +97,22 @@ def driving_grids(predictor: GridPredictor, track: VideoTrack,
 
     for frame in frames:
         pending.append(frame)
-        if len(pending) == predictor.batch:
+        if (frame.index + 1) % predictor.batch == 0:  # batches by frame number: a chunk's are the whole video's
             yield from flush()
     yield from flush()
+
+
+@dataclass(frozen=True)
+class DrivingOptions:
+    """How ``write_driven`` drives: ``lock`` corrects each grid (None: the pure X2Face
+    warp); ``frames``, where given, are the only ones written, each exactly as a whole run
+    writes it (the network and the lock see the frames around them that a whole run's
+    would: ``frames_read_for``); ``overlap`` runs decoding, the network, and finishing with
+    encoding in three threads, else one after another (the same output, more slowly)."""
+
+    lock: LandmarkLock | None = None
+    frames: range | None = None
+    overlap: bool = True
 
 
 def write_driven(
@@ -108,30 +121,39 @@ def write_driven(
     drive: str | Path,
     writer: VideoWriter,
     finish: Callable[[int, Frame, torch.Tensor | None], np.ndarray | Frame],
+    options: DrivingOptions = DrivingOptions(),
     *,
-    overlap: bool = True,
     on_frame: Callable[[int], None] | None = None,
-    lock: LandmarkLock | None = None,
 ) -> None:
     """Write ``finish(index, frame, grid)`` (RGB pixels, or the frame: ``VideoWriter.write``)
-    for every frame of ``drive`` at that frame's time, ``grid`` being its tracked face's
-    driving grid (None where the face is lost), corrected by ``lock``; frames are decoded at
-    16 bits where the writer's encoding is deep.
-
-    With ``overlap``, decoding, the network, and finishing with encoding run in three
-    threads; without, one after another (the same output, more slowly).
-    """
+    for every frame of ``drive`` (or ``options.frames``) at that frame's time, ``grid``
+    being its tracked face's driving grid (None where the face is lost), corrected by
+    ``options.lock``; frames are decoded at 16 bits where the writer's encoding is deep."""
+    lock, frames, overlap = options.lock, options.frames, options.overlap
 
     def finish_and_write(index: int, frame: Frame, grid: torch.Tensor | None) -> None:
+        if frames is not None and index not in frames:
+            return
         writer.write(finish(index, frame, grid), track.times[index])
         if on_frame:
             on_frame(index)
 
-    frames = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
+    decoded = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
+    if frames is not None:
+        read = frames_read_for(frames, predictor.batch)
+        decoded = takewhile(lambda f: f.index < read.stop, iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps),
+                                                                           deep=writer.encoding.deep))
     if not overlap:
-        for item in locked_driving_grids(predictor, track, frames, lock):
+        for item in locked_driving_grids(predictor, track, decoded, lock):
             finish_and_write(*item)
         return
-    with closing(read_ahead(frames)) as decoded, InOrderWorker() as worker:
-        for item in locked_driving_grids(predictor, track, decoded, lock):
+    with closing(read_ahead(decoded)) as ahead, InOrderWorker() as worker:
+        for item in locked_driving_grids(predictor, track, ahead, lock):
             worker.submit(finish_and_write, *item)
+
+
+def frames_read_for(frames: range, batch: int) -> range:
+    """The frames a run that writes ``frames`` reads: as far around them as the lock's
+    smoothing reaches (``lock.reach_frames``), from the start of the network's batch there."""
+    first = max(0, frames.start - reach_frames())
+    return range(first - first % batch, frames.stop + reach_frames())

@@ -15,9 +15,10 @@ from .errors import X2FaceError
 from .sequences import existing_frames, is_sequence
 
 
-def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = ()) -> Path:
+def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = (), numbers: range | None = None) -> Path:
     """Fail early, before any work, if ``path`` cannot or may not be written; never, even
-    with ``force``, when it is one of the ``inputs`` the work reads."""
+    with ``force``, when it is one of the ``inputs`` the work reads. ``numbers`` are the
+    frame numbers an image sequence ``path`` will hold (None: any of its frames)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise X2FaceError(f"output folder does not exist: {path.parent}")
@@ -27,7 +28,7 @@ def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] 
         same_pattern = is_sequence(source) and Path(source).resolve() == path.resolve()
         if same_pattern or Path(source).exists() and path.exists() and os.path.samefile(source, path):
             raise X2FaceError(f"{path} is also an input: write the output elsewhere")
-    existing = existing_frames(path) if is_sequence(path) else [path] if path.exists() else []
+    existing = existing_frames(path, numbers) if is_sequence(path) else [path] if path.exists() else []
     if existing and not force:
         what = f"{existing[0]} (and {len(existing) - 1} more frames)" if len(existing) > 1 else str(existing[0])
         raise X2FaceError(f"{what} exists (pass --force to overwrite it)")
@@ -35,20 +36,23 @@ def check_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] 
 
 
 @contextmanager
-def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, force: bool = False, numbers: range | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     After an error or Ctrl-C the temporary file is removed and ``path`` is untouched. The
     temporary name keeps the suffix, so writers that pick a format by extension still can.
+    An image sequence replaces its frames; with ``numbers``, only the frames so numbered
+    (a chunk of a shot, whose other frames other chunks write).
     """
-    path = check_output(path, force=force)
+    path = check_output(path, force=force, numbers=numbers)
     if is_sequence(path):
         # A sequence is written into a hidden folder beside it, and its frames moved out.
-        folder = path.parent / f".{path.name.replace('%', '')}.partial"
+        suffix = "" if numbers is None else f".{numbers.start}-{numbers.stop - 1}"
+        folder = path.parent / f".{path.name.replace('%', '')}{suffix}.partial"
         folder.mkdir(exist_ok=True)
         try:
             yield folder / path.name
-            for frame in existing_frames(path):
+            for frame in existing_frames(path, numbers):
                 frame.unlink()
             for frame in sorted(folder.iterdir()):
                 os.replace(frame, path.parent / frame.name)

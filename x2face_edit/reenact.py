@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .choices import LOCK_MODES
-from .driving import RenderReport, write_driven
+from .driving import DrivingOptions, RenderReport, write_driven
 from .errors import X2FaceError
 from .faces import crop
 from .lock import LandmarkLock
@@ -85,7 +85,7 @@ def reenact(model: X2Face, source: SourceFace, drive: str | Path, out: str | Pat
 
     with atomic_output(out, force=options.force) as partial:
         with VideoWriter(partial, fps=track.info.fps, width=width, height=height, audio_from=drive) as writer:
-            write_driven(GridPredictor(model, options.inference), track, drive, writer, compose,
-                         lock=LandmarkLock(source.landmarks) if options.paste_back and options.lock == "landmarks" else None,
+            lock = LandmarkLock(source.landmarks) if options.paste_back and options.lock == "landmarks" else None
+            write_driven(GridPredictor(model, options.inference), track, drive, writer, compose, DrivingOptions(lock),
                          on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges())

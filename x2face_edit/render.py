@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .driving import RenderReport, face_crop, locked_grid_of, write_driven
+from .driving import DrivingOptions, RenderReport, face_crop, locked_grid_of, write_driven
 from .errors import X2FaceError
 from .faces import SAME_PERSON
 from .lock import LandmarkLock
@@ -56,7 +56,10 @@ class RenderOptions:
     (white: the face shows or no face; black: something covers it), for a compositor to
     refine; ``painted_frame``, the frame of the driving video the paint was made on (the
     ``frame`` command's picture; None: made on the embedded face), carried into the embedded
-    face through that frame's own warp; ``force`` overwrites an existing output."""
+    face through that frame's own warp; ``frames`` (first, last), inclusive, renders only
+    those frames, each exactly as a whole render writes it (a chunk on a render farm; an
+    image sequence keeps their numbers, a video holds just them, without sound);
+    ``force`` overwrites an existing output."""
 
     paint: PaintOptions = field(default_factory=PaintOptions)
     layer_only: bool = False
@@ -67,6 +70,7 @@ class RenderOptions:
     overlap: bool = True
     matte: Path | None = None
     painted_frame: int | None = None
+    frames: tuple[int, int] | None = None
     force: bool = False
 
 
@@ -84,10 +88,13 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     """
     paint.sidecar.check_model(model, model_info)
     info = track.info if track is not None else probe(drive, fps=options.sequence_fps)
+    chunk = frame_range(options.frames, info.frame_count)
+    numbers = None if chunk is None else range(info.first_number + chunk.start, info.first_number + chunk.stop)
     encoding, warning = check_video_output(out, force=options.force, inputs=(drive, paint.edited, paint.sidecar.video),
-                                           codec=options.codec, crf=options.crf, alpha=options.layer_only, deep=info.deep)
+                                           codec=options.codec, crf=options.crf, alpha=options.layer_only, deep=info.deep,
+                                           numbers=numbers)
     if options.matte is not None:
-        check_matte_output(options.matte, out, options)
+        check_matte_output(options.matte, out, options, numbers)
     total = info.frame_count
     if options.painted_frame is None:
         prepared = prepare_paint(model, paint, options.paint)
@@ -125,27 +132,38 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
 
     warnings = [warning] if warning else []
     with ExitStack() as outputs:
-        partial = outputs.enter_context(atomic_output(out, force=options.force))
+        partial = outputs.enter_context(atomic_output(out, force=options.force, numbers=numbers))
         writer = outputs.enter_context(VideoWriter(partial, fps=info.fps, width=info.width, height=info.height, encoding=encoding,
-                                                   audio_from=None if is_sequence(drive) else drive,
-                                                   first_number=info.first_number))
+                                                   audio_from=None if is_sequence(drive) or chunk else drive,
+                                                   first_number=info.first_number + (chunk.start if chunk else 0)))
         if options.matte is not None:
-            matte_partial = outputs.enter_context(atomic_output(options.matte, force=options.force))
+            matte_partial = outputs.enter_context(atomic_output(options.matte, force=options.force, numbers=numbers))
             matte_writer = outputs.enter_context(VideoWriter(matte_partial, fps=info.fps, width=info.width, height=info.height,
                                                              encoding=matte_encoding(options.matte),
-                                                             first_number=info.first_number))
+                                                             first_number=info.first_number + (chunk.start if chunk else 0)))
         if (writer.width, writer.height) != (info.width, info.height):
             warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
                             "needs even sizes (a png/tiff sequence keeps every pixel)")
-        write_driven(predictor, track, drive, writer, finish, overlap=options.overlap,
-                     lock=prepared.lock, on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
+        write_driven(predictor, track, drive, writer, finish, DrivingOptions(prepared.lock, chunk, options.overlap),
+                     on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
                         f"{number} (--face picks another)")
     if track.info.frame_count < total:  # the header announces frames the file does not hold
         warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
                         "(a truncated file?): the output has those")
-    return RenderReport(frames=track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
+    return RenderReport(frames=len(chunk) if chunk else track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
+
+
+def frame_range(frames: tuple[int, int] | None, total: int) -> range | None:
+    """The frames (first, last), inclusive, of a video of ``total`` frames, as a range;
+    None for all of them."""
+    if frames is None:
+        return None
+    first, last = frames
+    if not 0 <= first <= last < total:
+        raise X2FaceError(f"--frames {first}-{last}: the video has frames 0-{total - 1}")
+    return range(first, last + 1)
 
 
 def _prepared_frame_paint(model: X2Face, paint: Paint, frame_paint: torch.Tensor, options: RenderOptions, drive: str | Path,
@@ -176,13 +194,14 @@ def read_frame_paint(paint: Paint, drive: str | Path, options: RenderOptions) ->
     return layer
 
 
-def check_matte_output(matte: Path, out: str | Path, options: RenderOptions) -> None:
-    """Refuse a ``--matte`` output that cannot be written beside ``out``, before any work."""
+def check_matte_output(matte: Path, out: str | Path, options: RenderOptions, numbers: range | None = None) -> None:
+    """Refuse a ``--matte`` output that cannot be written beside ``out`` (an image sequence
+    of the frames ``numbers``, where given), before any work."""
     if options.paint.occlusion == "off":
         raise X2FaceError("--matte is the occlusion matte: it needs --occlusion auto (with off nothing is hidden)")
     if Path(matte).resolve() == Path(out).resolve():
         raise X2FaceError(f"--matte {matte} is the output itself: name another file")
-    check_video_output(matte, force=options.force, codec=matte_encoding(matte).codec)
+    check_video_output(matte, force=options.force, codec=matte_encoding(matte).codec, numbers=numbers)
 
 
 def matte_encoding(matte: str | Path) -> Encoding:

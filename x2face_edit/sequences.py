@@ -58,10 +58,14 @@ def _numbered(pattern: str) -> tuple[re.Pattern, Path]:
     return re.compile(regex), path.parent
 
 
-def existing_frames(pattern: str | Path) -> list[Path]:
-    """The files on disk that ``pattern`` (with its %d) names."""
+def existing_frames(pattern: str | Path, numbers: range | None = None) -> list[Path]:
+    """The files on disk that ``pattern`` (with its %d) names; with ``numbers``, only
+    those whose number is one of them (a chunk's, beside other chunks' frames)."""
     regex, folder = _numbered(str(pattern))
-    return sorted(p for p in folder.glob("*") if regex.match(p.name)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    matches = ((p, regex.match(p.name)) for p in folder.glob("*"))
+    return sorted(p for p, match in matches if match and (numbers is None or int(match.group(1)) in numbers))
 
 
 def _pattern_of_folder(folder: Path) -> str:

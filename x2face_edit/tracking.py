@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,6 +19,7 @@ from . import faces, video
 from .cache import input_fingerprint, remembered, source_fingerprint
 from .errors import X2FaceError
 from .faces import SMALLEST_FACE, FaceDescriber, FaceFollower, boxes_through, choose_person, link_people, voxceleb_box
+from .outputs import atomic_output
 from .pipeline import read_ahead
 from .video import VideoInfo, iter_frames, probe, with_rgb
 
@@ -201,3 +204,48 @@ def track_video(
     which = "no face" if face == 0 else f"no face number {face} (counting from 0)"
     raise X2FaceError(f"{which} found in {path} (searched at full resolution; dlib misses faces smaller than about "
                       f"{SMALLEST_FACE} pixels across)")
+
+
+def save_track(track: VideoTrack, path: str | Path, *, face: int = 0, looks_like: np.ndarray | None = None,
+               force: bool = False) -> Path:
+    """Write ``track`` (of ``track.info.path``, following the face chosen by ``face`` and
+    ``looks_like``, as ``track_video`` was asked) to ``path`` (.npz), for renders on other
+    machines to read instead of analysing the video again (``load_track``)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise X2FaceError(f"{path.name}: write the analysis as .npz")
+    info = track.info
+    facts = {"video": input_fingerprint(info.path), "code": ANALYSIS_CODE, "face": face,
+             "info": {"width": info.width, "height": info.height, "fps": str(info.fps), "frame_count": info.frame_count,
+                      "duration": info.duration, "audio_rate": info.audio_rate, "rotation": info.rotation,
+                      "bit_depth": info.bit_depth, "first_number": info.first_number}}
+    with atomic_output(path, force=force) as partial, open(partial, "wb") as file:
+        np.savez(file, facts=np.array(json.dumps(facts)), face_boxes=track.face_boxes, times=track.times,
+                 cuts=np.array(track.cuts, dtype=np.int64), person=np.zeros(0) if track.person is None else track.person,
+                 looks_like=np.zeros(0) if looks_like is None else looks_like)
+    return path
+
+
+def load_track(path: str | Path, video: str | Path, *, face: int = 0, looks_like: np.ndarray | None = None) -> VideoTrack:
+    """The track ``save_track`` wrote to ``path``, refused unless it was made of ``video``
+    as it is now, by this version's analysis, following the face ``face`` and ``looks_like`` choose."""
+    path = Path(path)
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        facts = json.loads(str(arrays["facts"]))
+    except (OSError, ValueError, KeyError):
+        raise X2FaceError(f"not an analysis file: {path}") from None
+    if facts["video"] != input_fingerprint(video):
+        raise X2FaceError(f"{path.name} was made for another video (or {Path(video).name} changed since): run 'analyse' again")
+    if facts["code"] != ANALYSIS_CODE:
+        raise X2FaceError(f"{path.name} was made by another version of x2face-edit: run 'analyse' again")
+    stored_look = arrays["looks_like"] if len(arrays["looks_like"]) else None
+    same_look = (stored_look is None) == (looks_like is None) and (looks_like is None or np.allclose(stored_look, looks_like))
+    if facts["face"] != face or not same_look:
+        raise X2FaceError(f"{path.name} follows another face than this render would: run 'analyse' with the same "
+                          "sidecar and --face")
+    numbers = facts["info"]
+    info = VideoInfo(path=Path(video), **{**numbers, "fps": Fraction(numbers["fps"])})
+    return VideoTrack(info=info, face_boxes=arrays["face_boxes"], times=arrays["times"],
+                      person=arrays["person"] if len(arrays["person"]) else None, cuts=tuple(int(c) for c in arrays["cuts"]))

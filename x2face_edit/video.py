@@ -7,7 +7,7 @@ PyAV bundles FFmpeg's libraries, so no ffmpeg program needs to be installed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -287,6 +287,39 @@ def iter_frames(path: str | Path, *, sample_fps: float | None = None, fps: float
             raise X2FaceError(f"no frames in {path}")
 
 
+def iter_frames_from(path: str | Path, first: int, times: Sequence[float], *, fps: float | None = None,
+                     deep: bool = False) -> Iterator[Frame]:
+    """``iter_frames`` from frame ``first`` on, ``times`` being every frame's time as
+    ``iter_frames`` gives it (a track's): a video file is entered at the keyframe before
+    that frame (``REORDER_SLACK`` early) instead of being decoded from its start, each frame
+    numbered by its time. Where that cannot be done (an image sequence, no times or no
+    index, two frames at one time, a seek past the frame), it is decoded from the start."""
+    numbered = {float(time): index for index, time in enumerate(times)}
+    if first > 0 and not is_sequence(path) and len(numbered) == len(times):
+        with open_video(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if stream.time_base is not None and any(e.is_keyframe for e in stream.index_entries):
+                entry = max(0.0, float(times[first]) - REORDER_SLACK)
+                container.seek(round(entry / stream.time_base), stream=stream, backward=True, any_frame=False)
+                started = False
+                try:
+                    for frame in container.decode(stream):
+                        index = None if frame.time is None else numbered.get(float(frame.time))
+                        if index is None or (not started and index > first):
+                            if started:
+                                raise X2FaceError(f"{path}: frame at {frame.time} s is not in its analysis (the video changed?)")
+                            break
+                        started = started or index >= first
+                        if started:
+                            yield Frame(index, float(frame.time), frame, deep=deep)
+                    else:
+                        return
+                except av.FFmpegError as exc:
+                    raise X2FaceError(f"could not decode {path}: {exc}") from None
+    yield from (frame for frame in iter_frames(path, fps=fps, deep=deep) if frame.index >= first)
+
+
 def with_rgb(frames: Iterable[Frame]) -> Iterator[Frame]:
     """``frames``, each converted to RGB whole as it passes (in the thread iterating: a
     ``pipeline.read_ahead`` producer converts beside the consumer's work)."""
@@ -460,11 +493,13 @@ def choose_encoding(path: str | Path, *, codec: str | None = None, crf: int | No
 
 
 def check_video_output(path: str | Path, *, force: bool, inputs: Iterable[str | Path] = (), codec: str | None = None,
-                       crf: int | None = None, alpha: bool = False, deep: bool = False) -> tuple[Encoding, str | None]:
-    """``check_output`` for a video or image sequence, whose suffix, ``codec``, ``crf`` and
-    ``alpha`` must go together (``choose_encoding``); the encoding and its warning."""
+                       crf: int | None = None, alpha: bool = False, deep: bool = False,
+                       numbers: range | None = None) -> tuple[Encoding, str | None]:
+    """``check_output`` for a video or image sequence (of the frames ``numbers``, where
+    given), whose suffix, ``codec``, ``crf`` and ``alpha`` must go together
+    (``choose_encoding``); the encoding and its warning."""
     chosen = choose_encoding(path, codec=codec, crf=crf, alpha=alpha, deep=deep)
-    check_output(path, force=force, inputs=inputs)
+    check_output(path, force=force, inputs=inputs, numbers=numbers)
     return chosen
 
 

@@ -1,0 +1,83 @@
+"""What a render-farm chunk costs beside its share of a whole render (issue 30's target:
+a 50-frame chunk of a 60 s 1080p video at most 1.5x 50 frames' share).
+
+    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50]
+
+A synthetic video of the moving astronaut (``synthetic.moving_face_motion``, the face a
+quarter of the frame's width) is written, its embedded face extracted and painted with a
+disc, the face analysed once (``tracking.save_track``, what ``analyse`` writes); then, with
+the analysis read back as every chunk does (``render --analysis``) and the model loaded
+once, the whole video is rendered, and chunks at its start, middle and end, to H.264.
+Printed: seconds, and each chunk's time over its share (whole time x chunk / frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from x2face_edit.extract import extract, save
+from x2face_edit.model import load_model_with_info
+from x2face_edit.paint import Paint
+from x2face_edit.render import RenderOptions, render
+from x2face_edit.synthetic import astronaut_face, moving_face_motion
+from x2face_edit.tracking import load_track, save_track, track_video
+from x2face_edit.video import VideoWriter
+
+
+def write_video(path: Path, frames: int, width: int, height: int) -> Path:
+    side = width // 4
+    face = astronaut_face(side)
+    with VideoWriter(path, fps=25, width=width, height=height) as writer:
+        for matrix in moving_face_motion(frames, width=width, height=height, face_size=side):
+            frame = np.full((height, width, 3), (90, 110, 130), np.uint8)
+            cv2.warpAffine(face, matrix, (width, height), dst=frame, borderMode=cv2.BORDER_TRANSPARENT)
+            writer.write(frame)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--size", default="1920x1080")
+    parser.add_argument("--chunk", type=int, default=50)
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    frames = round(args.seconds * 25)
+    model, info = load_model_with_info()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        video = write_video(folder / "shot.mp4", frames, width, height)
+        track = track_video(video)
+        _, layer_path, _, sidecar_path = save(extract(model, info, video, track), folder / "face.png")
+        layer = np.zeros((512, 512, 4), np.uint8)
+        cv2.circle(layer, (170, 320), 40, (20, 230, 40, 255), -1)
+        Image.fromarray(layer).save(layer_path)
+        paint = Paint.read(layer_path)
+        number, looks_like = paint.sidecar.followed_face(None)
+        save_track(track_video(video, face=number, looks_like=looks_like), folder / "shot.analysis.npz",
+                   face=number, looks_like=looks_like)
+
+        def timed(out: str, chunk: tuple[int, int] | None) -> float:
+            start = time.perf_counter()
+            shared = load_track(folder / "shot.analysis.npz", video, face=number, looks_like=looks_like)
+            render(model, info, paint, video, folder / out, RenderOptions(frames=chunk), track=shared)
+            return time.perf_counter() - start
+
+        whole = timed("whole.mp4", None)
+        share = whole * args.chunk / frames
+        print(f"{width}x{height}, {frames} frames: whole render {whole:.1f} s ({frames / whole:.1f} frames/s), "
+              f"a {args.chunk}-frame share {share:.2f} s")
+        for first in (0, frames // 2 - args.chunk // 2, frames - args.chunk):
+            seconds = timed(f"chunk_{first}.mp4", (first, first + args.chunk - 1))
+            print(f"chunk {first}-{first + args.chunk - 1}: {seconds:.2f} s, {seconds / share:.2f}x its share", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""A shot rendered in chunks of frames, each in its own process, is the whole render."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers import frames, one_line_error, run
+from PIL import Image
+
+from x2face_edit.synthetic import write_moving_face_video
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("farm")
+    video = write_moving_face_video(folder / "shot.mp4", count=60)
+    assert run("extract", video, "-o", folder / "face.png").exit_code == 0
+    layer = np.zeros((512, 512, 4), np.uint8)
+    cv2.circle(layer, (170, 320), 40, (20, 230, 40, 255), -1)
+    Image.fromarray(layer).save(folder / "face.edit.png")
+    return folder, video
+
+
+def _render(folder, video, out, *args):
+    command = [sys.executable, "-m", "x2face_edit", "render", "--edited", str(folder / "face.edit.png"), "--drive", str(video),
+               "-o", str(out), *args]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def test_chunks_rendered_apart_are_the_whole_render_byte_for_byte(shot):
+    folder, video = shot
+    (folder / "whole").mkdir()
+    (folder / "chunks").mkdir()
+    whole = _render(folder, video, folder / "whole" / "f_%03d.png")
+    assert whole.returncode == 0, whole.stderr
+    # The face analysed once, shared by every chunk (the farm's shared folder).
+    assert run("analyse", video, "--sidecar", folder / "face.json", "-o", folder / "shot.analysis.npz").exit_code == 0
+    for first in range(0, 60, 20):  # the lock and the occlusion matte on, as by default
+        chunk = _render(folder, video, folder / "chunks" / "f_%03d.png", "--frames", f"{first}-{first + 19}",
+                        "--analysis", folder / "shot.analysis.npz")
+        assert chunk.returncode == 0, chunk.stderr
+        assert "20 frames" in chunk.stdout
+    names = sorted(p.name for p in (folder / "whole").iterdir())
+    assert names == sorted(p.name for p in (folder / "chunks").iterdir()) and len(names) == 60
+    assert names[0] == "f_000.png" and names[-1] == "f_059.png"
+    differing = [n for n in names if (folder / "whole" / n).read_bytes() != (folder / "chunks" / n).read_bytes()]
+    assert not differing
+    # The paint is there (the chunks do not agree by being untouched copies of the shot).
+    plain = frames(video)
+    painted = [(np.abs(np.asarray(Image.open(folder / "whole" / n)).astype(int) - plain[i]).max(axis=2) > 40).sum()
+               for i, n in enumerate(names)]
+    assert min(painted) > 100, painted
+
+
+def test_a_chunk_that_cannot_be_rendered_is_one_line(shot, tmp_path):
+    folder, video = shot
+
+    def render_with(*args):
+        return run("render", "--edited", folder / "face.edit.png", "--drive", video, *args)
+
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--frames", "50-60"), "frames 0-59")
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--frames", "20-"), "A-B")
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--frames", "30-10"), "A-B")
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--frames", "0-9", "--fit", "5"), "--model")
+    other = write_moving_face_video(tmp_path.parent / "other.mp4", count=30, seed=3)
+    assert run("analyse", other, "--sidecar", folder / "face.json", "-o", tmp_path.parent / "other.analysis.npz").exit_code == 0
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--frames", "0-9", "--analysis", tmp_path.parent / "other.analysis.npz"),
+                   "another video")
+    (tmp_path.parent / "broken.npz").write_bytes(b"not numpy")
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--analysis", tmp_path.parent / "broken.npz"), "not an analysis")
+    one_line_error(render_with("-o", tmp_path / "f_%03d.png", "--frames", "0-9", "--analysis", folder / "shot.analysis.npz",
+                               "--face", "1"), "another face")
+    assert not list(tmp_path.iterdir())
+
+
+def test_frames_from_the_middle_of_a_video_are_the_frames_decoded_from_its_start(eval_clips):
+    from itertools import islice
+
+    from x2face_edit.video import iter_frames, iter_frames_from
+
+    clip = eval_clips / "icpr2020dfdc_ffpp_519.mp4"  # 500 frames, keyframes along it
+    every = list(iter_frames(clip))
+    entered = list(islice(iter_frames_from(clip, 470, [f.time for f in every]), 10))
+    assert [f.index for f in entered] == list(range(470, 480))
+    assert all((a.rgb == b.rgb).all() for a, b in zip(entered, every[470:480]))
+
+
+def test_the_farm_example_renders_the_shot_in_chunks_as_a_whole(shot, tmp_path):
+    folder, video = shot
+    whole = folder / "whole_for_example"
+    whole.mkdir()
+    assert _render(folder, video, whole / "f_%03d.png").returncode == 0
+    script = Path(__file__).resolve().parents[1] / "examples" / "farm" / "render_chunks.sh"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    (tmp_path / "out").mkdir()
+    result = subprocess.run(["sh", str(script), str(video), str(folder / "face.edit.png"), str(folder / "face.json"),
+                             str(tmp_path / "out" / "f_%03d.png"), "25"], capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("frames ->") == 3  # chunks 0-24, 25-49, 50-59
+    names = sorted(p.name for p in whole.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert all((whole / n).read_bytes() == (tmp_path / "out" / n).read_bytes() for n in names)
