@@ -99,7 +99,7 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     if options.painted_frame is None:
         prepared = prepare_paint(model, paint, options.paint)
     else:
-        frame_paint = read_frame_paint(paint, drive, options)  # before tracking: bad paint is said at once
+        frame_paint = read_frame_paint(paint, drive, options, total)  # before tracking: bad paint is said at once
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
     if track is None:
         track = track_video(drive, face=number, looks_like=looks_like, fps=options.sequence_fps, info=info,
@@ -180,10 +180,10 @@ def _prepared_frame_paint(model: X2Face, paint: Paint, frame_paint: torch.Tensor
     return prepare_paint(model, paint, options.paint, layer_of=carried)
 
 
-def read_frame_paint(paint: Paint, drive: str | Path, options: RenderOptions) -> torch.Tensor:
+def read_frame_paint(paint: Paint, drive: str | Path, options: RenderOptions, total: int) -> torch.Tensor:
     """The paint made on frame ``options.painted_frame`` of ``drive`` (a layer or a painted
-    copy of the frame, as ``frame`` wrote it), as a premultiplied (4, H, W) layer."""
-    index, total = options.painted_frame, probe(drive, fps=options.sequence_fps).frame_count
+    copy of the frame, as ``frame`` wrote it; ``drive`` has ``total`` frames), as a premultiplied (4, H, W) layer."""
+    index = options.painted_frame
     if options.paint.mode != "edit":
         raise X2FaceError("paint made on a frame (--frame) renders in --mode edit")
     if not 0 <= index < total:
