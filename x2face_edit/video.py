@@ -582,7 +582,11 @@ class VideoWriter:
             pixels = pixels.astype(np.uint16) * 257  # 255 -> 65535
         elif pixels.dtype != np.uint8 and not self.encoding.deep:
             pixels = eight_bit(pixels)
-        return av.VideoFrame.from_ndarray(pixels, format=self.encoding.input_format)
+        frame = av.VideoFrame.from_ndarray(pixels, format=self.encoding.input_format)
+        # Converted here, not by the encoder: PyAV's conversion inside encode() gave x264
+        # different pictures from the same pixels now and then (2 of 20 encodes on a busy
+        # machine); this one is the same every time (benchmarks/README.md, "Repeatable renders").
+        return frame if frame.format.name == self._stream.pix_fmt else frame.reformat(format=self._stream.pix_fmt)
 
     def close(self) -> None:
         self._container.mux(self._stream.encode())
