@@ -1,21 +1,27 @@
-"""Does speech open and close the generated mouth in time? Held-out talking clips.
+"""Does speech open and close the generated mouth in time, for speakers no model has heard?
 
-    python benchmarks/audio_sync.py [--model PATH] [--fraction 0.7] [CLIP ...]
+    python benchmarks/audio_sync.py [--speech PATH] [--fraction 0.7] [--json OUT] [CLIP ...]
 
-For each clip with sound in which the mouth moves (default: the clips with sound of the
-people no shipped model was trained on: the validation and test identities of
-../shared/data/clips and ../shared/data/clips-eval; clips whose sound track is silent or
-whose mouth barely moves are listed and skipped): the first ``--fraction`` of the clip is the
-speaker's material, the rest the test. The embedded face comes from 3 frames of the first
-part (as `audio SRC` makes it); the speaker's mouth is learnt from the first part's frames
-and sound (`audio.speaker_mouth_map`, what `audio SRC` uses); then the face is driven by
-the sound of the last part and the generated mouth opening (inner-lip gap / eye distance,
-dlib on the generated 256 px frames) is correlated with the real mouth opening of the real
-frames at the same times. Beside it: the speaker's own map from sound to driving vectors
-(`audio.speaker_audio_map`, the previous default), the global map fitted on other people
-(`fit-audio`), and the control: the speaker's mouth driven by the sound 1 s earlier
-(`--shift`), which must score near 0 if the mouth follows the sound rather than the
-clip's rhythm.
+Held-out speakers only (benchmarks/held_out_speakers.txt of ../shared/data/clips, and all
+of ../shared/data/clips-eval); clips whose sound is silent or whose mouth barely moves are
+listed and skipped. The first ``--fraction`` of a clip is the speaker's material (their
+source face, their range of mouth opening), the rest the test. Each run predicts the
+mouth opening (inner-lip gap / eye distance) over the test part; ``curve`` correlates the
+predicted opening with the real one (dlib on the real frames), ``video`` the opening dlib
+measures on the generated frames with the real one.
+
+- pooled: the pooled speech model (``speech.SpeechModel``, MODEL.speech.pt), the speaker's
+  range taken from their material (what ``audio SRC`` does for a talking source);
+- silent source: the same, as for a source that never spoke (its rest is the source
+  frame's opening, the range and landmark motion the speakers' pooled ones);
+- controls: the pooled model on the sound 1 s earlier, on another clip's sound, and two
+  pooled models fitted here on the training clips as the shipped one is but from the
+  loudness envelope alone and from voice activity alone;
+- current: the speaker's own log-mel mouth map (``audio.speaker_mouth_map``, the previous
+  default for a talking source);
+- ceiling (video only): X2Face driven by the real test frames' own driving vectors.
+
+Means are Fisher-z means; medians beside them; "long" are the clips with >= 2 s of test.
 """
 
 from __future__ import annotations
@@ -27,124 +33,139 @@ from pathlib import Path
 
 import numpy as np
 
-from x2face_edit.audio import MOUTH_OFFSETS, MOUTH_RIDGE, MouthMap, speaker_audio_map, speaker_frames, speaker_mouth_map, speaking_frames, speech_vectors
+from x2face_edit.audio import (
+    PooledMouth,
+    SpeakerFrames,
+    pooled_mouth,
+    speaker_frames,
+    speaker_mouth_map,
+    speaking_frames,
+    talking_clip,
+)
 from x2face_edit.audio_features import load_audio
 from x2face_edit.embedding import choose_source_frames, embed
 from x2face_edit.faces import FaceDetector, LandmarkDetector, mouth_opening
 from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
-from x2face_edit.model.modalities import AUDIO_FORMAT, POSE_FORMAT, load_map, maps_path
+from x2face_edit.model.modalities import POSE_FORMAT, load_map, maps_path
 from x2face_edit.source import SourceFace, generated_frames
+from x2face_edit.speech import SpeechFitOptions, SpeechModel, correlation, default_speech_path, fisher_mean, fit_speech_model
 from x2face_edit.tracking import track_video
-from x2face_edit.video import iter_frames, probe
+from x2face_edit.video import probe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-# The validation and test identities of `prepare ../shared/data/clips` (split seed 0): the
-# shipped model never trained on them; with ../shared/data/clips-eval, the held-out speakers.
-HELD_OUT = ["dpe_s", "hellomeme_jue", "hellomeme_nhs", "hellomeme_tiktok", "latentsync_demo2_video", "lipnet_id2_vcd_swwp2s",
-            "lipnet_sbwe5n", "pcavs_Pose_Source_517600055", "pcavs_Pose_Source_620900105", "pcavs_Pose_Source_796100172",
-            "retalking_2", "styletalk_spata_clip1", "dpe_d", "hellomeme_xzy2", "liveportrait_d13", "liveportrait_d5",
-            "liveportrait_s18", "pcavs_Audio_Source_681100216", "styletalk_furious_talk2_clip6", "xportrait_driving_video"]
-# A sound track quieter than this (RMS) is silent; a mouth whose opening varies less is not talking.
+HELD_OUT = {line.split("#")[0].strip() for line in (Path(__file__).with_name("held_out_speakers.txt")).read_text().splitlines()} - {""}
 SILENT_RMS, STILL_MOUTH = 1e-3, 0.02
-RUNS = ("speaker", "speaker_vectors", "global", "shifted")
-LANDMARKS = LandmarkDetector()
-DETECTOR = FaceDetector()
+CURVES = ("pooled", "shifted", "other_sound", "envelope_only", "activity_only", "current")
+VIDEOS = ("pooled", "silent_source", "shifted", "other_sound", "envelope_only", "activity_only", "current", "ceiling")
+LANDMARKS, DETECTOR = LandmarkDetector(), FaceDetector()
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mpg")
 
 
-def opening_of(rgb: np.ndarray, face_box: np.ndarray | None = None) -> float:
-    """dlib's mouth opening of the face in ``rgb`` (its most prominent one), NaN if none."""
-    if face_box is None:
-        found = DETECTOR.detect(rgb)
-        if not len(found):
-            return float("nan")
-        face_box = found[0]
-    return mouth_opening(LANDMARKS(rgb, face_box))
+def opening_of(rgb: np.ndarray) -> float:
+    found = DETECTOR.detect(rgb)
+    return mouth_opening(LANDMARKS(rgb, found[0])) if len(found) else float("nan")
 
 
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    valid = ~(np.isnan(a) | np.isnan(b))
-    if valid.sum() < 5 or np.std(a[valid]) == 0 or np.std(b[valid]) == 0:
-        return float("nan")
-    return float(np.corrcoef(a[valid], b[valid])[0, 1])
+def subset(frames: SpeakerFrames, chosen: np.ndarray) -> SpeakerFrames:
+    return SpeakerFrames(frames.times[chosen], frames.vectors[chosen], frames.landmarks[chosen], frames.samples)
 
 
-def score_clip(model, global_map, pose_maps, clip: Path, *, fraction: float, shift: float, ridge: float,
-               offsets: tuple[float, ...]) -> dict:
+def control_models(speech: SpeechModel) -> dict[str, SpeechModel]:
+    """Pooled models from the envelope alone and from voice activity alone, fitted on the
+    training clips the shipped one was fitted on."""
+    names = speech.meta["clips"]
+    clips = [talking_clip(p) for d in ("clips",) for p in sorted((SHARED / d).iterdir()) if p.stem in names]
+    return {f"{part}_only": fit_speech_model(clips, SpeechFitOptions(parts=(part,))) for part in ("envelope", "activity")}
+
+
+def score_clip(model, pose_maps, speech: SpeechModel, controls: dict, clip: Path, other: Path, *, fraction: float,
+               shift: float) -> dict:
     samples = load_audio(clip)
     if np.sqrt(np.mean(samples ** 2)) < SILENT_RMS:
         return {"skipped": "silent sound track"}
+    real = talking_clip(clip)
+    if np.nanstd(real.openings) < STILL_MOUTH:
+        return {"skipped": f"the mouth barely moves (opening std {np.nanstd(real.openings):.3f})"}
     track = track_video(clip)
-    real = np.array([opening_of(f.rgb, track.face_boxes[f.index]) if track.found[f.index] else np.nan for f in iter_frames(clip)])
-    if np.nanstd(real) < STILL_MOUTH:
-        return {"skipped": f"the mouth barely moves (opening std {np.nanstd(real):.3f})"}
-    frames = speaker_frames(model, clip, track=track)
+    frames = speaker_frames(model, clip, track=track, samples=samples)
     cut = frames.times[0] + fraction * (frames.times[-1] - frames.times[0])
-    # The source face comes from the speaker's part only, as 'audio SRC' would make it.
     early = replace(track, face_boxes=np.where((track.times < cut)[:, None], track.face_boxes, np.nan))
     chosen = choose_source_frames(model, clip, early, 3)
     images, boxes = list(chosen.values()), [track.crop_box(i) for i in chosen]
     embedding = embed(model, images, boxes, 256)
     source = SourceFace(embedding.image, embedding.landmarks, images[0], boxes[0], clip, float(track.times[next(iter(chosen))]))
-    test = frames.times >= cut
+    material, test = frames.times < cut, frames.times >= cut
     times = frames.times[test]
-    truth = real[np.searchsorted(track.times, times)]
-    mouth = speaker_mouth_map(frames, until=cut, ridge=ridge, offsets=offsets)
-    vector_map = speaker_audio_map(frames, until=cut)
+    truth = real.openings[np.searchsorted(real.times, times)]
+    own = subset(frames, material)
+    pooled = pooled_mouth(speech, own, 0.0)
+    silent = pooled_mouth(speech, None, mouth_opening(source.frame_landmarks()))
+    other_samples = load_audio(other)
+    other_times = times % max(0.5, len(other_samples) / 16000 - 0.3)
+    mouths = {"pooled": (pooled, samples, times), "silent_source": (silent, samples, times),
+              "shifted": (pooled, samples, times - shift), "other_sound": (pooled, other_samples, other_times),
+              "current": (speaker_mouth_map(own), samples, times)}
+    for name, control in controls.items():
+        mouths[name] = (PooledMouth(control, pooled.rest, pooled.spread, pooled.motion), samples, times)
     scores = {"frames": int(test.sum()), "seconds": round(float(times[-1] - times[0]), 2)}
-    runs = {"speaker": (mouth, times), "speaker_vectors": (vector_map, times), "global": (global_map, times),
-            "shifted": (mouth, times - shift)}
-    for name, (audio_map, at) in runs.items():
-        if isinstance(audio_map, MouthMap):
-            frames_out = speaking_frames(model, audio_map, pose_maps, source, samples, at)
-        else:
-            frames_out = generated_frames(model, source, speech_vectors(model, audio_map, pose_maps, source, samples, at))
-        generated = np.array([opening_of(rgb) for rgb in frames_out])
-        scores[name] = correlation(generated, truth)
-        scores[f"{name}_found"] = float(np.mean(~np.isnan(generated)))
-        scores[f"{name}_opening_std"] = float(np.nanstd(generated))
+    for name, (mouth, sound, at) in mouths.items():
+        curve = mouth(sound, at)
+        if name in CURVES:
+            scores[f"{name}_curve"] = correlation(curve, truth)
+        generated = np.array([opening_of(rgb) for rgb in speaking_frames(model, mouth, pose_maps, source, sound, at)])
+        scores[f"{name}_video"] = correlation(generated, truth)
+    ceiling = np.array([opening_of(rgb) for rgb in generated_frames(model, source, frames.vectors[test])])
+    scores["ceiling_video"] = correlation(ceiling, truth)
     return scores
+
+
+def summary(results: dict) -> dict:
+    scored = [s for s in results.values() if "skipped" not in s]
+    long = [s for s in scored if s["seconds"] >= 2]
+    out = {}
+    for key in [f"{n}_curve" for n in CURVES] + [f"{n}_video" for n in VIDEOS]:
+        out[key] = {"mean": fisher_mean([s[key] for s in scored]), "median": float(np.nanmedian([s[key] for s in scored])),
+                    "long_mean": fisher_mean([s[key] for s in long]), "clips": len(scored), "long_clips": len(long)}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clips", nargs="*", type=Path)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--speech", type=Path, default=None, help="The pooled speech model (default: MODEL.speech.pt).")
     parser.add_argument("--fraction", type=float, default=0.7)
     parser.add_argument("--shift", type=float, default=1.0, help="Seconds the control's sound is taken from earlier.")
-    parser.add_argument("--ridge", type=float, default=MOUTH_RIDGE, help="The speaker's mouth map's ridge.")
-    parser.add_argument("--offsets", default=",".join(str(o) for o in MOUTH_OFFSETS),
-                        help="The speaker's mouth map's context offsets, in seconds.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model_path = args.model or default_model_path()
     model = load_model(model_path)
-    fingerprint = file_fingerprint(model_path)
-    global_map, _ = load_map(maps_path(model_path, "audio"), kind=AUDIO_FORMAT, model_fingerprint=fingerprint)
-    pose_maps, _ = load_map(maps_path(model_path, "pose"), kind=POSE_FORMAT, model_fingerprint=fingerprint)
+    pose_maps, _ = load_map(maps_path(model_path, "pose"), kind=POSE_FORMAT, model_fingerprint=file_fingerprint(model_path))
+    speech = SpeechModel.load(args.speech or default_speech_path(model_path))
+    controls = control_models(speech)
     clips = args.clips or sorted(p for p in (SHARED / "clips").iterdir() if p.stem in HELD_OUT) + sorted(
-        p for p in (SHARED / "clips-eval").iterdir() if p.suffix in (".mp4", ".mov"))
-    clips = [clip for clip in clips if probe(clip).has_audio]
-    offsets = tuple(float(o) for o in args.offsets.split(","))
+        p for p in (SHARED / "clips-eval").iterdir() if p.suffix in VIDEO_SUFFIXES)
+    clips = [clip for clip in clips if clip.suffix in VIDEO_SUFFIXES and probe(clip).has_audio]
+    assert not {c.stem for c in clips} & set(speech.meta["clips"]), "a scored clip is one the speech model was fitted on"
     results = {}
-    print(f"| clip | test frames | speaker's mouth | speaker's vector map | global map | speaker's mouth, sound {args.shift:g} s earlier |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for clip in clips:
-        scores = score_clip(model, global_map, pose_maps, clip, fraction=args.fraction, shift=args.shift, ridge=args.ridge,
-                            offsets=offsets)
+    columns = [f"{n}_curve" for n in CURVES] + [f"{n}_video" for n in VIDEOS]
+    print("| clip | test | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
+    for number, clip in enumerate(clips):
+        other = clips[(number + 1) % len(clips)]
+        scores = score_clip(model, pose_maps, speech, controls, clip, other, fraction=args.fraction, shift=args.shift)
         results[clip.name] = scores
         if "skipped" in scores:
-            print(f"| {clip.name} | skipped: {scores['skipped']} | | | | |", flush=True)
+            print(f"| {clip.name} | skipped: {scores['skipped']} |" + " |" * len(columns), flush=True)
             continue
-        print(f"| {clip.name} | {scores['frames']} ({scores['seconds']} s) | " + " | ".join(f"{scores[n]:.2f}" for n in RUNS) + " |",
+        print(f"| {clip.name} | {scores['frames']} ({scores['seconds']} s) | " + " | ".join(f"{scores[c]:.2f}" for c in columns) + " |",
               flush=True)
-    scored = [s for s in results.values() if "skipped" not in s]
-    if scored:
-        means = {name: float(np.nanmean([s[name] for s in scored])) for name in RUNS}
-        print(f"| mean of {len(scored)} | | " + " | ".join(f"{means[n]:.2f}" for n in RUNS) + " |")
-        results["mean"] = means
+    totals = summary(results)
+    for kind in ("mean", "median", "long_mean"):
+        print(f"| {kind} | | " + " | ".join(f"{totals[c][kind]:.2f}" for c in columns) + " |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"clips": results, "summary": totals}, indent=1))
 
 
 if __name__ == "__main__":

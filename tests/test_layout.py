@@ -19,3 +19,4 @@ def test_no_job_imports_a_job_and_functions_stay_short():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "layout.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "job-to-job imports: 0" in result.stdout
+    assert "front ends imported from below: 0" in result.stdout

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import run
+from helpers import one_line_error, run
+from test_speech import synthetic_talking_clip
 
 from x2face_edit.audio_features import FEATURE_SIZE, frame_features, load_audio
 from x2face_edit.errors import X2FaceError
@@ -26,6 +27,7 @@ from x2face_edit.model.modalities import (
 )
 from x2face_edit.pose import parse_angle_range
 from x2face_edit.prepare import PrepareOptions, prepare
+from x2face_edit.speech import fit_speech_model
 from x2face_edit.synthetic import astronaut_face, write_moving_face_video
 from x2face_edit.video import iter_frames, probe
 
@@ -250,3 +252,18 @@ def test_fit_pose_and_fit_audio_store_maps_beside_the_model(tmp_path, tiny_model
     assert result.exit_code == 0, result.output
     assert "f_v->p pose MAE yaw" in result.output
     assert set(json.loads(table.read_text())["pose_mae_degrees"]["model.pt"]) == {"yaw", "pitch", "roll", "mean"}
+
+
+def test_audio_drives_a_silent_source_with_the_pooled_model(tmp_path, tiny_model_with_maps):
+    model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(4)])
+    model.save(tmp_path / "speech.pt")
+    source = write_moving_face_video(tmp_path / "source.mp4", count=20)
+    speech = write_moving_face_video(tmp_path / "speech.mp4", count=30, tone_hz=250)
+    result = run("audio", source, speech, "-o", tmp_path / "talk.mp4", "--model", tiny_model_with_maps, "--size", "64",
+                 "--speech-model", tmp_path / "speech.pt")
+    assert result.exit_code == 0, result.output
+    assert "the pooled speech model (phones, loudness), with the speakers' pooled range" in result.output
+    assert probe(tmp_path / "talk.mp4").frame_count >= 30
+    (tmp_path / "bad.pt").write_bytes(b"x")
+    one_line_error(run("audio", source, speech, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps,
+                       "--speech-model", tmp_path / "bad.pt"), "not a speech model")

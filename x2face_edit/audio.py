@@ -22,12 +22,15 @@ import numpy as np
 import torch
 
 from .audio_features import SAMPLE_RATE, context_features, load_audio
+from .cache import input_fingerprint, remembered
 from .errors import X2FaceError
 from .faces import LandmarkDetector, crop, mouth_opening, to_crop_grid
 from .model import X2Face
 from .model.images import to_tensor
 from .model.modalities import AudioMap, PoseMaps, fit_audio_map
+from .outputs import atomic_output, check_output
 from .source import SourceFace, frames_from_grids, generate_video, grids_moving_landmarks, write_frames
+from .speech import SpeechFitOptions, SpeechModel, SpeechTrack, TalkingClip, fit_speech_model
 from .tracking import VideoTrack, track_video
 from .video import check_video_output, iter_frames, probe
 
@@ -151,14 +154,48 @@ def is_silent(samples: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(samples ** 2))) < SILENT_RMS
 
 
-def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[], AudioMap], *,
-                     face: int = 0) -> tuple[MouthMap | AudioMap, str]:
-    """The map for ``source`` and a line saying which it is: the speaker's own mouth when
-    the source is a video with sound (a map fitted on other people does not move an unseen
-    speaker's mouth: it explains none of their driving vectors' variance), else
-    ``global_map()``."""
+@dataclass
+class PooledMouth:
+    """The pooled ``SpeechModel`` given one face's mouth: the opening at rest (silence),
+    how far it moves per unit of the model's z-scored opening (``spread``), and how its jaw
+    and lip landmarks move per unit of opening (``motion``). Called as a ``MouthMap`` is."""
+
+    model: SpeechModel
+    rest: float
+    spread: float
+    motion: np.ndarray
+
+    def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """(T,) the mouth opening the speech implies at ``times`` (evenly spaced frames)."""
+        fps = 1 / float(np.median(np.diff(times))) if len(times) > 1 else 25.0
+        return self.rest + (self.model.predict(SpeechTrack.of(samples), times, fps) - self.model.rest()) * self.spread
+
+
+def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source_opening: float) -> PooledMouth:
+    """The pooled model on a face: a talking source's own range and motion (its ``frames``),
+    else the face's opening in its source frame as its rest and the speakers' pooled range."""
+    if frames is None or len(frames.times) < MIN_SPEAKER_FRAMES:
+        return PooledMouth(speech_model, source_opening, speech_model.spread, speech_model.motion)
+    openings = frames.openings
+    own = speaker_mouth_map(frames)
+    return PooledMouth(speech_model, float(openings.mean() + speech_model.rest() * openings.std()), float(openings.std()), own.motion)
+
+
+def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[], AudioMap], *, face: int = 0,
+                     speech_model: SpeechModel | None = None) -> tuple[PooledMouth | MouthMap | AudioMap, str]:
+    """The map for ``source`` and a line saying which it is: the pooled ``speech_model``
+    where given (for every source: a talking one keeps its own range of opening); without
+    it, the speaker's own mouth when the source is a video with sound (a map fitted on other
+    people does not move an unseen speaker's mouth: it explains none of their driving
+    vectors' variance), else ``global_map()``."""
     samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
-    if samples is not None and not is_silent(samples):
+    talking = samples is not None and not is_silent(samples)
+    if speech_model is not None:
+        frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples) if talking else None
+        mouth = pooled_mouth(speech_model, frames, mouth_opening(source.frame_landmarks()))
+        whose = f"the range of {source.video.name}'s own mouth" if frames is not None else "the speakers' pooled range"
+        return mouth, f"audio map: the pooled speech model (phones, loudness), with {whose}"
+    if talking:
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
         return speaker_mouth_map(frames), f"audio map: the mouth of {source.video.name}, learnt from its own {len(frames.times)} frames and sound"
     why = "the source is not a video" if source.video is None else f"{source.video.name} has no sound"
@@ -166,7 +203,7 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
 
 
 @torch.inference_mode()
-def speaking_frames(model: X2Face, mouth: MouthMap, pose_maps: PoseMaps, source: SourceFace, samples: np.ndarray,
+def speaking_frames(model: X2Face, mouth: MouthMap | PooledMouth, pose_maps: PoseMaps, source: SourceFace, samples: np.ndarray,
                     times: np.ndarray, *, size: int = 256, batch: int = 64) -> Iterator[np.ndarray]:
     """The source face saying ``samples`` at ``times``, ``size`` pixels square, frame by
     frame: its jaw and lips moved to the opening the sound implies, the rest as in the
@@ -204,7 +241,7 @@ class SpeechOptions:
     force: bool = False
 
 
-def drive_by_audio(model: X2Face, audio_map: MouthMap | AudioMap, pose_maps: PoseMaps, source: SourceFace,
+def drive_by_audio(model: X2Face, audio_map: PooledMouth | MouthMap | AudioMap, pose_maps: PoseMaps, source: SourceFace,
                    speech: str | Path, out: str | Path, options: SpeechOptions = SpeechOptions()) -> int:
     """Write the source face speaking ``speech`` (section 4.2), the speech as its sound;
     return the number of frames. A ``MouthMap`` moves the mouth by landmarks
@@ -217,10 +254,64 @@ def drive_by_audio(model: X2Face, audio_map: MouthMap | AudioMap, pose_maps: Pos
                           f"at least {SHORTEST_SPEECH} s are needed (one feature window)")
     frames = max(1, math.ceil(len(samples) / SAMPLE_RATE * fps))
     times = np.arange(frames) / fps
-    if isinstance(audio_map, MouthMap):
+    if isinstance(audio_map, MouthMap | PooledMouth):
         write_frames(speaking_frames(model, audio_map, pose_maps, source, samples, times, size=size), out, fps=fps,
                      size=size, audio_from=speech, force=force)
     else:
         vectors = speech_vectors(model, audio_map, pose_maps, source, samples, times)
         generate_video(model, source, vectors, out, fps=fps, size=size, audio_from=speech, force=force)
     return frames
+
+
+# A talking clip's mouth must vary at least this much (opening std) to teach the mouth.
+STILL_MOUTH = 0.02
+TALKING_CODE = "1"  # bump when what talking_clip measures changes: cached clips are then remade
+
+
+def talking_clip(video: str | Path, *, face: int = 0) -> TalkingClip:
+    """``video``'s speech (``speech.SpeechTrack``) and its real mouth in every frame: the
+    opening and landmarks dlib finds on the tracked face (kept in the cache)."""
+    video = Path(video)
+    samples = load_audio(video)
+
+    def measure() -> dict[str, np.ndarray]:
+        track = track_video(video, face=face)
+        detector = LandmarkDetector()
+        landmarks = np.full((track.info.frame_count, 68, 2), np.nan)
+        for frame in iter_frames(video):
+            if frame.index < len(landmarks) and track.found[frame.index]:
+                box = track.crop_box(frame.index)
+                landmarks[frame.index] = to_crop_grid(detector(frame.rgb, track.face_boxes[frame.index]), box)
+        speech = SpeechTrack.of(samples)
+        return {"times": track.times, "landmarks": landmarks, "visemes": speech.visemes, "envelope": speech.envelope,
+                "fps": np.array(float(track.info.fps))}
+
+    stored = remembered("talking", (input_fingerprint(video), str(face), TALKING_CODE), measure)
+    landmarks = stored["landmarks"]
+    openings = np.array([mouth_opening(points) if not np.isnan(points).any() else np.nan for points in landmarks])
+    return TalkingClip(video.stem, SpeechTrack(stored["visemes"], stored["envelope"]), stored["times"], openings, landmarks,
+                       float(stored["fps"]))
+
+
+def fit_speech(videos: list[Path], out: str | Path, options: SpeechFitOptions = SpeechFitOptions(), *, force: bool = False,
+               on_clip: Callable[[Path, str | None], None] | None = None) -> SpeechModel:
+    """Fit the pooled ``SpeechModel`` on the talking ``videos`` (those with sound whose
+    mouth moves; the others are reported to ``on_clip`` with why) and write it to ``out``."""
+    check_output(out, force=force)
+    clips = []
+    for video in videos:
+        why = None
+        if not probe(video).has_audio or is_silent(load_audio(video)):
+            why = "no sound"
+        else:
+            clip = talking_clip(video)
+            if np.isnan(clip.openings).all() or np.nanstd(clip.openings) < STILL_MOUTH:
+                why = "the mouth barely moves"
+            else:
+                clips.append(clip)
+        if on_clip:
+            on_clip(video, why)
+    model = fit_speech_model(clips, options, motion_points=MOUTH_POINTS)
+    with atomic_output(out, force=force) as partial:
+        model.save(partial)
+    return model

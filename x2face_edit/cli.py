@@ -337,7 +337,10 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
     if preview:
         if matte:
             raise X2FaceError("--matte goes with a render, not --preview (a contact sheet has no frames to match)")
-        _preview(paint, paint_options, drive, out, model_path, device, preview, sequence_fps, force)
+        from .preview import PreviewOptions
+
+        _preview(paint, drive, out, model_path, device, PreviewOptions(count=preview, paint=paint_options, painted_frame=painted_frame,
+                                                                       sequence_fps=sequence_fps, force=force))
         return
     if chunk and fit_seconds:
         raise X2FaceError("--fit makes a model per run, so chunks would differ: fit once ('fit'), then render each chunk "
@@ -425,29 +428,65 @@ def frame(video: Path, index: int, out: Path, sequence_fps: float | None, force:
               help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
 @device_option
 @click.option("--frames", "count", default=6, show_default=True, type=click.IntRange(min=1), help="Frames shown, spread over the video.")
+@click.option("--frame", "painted_frame", type=click.IntRange(min=0),
+              help="The paint was made on this frame of --drive, as for render --frame.")
 @sequence_fps_option
 @force_option
 def preview_command(paint, paint_options, drive: Path, out: Path, model_path: Path | None, device: str, count: int,
-                    sequence_fps: float | None, force: bool) -> None:
+                    painted_frame: int | None, sequence_fps: float | None, force: bool) -> None:
     """Write a before/after contact sheet of a few frames of a video with the paint on, in seconds.
 
     Only those frames are searched for the face and each is locked to its own landmarks
     (a render also smooths over time).
     """
-    _preview(paint, paint_options, drive, out, model_path, device, count, sequence_fps, force)
-
-
-def _preview(paint, paint_options, drive: Path, out: Path, model_path: Path | None, device: str, count: int,
-             sequence_fps: float | None, force: bool) -> None:
     from .preview import PreviewOptions
+
+    _preview(paint, drive, out, model_path, device, PreviewOptions(count=count, paint=paint_options, painted_frame=painted_frame,
+                                                                   sequence_fps=sequence_fps, force=force))
+
+
+def _preview(paint, drive: Path, out: Path, model_path: Path | None, device: str, options) -> None:
     from .preview import preview as run_preview
 
     model, model_info = _load(_model_of(paint, model_path), device)
-    options = PreviewOptions(count=count, paint=paint_options, sequence_fps=sequence_fps, force=force)
     with _frame_progress("previewing") as progress:
-        task = progress.add_task("previewing", total=count)
+        task = progress.add_task("previewing", total=options.count)
         shown = run_preview(model, model_info, paint, drive, out, options, on_frame=lambda done, total: progress.update(task, completed=done))
     click.echo(f"frames {', '.join(map(str, shown))}, before and after -> {out}")
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--embedded", "face_png", type=click.Path(path_type=Path),
+              help="The embedded face to paint on (default: VIDEO.face.png beside the video; made by 'extract' if missing).")
+@click.option("--renders", type=click.Path(path_type=Path, file_okay=False), help="Folder of the page's renders (default: renders/ beside the video).")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Checkpoint to use (default: the one the face was extracted with, else the shipped model).")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--browser/--no-browser", default=True, show_default=True, help="Open the page in a browser.")
+@sequence_fps_option
+def studio(video: Path, face_png: Path | None, renders: Path | None, model_path: Path | None, port: int, browser: bool,
+           sequence_fps: float | None) -> None:
+    """Paint on VIDEO's embedded face or on its frames, preview and render, in a page served on this machine."""
+    import webbrowser
+
+    from .studio import Studio, StudioOptions, address, serve
+
+    page = Studio(video, StudioOptions(face_png=face_png, renders=renders, model=model_path, port=port, sequence_fps=sequence_fps))
+    try:
+        server = serve(page)
+    except OSError as error:
+        raise X2FaceError(f"cannot serve on port {port}: {error.strerror}") from None
+    page.start_extract()
+    click.echo(f"studio for {page.video.name}: {address(server)}  (Ctrl+C stops it)")
+    if browser:
+        webbrowser.open(address(server))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @main.command()
@@ -649,31 +688,60 @@ def pose(sources, out, yaw, pitch, roll, frames, out_fps, csv_path, count, size,
 @source_count_option
 @click.option("--size", default=256, show_default=True, help="Side of the generated face in pixels.")
 @click.option("--audio-map", type=click.Path(path_type=Path),
-              help="A map from 'fit-audio' (MODEL.audio.pt beside the model is the global one). Default: the speaker's "
-                   "mouth learnt from SOURCES' own frames and sound when SOURCES is a talking video, else the global map.")
+              help="A map from 'fit-audio' (MODEL.audio.pt beside the model is the global one), instead of the speech model.")
+@click.option("--speech-model", type=click.Path(path_type=Path),
+              help="A pooled speech model from 'fit-speech' (default: MODEL.speech.pt beside the model; without one, the "
+                   "speaker's own mouth when SOURCES is a talking video, else the global audio map).")
 @click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
 @model_option
 @device_option
 @face_option
 @force_option
-def audio(sources, speech, out, out_fps, count, size, audio_map, pose_maps, model_path, device, face, force) -> None:
+def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, pose_maps, model_path, device, face, force) -> None:
     """Make the face in SOURCES speak SPEECH (a sound file or a video with sound; paper section 4.2)."""
     from .audio import SpeechOptions, drive_by_audio, source_audio_map
     from .audio_features import load_audio
+    from .speech import SpeechModel, default_speech_path
     from .video import check_video_output
 
     check_video_output(out, force=force, inputs=(speech, *sources))
     load_audio(speech)  # a speech file without a readable sound track fails here, before any work
     model, info = _load(model_path, device)
     pose_map = _maps(info, "pose", pose_maps)
+    pooled = None
+    if audio_map is None and (speech_model or default_speech_path(info.path).is_file()):
+        pooled = SpeechModel.load(speech_model or default_speech_path(info.path))
     source = _source(model, sources, count, size, face)
     if audio_map is None:
-        speech_map, which = source_audio_map(model, source, lambda: _maps(info, "audio", None), face=face)
+        speech_map, which = source_audio_map(model, source, lambda: _maps(info, "audio", None), face=face, speech_model=pooled)
     else:
         speech_map, which = _maps(info, "audio", audio_map), f"audio map: {audio_map}"
     click.echo(which)
     frames = drive_by_audio(model, speech_map, pose_map, source, speech, out, SpeechOptions(fps=out_fps, size=size, force=force))
     click.echo(f"{frames} frames -> {out}")
+
+
+@main.command("fit-speech")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="The speech model (MODEL.speech.pt beside a model is its default).")
+@click.option("--held-out", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file of clip names (one per line, # comments) never fitted on: the people a benchmark scores.")
+@force_option
+def fit_speech_command(videos: tuple[Path, ...], out: Path, held_out: Path | None, force: bool) -> None:
+    """Fit the pooled speech model (phones and loudness -> mouth opening) on talking VIDEOS (files or folders) of many people."""
+    from .audio import fit_speech
+
+    names = set()
+    if held_out:
+        names = {line.split("#")[0].strip() for line in held_out.read_text().splitlines()} - {""}
+    found = [p for v in videos for p in (sorted(v.iterdir()) if v.is_dir() else [v]) if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".mpg", ".avi", ".webm")]
+    chosen = [p for p in found if p.stem not in names]
+    with _frame_progress("clips") as progress:
+        task = progress.add_task("clips", total=len(chosen))
+        model = fit_speech(chosen, out, force=force, on_clip=lambda video, why: progress.update(task, advance=1))
+    click.echo(f"{len(model.meta['clips'])} talking clips of {len(chosen)} ({len(found) - len(chosen)} held out), lag "
+               f"{model.lag:+.2f} s, smoothing {model.smoothing:.2f} s, held-out training correlation "
+               f"{model.meta['held_out_score']:.2f} -> {out}")
 
 
 @main.command("import-official")

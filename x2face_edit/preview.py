@@ -17,12 +17,14 @@ from PIL import Image, ImageDraw
 
 from .errors import X2FaceError
 from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
+from .frame_paint import prepare_frame_paint, read_frame_paint
 from .lock import smoothed
 from .model import ModelInfo, X2Face
 from .model.images import to_tensor
 from .model.inference import GridPredictor
 from .outputs import atomic_output, check_output
 from .paint import Paint, PaintOptions, composite, prepare_paint
+from .tracking import track_video
 from .video import eight_bit, frames_at, probe
 
 PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -34,11 +36,13 @@ SHOWN = 1.25
 
 @dataclass(frozen=True)
 class PreviewOptions:
-    """``count`` frames shown; ``paint`` as for ``render``; ``sequence_fps``, the rate of a
-    driving image sequence; ``force`` overwrites an existing sheet."""
+    """``count`` frames shown; ``paint`` as for ``render``; ``painted_frame``, the frame the
+    paint was made on (None: the embedded face; ``render.RenderOptions.painted_frame``);
+    ``sequence_fps``, the rate of a driving image sequence; ``force`` overwrites an existing sheet."""
 
     count: int = 6
     paint: PaintOptions = field(default_factory=PaintOptions)
+    painted_frame: int | None = None
     sequence_fps: float | None = None
     force: bool = False
 
@@ -89,27 +93,55 @@ def contact_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray, bool]]) -> Imag
     return sheet
 
 
+@dataclass(frozen=True)
+class PreviewFrame:
+    """Frame ``index`` before and after the paint (8-bit RGB, full size), and the crop
+    box of the face painted there (None: no face found, left as it is)."""
+
+    index: int
+    before: np.ndarray
+    after: np.ndarray
+    crop_box: np.ndarray | None
+
+
 @torch.inference_mode()
 def preview(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path, out: str | Path,
             options: PreviewOptions = PreviewOptions(), *, on_frame: Callable[[int, int], None] | None = None) -> list[int]:
     """Write a contact sheet of ``options.count`` frames of ``drive``, before and after
     ``paint``, to ``out`` (PNG or JPEG); return the frame indices shown."""
-    paint.sidecar.check_model(model, model_info)
     out = Path(out)
     if out.suffix.lower() not in PREVIEW_SUFFIXES:
         raise X2FaceError(f"{out.name}: write the preview as {', '.join(PREVIEW_SUFFIXES)}")
     check_output(out, force=options.force, inputs=(drive, paint.edited))
-    prepared = prepare_paint(model, paint, options.paint)
-    landmark_lock = prepared.lock
+    shown = preview_frames(model, model_info, paint, drive, options, on_frame=on_frame)
+    pairs = [(f.index, _tile(f.before, f.crop_box), _tile(f.after, f.crop_box), f.crop_box is not None) for f in shown]
+    with atomic_output(out, force=options.force) as partial:
+        contact_sheet(pairs).save(partial, format="JPEG" if out.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+    return [f.index for f in shown]
+
+
+@torch.inference_mode()
+def preview_frames(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path,
+                   options: PreviewOptions = PreviewOptions(), *,
+                   on_frame: Callable[[int, int], None] | None = None) -> list[PreviewFrame]:
+    """``options.count`` frames of ``drive`` spread over it, before and after ``paint``."""
+    paint.sidecar.check_model(model, model_info)
     fps = options.sequence_fps
     info = probe(drive, fps=fps)
+    predictor = GridPredictor(model)
+    if options.painted_frame is None:
+        prepared = prepare_paint(model, paint, options.paint)
+    else:
+        frame_paint = read_frame_paint(paint, drive, options.painted_frame, options.paint, info.frame_count, sequence_fps=fps)
+        number, looks_like = paint.sidecar.followed_face(options.paint.face)
+        track = track_video(drive, face=number, looks_like=looks_like, fps=fps, info=info)
+        prepared = prepare_frame_paint(model, paint, frame_paint, options.paint, drive, track, predictor)
     indices = spread_frames(info.frame_count, options.count)
     frames = frames_at(drive, indices, fps=fps)
     detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]
     landmarks, describe = LandmarkDetector(), FaceDescriber()
-    predictor = GridPredictor(model)
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
-    pairs = []
+    shown = []
     for done, index in enumerate(indices):
         rgb = eight_bit(frames[index])
         face_box = _face_box(detectors, describe, rgb, number, looks_like)
@@ -117,17 +149,15 @@ def preview(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Pat
         painted = rgb.copy()
         if crop_box is not None:
             grid = predictor(to_tensor([crop(rgb, crop_box, model.config.resolution)]))[0]
-            if landmark_lock is not None:
-                correction = landmark_lock.correction(grid, to_crop_grid(landmarks(rgb, face_box), crop_box))
+            if prepared.lock is not None:
+                correction = prepared.lock.correction(grid, to_crop_grid(landmarks(rgb, face_box), crop_box))
                 if (field := smoothed([correction], 0)) is not None:
-                    grid = landmark_lock.apply(grid, field)
+                    grid = prepared.lock.apply(grid, field)
             visibility = None
             if prepared.occlusion is not None:
                 visibility = prepared.occlusion.visibility(crop(rgb, crop_box, grid.shape[0]), grid)
             composite(painted, crop_box, grid, prepared.layer, visibility=visibility)
-        pairs.append((index, _tile(rgb, crop_box), _tile(painted, crop_box), crop_box is not None))
+        shown.append(PreviewFrame(index, rgb, painted, crop_box))
         if on_frame:
             on_frame(done + 1, len(indices))
-    with atomic_output(out, force=options.force) as partial:
-        contact_sheet(pairs).save(partial, format="JPEG" if out.suffix.lower() in (".jpg", ".jpeg") else "PNG")
-    return indices
+    return shown

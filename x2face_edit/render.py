@@ -14,34 +14,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .driving import DrivingOptions, RenderReport, face_crop, locked_grid_of, write_driven
+from .driving import DrivingOptions, RenderReport, face_crop, write_driven
 from .errors import X2FaceError
 from .faces import SAME_PERSON
-from .lock import LandmarkLock
+from .frame_paint import prepare_frame_paint, read_frame_paint
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .outputs import atomic_output
 from .paint import (
     Paint,
     PaintOptions,
-    PreparedPaint,
-    carried_from_frame,
     composited,
     fade_weights,
     paint_alone,
     paint_bounds,
-    paint_layer,
     prepare_paint,
-    require_paint,
     visibility_matte,
 )
 from .sequences import is_sequence
 from .tracking import VideoTrack, track_video
-from .video import Encoding, Frame, VideoWriter, check_video_output, choose_encoding, frames_at, probe
-
-# The largest side of the embedded layer that paint made on a frame is carried into: as
-# large as the face's crop in that frame, so that none of the frame's detail is lost.
-MAX_FRAME_LAYER = 2048
+from .video import Encoding, Frame, VideoWriter, check_video_output, choose_encoding, probe
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,8 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     if options.painted_frame is None:
         prepared = prepare_paint(model, paint, options.paint)
     else:
-        frame_paint = read_frame_paint(paint, drive, options, total)  # before tracking: bad paint is said at once
+        frame_paint = read_frame_paint(paint, drive, options.painted_frame, options.paint, total,  # before tracking:
+                                       sequence_fps=options.sequence_fps)  # bad paint is said at once
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
     if track is None:
         track = track_video(drive, face=number, looks_like=looks_like, fps=options.sequence_fps, info=info,
@@ -107,7 +100,7 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     info = track.info
     predictor = GridPredictor(model, options.inference)
     if options.painted_frame is not None:
-        prepared = _prepared_frame_paint(model, paint, frame_paint, options, drive, track, predictor)
+        prepared = prepare_frame_paint(model, paint, frame_paint, options.paint, drive, track, predictor)
     opacity = fade_weights(track.found)
     layer, occlusion = prepared.layer, prepared.occlusion
     bounds = paint_bounds(layer)
@@ -164,34 +157,6 @@ def frame_range(frames: tuple[int, int] | None, total: int) -> range | None:
     if not 0 <= first <= last < total:
         raise X2FaceError(f"--frames {first}-{last}: the video has frames 0-{total - 1}")
     return range(first, last + 1)
-
-
-def _prepared_frame_paint(model: X2Face, paint: Paint, frame_paint: torch.Tensor, options: RenderOptions, drive: str | Path,
-                          track: VideoTrack, predictor: GridPredictor) -> PreparedPaint:
-    """``prepare_paint`` for paint made on frame ``options.painted_frame`` (``read_frame_paint``)."""
-    index = options.painted_frame
-
-    def carried(lock: LandmarkLock | None) -> torch.Tensor:
-        _, grid = locked_grid_of(predictor, track, drive, index, lock)
-        crop_box = track.crop_box(index)
-        size = int(min(MAX_FRAME_LAYER, max(paint.sidecar.size, np.ceil(crop_box[2] - crop_box[0]))))
-        return carried_from_frame(frame_paint, crop_box, grid, size)
-
-    return prepare_paint(model, paint, options.paint, layer_of=carried)
-
-
-def read_frame_paint(paint: Paint, drive: str | Path, options: RenderOptions, total: int) -> torch.Tensor:
-    """The paint made on frame ``options.painted_frame`` of ``drive`` (a layer or a painted
-    copy of the frame, as ``frame`` wrote it; ``drive`` has ``total`` frames), as a premultiplied (4, H, W) layer."""
-    index = options.painted_frame
-    if options.paint.mode != "edit":
-        raise X2FaceError("paint made on a frame (--frame) renders in --mode edit")
-    if not 0 <= index < total:
-        raise X2FaceError(f"--frame {index}: {Path(drive).name} has frames 0-{total - 1}")
-    frame = frames_at(drive, [index], fps=options.sequence_fps)[index]
-    layer = paint_layer(paint.edited, frame, canvas=f"frame {index} of {Path(drive).name}")
-    require_paint(layer, paint.edited)
-    return layer
 
 
 def check_matte_output(matte: Path, out: str | Path, options: RenderOptions, numbers: range | None = None) -> None:

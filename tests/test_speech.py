@@ -1,0 +1,87 @@
+"""Phonetic speech features and the pooled speech model."""
+
+import numpy as np
+import pytest
+
+from x2face_edit.errors import X2FaceError
+from x2face_edit.speech import (
+    SILENCE,
+    VISEMES,
+    SpeechModel,
+    SpeechTrack,
+    TalkingClip,
+    correlation,
+    fit_speech_model,
+    loudness_envelope,
+    phone_segments,
+    viseme_track,
+)
+
+OPEN, CLOSED = VISEMES.index("open"), VISEMES.index("closed")
+
+
+def test_phones_become_visemes_at_their_times():
+    track = viseme_track([("SIL", 0.0, 0.1), ("M", 0.1, 0.2), ("AA", 0.2, 0.35), ("ZZ", 0.35, 0.4)], 50)
+    assert (track[:10] == SILENCE).all() and (track[10:20] == CLOSED).all() and (track[20:35] == OPEN).all()
+    assert (track[35:40] == VISEMES.index("other")).all() and (track[40:] == SILENCE).all()
+
+
+def test_features_read_the_visemes_around_each_frame():
+    speech = SpeechTrack(viseme_track([("AA", 0.5, 0.6)], 100), np.zeros(100))
+    features = speech.features(np.array([0.55, 0.35, 2.0]), parts=("visemes",), context=(-0.2, 0.0, 0.2))
+    per_offset = features.reshape(3, 3, SILENCE)
+    assert per_offset[0, 1, OPEN] == 1 and per_offset[0].sum() == 1  # at 0.55 s only "now" is open
+    assert per_offset[1, 2, OPEN] == 1 and per_offset[1].sum() == 1  # 0.2 s later it will be
+    assert per_offset[2].sum() == 0  # beyond the recording: silence
+
+
+def test_the_envelope_follows_syllable_rate_loudness():
+    time = np.arange(32000) / 16000
+    beat = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * time)
+    samples = (np.random.default_rng(0).normal(size=len(time)) * 0.2 * beat).astype(np.float32)
+    envelope = loudness_envelope(samples, 200)
+    assert correlation(envelope[20:180], beat[::160][20:180]) > 0.8
+
+
+def synthetic_talking_clip(seed: int, name: str) -> TalkingClip:
+    """A clip whose mouth opens 40 ms after each open vowel it says (a talking face's lag)."""
+    rng = np.random.default_rng(seed)
+    segments, at = [], 0.0
+    while at < 8:
+        length = rng.uniform(0.06, 0.2)
+        segments.append((str(rng.choice(["AA", "M", "IY", "F", "SIL", "T"])), at, at + length))
+        at += length
+    visemes = viseme_track(segments, 800)
+    times = np.arange(0, 8, 0.04)
+    said = visemes[np.clip(np.round((times - 0.04) / 0.01).astype(int), 0, 799)]
+    openings = 0.05 + 0.1 * (said == OPEN) + 0.03 * (said == VISEMES.index("spread")) + rng.normal(0, 0.01, len(times))
+    landmarks = np.zeros((len(times), 68, 2))
+    landmarks[:, 57, 1] = openings  # the lower lip moves with the opening
+    return TalkingClip(name, SpeechTrack(visemes, rng.normal(size=800)), times, openings, landmarks, 25.0)
+
+
+def test_the_pooled_model_learns_the_mouth_and_its_lag_from_several_speakers(tmp_path):
+    model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(8)], motion_points=[57])
+    assert model.lag == pytest.approx(0.04)
+    unseen = synthetic_talking_clip(99, "unseen")
+    assert correlation(model.predict(unseen.track, unseen.times, 25), unseen.openings) > 0.8
+    assert model.motion[57, 1] == pytest.approx(1.0, abs=0.05) and np.abs(np.delete(model.motion, 57, axis=0)).max() == 0
+    model.save(tmp_path / "speech.pt")
+    again = SpeechModel.load(tmp_path / "speech.pt")
+    assert (again.weights == model.weights).all() and again.lag == model.lag and again.meta["clips"][0] == "s0"
+
+
+def test_a_file_that_is_not_a_speech_model_is_refused(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(X2FaceError, match="not a speech model"):
+        SpeechModel.load(tmp_path / "bad.pt")
+    with pytest.raises(X2FaceError, match="no speech model"):
+        SpeechModel.load(tmp_path / "absent.pt")
+
+
+def test_pocketsphinx_hears_phones_in_real_speech(eval_clips):
+    from x2face_edit.audio_features import load_audio
+
+    segments = phone_segments(load_audio(eval_clips / "wav2lipgfpgan_kim_7s_raw.mp4"))
+    spoken = [phone for phone, _, _ in segments if phone != "SIL"]
+    assert len(spoken) > 20 and segments[-1][2] > 5  # 7 s of speech: dozens of phones to its end

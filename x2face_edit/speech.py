@@ -1,0 +1,283 @@
+"""Speech as mouth shapes for any speaker: phonetic features and one model pooled over many.
+
+A map from a voice's spectrum to the mouth learns the voice's timbre. What does not depend
+on who speaks is what is said and how loudly: pocketsphinx (BSD; its US-English acoustic
+model and phone language model ship in its wheel) decodes the speech into phones at 10 ms
+resolution, each phone is one of a few mouth shapes (visemes: closed lips p b m, lip on
+teeth f v, rounded uw ow w, open aa ae ah, spread iy ih eh, other sounds, silence), and the
+loudness envelope (2-7 Hz, the rate of syllables) and voice activity add how strongly.
+Each video frame reads them at a few offsets around it (about +-200 ms of context).
+
+``SpeechModel`` is a ridge regression from those features to the mouth opening, z-scored
+per clip, fitted on the talking clips of many people with one audio-to-mouth lag chosen on
+them; a face is given back its own range of opening (``SpeechModel.mouth``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio_features import SAMPLE_RATE
+from .errors import X2FaceError
+
+SPEECH_FORMAT = "x2face-edit speech model"
+VISEMES = ("closed", "lip_teeth", "rounded", "open", "spread", "other", "silence")
+_PHONES = {
+    "closed": ("P", "B", "M"),
+    "lip_teeth": ("F", "V"),
+    "rounded": ("UW", "OW", "W", "UH", "OY", "ER", "R"),
+    "open": ("AA", "AE", "AH", "AO", "AW", "AY"),
+    "spread": ("IY", "IH", "EH", "EY", "Y"),
+    "silence": ("SIL", "+NSN+", "+SPN+", "+BREATH+", "+COUGH+", "+SMACK+", "+UH+", "+UM+", "+NOISE+"),
+}
+PHONE_VISEME = {phone: VISEMES.index(viseme) for viseme, phones in _PHONES.items() for phone in phones}
+OTHER = VISEMES.index("other")
+SILENCE = VISEMES.index("silence")
+# Where each frame reads the features, in seconds around it.
+CONTEXT = (-0.2, -0.12, -0.06, 0.0, 0.06, 0.12, 0.2)
+# The parts of the features (a model may use some of them: the benchmark's controls).
+PARTS = ("visemes", "envelope", "activity")
+HOP = 0.01  # pocketsphinx's frame: 10 ms
+ENVELOPE_BAND = (2.0, 7.0)  # Hz: syllables
+
+
+@functools.cache
+def _decoder():
+    from pocketsphinx import Decoder, get_model_path
+
+    folder = Path(get_model_path()) / "en-us"
+    return Decoder(hmm=str(folder / "en-us"), allphone=str(folder / "en-us-phone.lm.bin"), lm=None, lw=2.0,
+                   beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+
+
+def phone_segments(samples: np.ndarray) -> list[tuple[str, float, float]]:
+    """The phones pocketsphinx hears in 16 kHz mono ``samples``: (phone, start, end) in seconds."""
+    try:
+        decoder = _decoder()
+    except ImportError:
+        raise X2FaceError("driving by speech needs pocketsphinx: pip install pocketsphinx==5.1.1") from None
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    return [(seg.word, seg.start_frame * HOP, (seg.end_frame + 1) * HOP) for seg in decoder.seg()]
+
+
+def _hops(samples: np.ndarray) -> int:
+    return max(1, int(np.ceil(len(samples) / SAMPLE_RATE / HOP)))
+
+
+def viseme_track(segments: list[tuple[str, float, float]], hops: int) -> np.ndarray:
+    """(hops,) the viseme heard in each 10 ms (silence where no phone is)."""
+    track = np.full(hops, SILENCE, np.int64)
+    for phone, start, end in segments:
+        track[int(round(start / HOP)):int(round(end / HOP))] = PHONE_VISEME.get(phone, OTHER)
+    return track
+
+
+def loudness_envelope(samples: np.ndarray, hops: int) -> np.ndarray:
+    """(hops,) the log loudness in 10 ms steps, band-passed to syllable rates and scaled to
+    unit spread (so that a quiet and a loud recording move the mouth alike)."""
+    hop = int(SAMPLE_RATE * HOP)
+    padded = np.pad(samples, (0, hops * hop - len(samples))) if len(samples) < hops * hop else samples[: hops * hop]
+    loudness = np.log(np.sqrt((padded.reshape(hops, hop) ** 2).mean(axis=1)) + 1e-4)
+    spectrum = np.fft.rfft(loudness - loudness.mean())
+    frequencies = np.fft.rfftfreq(hops, HOP)
+    spectrum[(frequencies < ENVELOPE_BAND[0]) | (frequencies > ENVELOPE_BAND[1])] = 0
+    band = np.fft.irfft(spectrum, n=hops)
+    return band / (band.std() + 1e-6)
+
+
+@dataclass(frozen=True)
+class SpeechTrack:
+    """What a recording says every 10 ms: its viseme and loudness envelope."""
+
+    visemes: np.ndarray  # (hops,) int
+    envelope: np.ndarray  # (hops,)
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> SpeechTrack:
+        hops = _hops(samples)
+        return cls(viseme_track(phone_segments(samples), hops), loudness_envelope(samples, hops))
+
+    def features(self, times: np.ndarray, parts: tuple[str, ...] = PARTS, context: tuple[float, ...] = CONTEXT) -> np.ndarray:
+        """(T, F) what is heard around each time (seconds): at each offset of ``context``,
+        the viseme (one-hot), the envelope and voice activity, as ``parts`` chooses."""
+        columns = []
+        for offset in context:
+            at = np.round((np.asarray(times) + offset) / HOP).astype(int)
+            inside = (at >= 0) & (at < len(self.visemes))
+            clipped = np.clip(at, 0, len(self.visemes) - 1)
+            visemes = np.where(inside, self.visemes[clipped], SILENCE)
+            if "visemes" in parts:
+                columns.append(np.eye(len(VISEMES))[visemes][:, :SILENCE])  # silence: all zero
+            if "envelope" in parts:
+                columns.append(np.where(inside, self.envelope[clipped], 0)[:, None])
+            if "activity" in parts:
+                columns.append((visemes != SILENCE).astype(np.float64)[:, None])
+        return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+def smoothed(values: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """``values`` blurred over time by a Gaussian of ``sigma_frames`` frames (none for 0)."""
+    if sigma_frames <= 0 or len(values) < 2:
+        return values
+    radius = max(1, int(3 * sigma_frames))
+    taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma_frames ** 2))
+    padded = np.pad(values, radius, mode="edge")
+    return np.convolve(padded, taps / taps.sum(), mode="valid")
+
+
+@dataclass
+class SpeechModel:
+    """The pooled model: ``weights`` and ``bias`` from ``SpeechTrack.features`` (``parts``)
+    read ``lag`` seconds before each frame to the z-scored mouth opening, smoothed over
+    ``smoothing`` seconds; ``spread``, the typical standard deviation of a talking mouth's
+    opening (inner-lip gap / eye distance), and ``motion``, how the jaw and lip landmarks
+    move per unit of opening (68, 2 crop-grid units), pooled over the speakers, for faces
+    that never spoke on camera; ``meta``, how it was made."""
+
+    weights: np.ndarray
+    bias: float
+    lag: float
+    smoothing: float
+    spread: float
+    motion: np.ndarray
+    parts: tuple[str, ...] = PARTS
+    meta: dict = field(default_factory=dict)
+
+    def predict(self, track: SpeechTrack, times: np.ndarray, fps: float) -> np.ndarray:
+        """(T,) the z-scored mouth opening the speech implies at ``times`` (a video's frames at ``fps``)."""
+        raw = track.features(np.asarray(times) - self.lag, self.parts) @ self.weights + self.bias
+        return smoothed(raw, self.smoothing * fps)
+
+    def rest(self) -> float:
+        """The z-scored opening the model gives silence."""
+        silent = SpeechTrack(np.full(100, SILENCE), np.zeros(100))
+        return float((silent.features(np.array([0.5]), self.parts) @ self.weights)[0] + self.bias)
+
+    def save(self, path: str | Path) -> None:
+        torch.save({"format": SPEECH_FORMAT, "weights": torch.from_numpy(self.weights), "bias": self.bias, "lag": self.lag,
+                    "smoothing": self.smoothing, "spread": self.spread, "motion": torch.from_numpy(self.motion),
+                    "parts": list(self.parts), "meta": self.meta}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SpeechModel:
+        path = Path(path)
+        if not path.is_file():
+            raise X2FaceError(f"no speech model at {path} (x2face-edit fit-speech makes one)")
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - any unreadable file is the same one-line error
+            raise X2FaceError(f"{path.name} is not a speech model (unreadable)") from None
+        if not isinstance(stored, dict) or stored.get("format") != SPEECH_FORMAT:
+            raise X2FaceError(f"{path.name} is not a speech model")
+        return cls(stored["weights"].numpy(), float(stored["bias"]), float(stored["lag"]), float(stored["smoothing"]),
+                   float(stored["spread"]), stored["motion"].numpy(), tuple(stored["parts"]), stored["meta"])
+
+
+@dataclass(frozen=True)
+class TalkingClip:
+    """One clip's speech and its real mouth: the frames' times and openings (NaN where the
+    face is not found) and, where found, their landmarks (crop grid units)."""
+
+    name: str
+    track: SpeechTrack
+    times: np.ndarray
+    openings: np.ndarray
+    landmarks: np.ndarray  # (N, 68, 2), NaN where not found
+    fps: float
+
+
+def zscored(values: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(values)
+    spread = values[valid].std() if valid.any() else 1.0
+    return (values - np.nanmean(values)) / (spread if spread > 1e-9 else 1.0)
+
+
+def fit_ridge(clips: list[TalkingClip], lag: float, parts: tuple[str, ...], ridge: float) -> tuple[np.ndarray, float]:
+    """Weights and bias from the features read ``lag`` before each frame to its z-scored opening, over ``clips``."""
+    inputs, targets = [], []
+    for clip in clips:
+        valid = ~np.isnan(clip.openings)
+        inputs.append(clip.track.features(clip.times[valid] - lag, parts))
+        targets.append(zscored(clip.openings)[valid])
+    x, y = np.concatenate(inputs).astype(np.float64), np.concatenate(targets)
+    mean_x, mean_y = x.mean(axis=0), y.mean()
+    centred = x - mean_x
+    weights = np.linalg.solve(centred.T @ centred + ridge * len(x) * np.eye(x.shape[1]), centred.T @ (y - mean_y))
+    return weights.astype(np.float32), float(mean_y - mean_x @ weights)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    valid = ~(np.isnan(a) | np.isnan(b))
+    if valid.sum() < 5 or np.std(a[valid]) == 0 or np.std(b[valid]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[valid], b[valid])[0, 1])
+
+
+def fisher_mean(values: list[float]) -> float:
+    """The mean of correlations through Fisher's z (NaNs left out)."""
+    kept = np.clip([v for v in values if not np.isnan(v)], -0.999, 0.999)
+    return float(np.tanh(np.arctanh(kept).mean())) if len(kept) else float("nan")
+
+
+@dataclass(frozen=True)
+class SpeechFitOptions:
+    """Lags and smoothings tried (seconds), chosen on ``held`` of the training clips (every
+    ``held``-th one) before refitting on all; ``ridge``; ``parts`` of the features."""
+
+    lags: tuple[float, ...] = (-0.08, -0.04, 0.0, 0.04, 0.08, 0.12)
+    smoothings: tuple[float, ...] = (0.0, 0.02, 0.04, 0.08)
+    ridge: float = 0.01
+    held: int = 4
+    parts: tuple[str, ...] = PARTS
+
+
+def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = SpeechFitOptions(), *,
+                     motion_points: list[int] | None = None) -> SpeechModel:
+    """The pooled ``SpeechModel`` of ``clips``: the lag and smoothing that predict the
+    held-out training clips best, then the ridge refitted on all of them."""
+    if len(clips) < 2:
+        raise X2FaceError(f"a pooled speech model needs talking clips of several people, got {len(clips)}")
+    held = [c for i, c in enumerate(clips) if i % options.held == 0]
+    fitted_on = [c for i, c in enumerate(clips) if i % options.held != 0]
+    scores = {}
+    for lag in options.lags:
+        weights, bias = fit_ridge(fitted_on, lag, options.parts, options.ridge)
+        model = SpeechModel(weights, bias, lag, 0.0, 0.0, np.zeros((68, 2), np.float32), options.parts)
+        for smoothing in options.smoothings:
+            model.smoothing = smoothing
+            scores[lag, smoothing] = fisher_mean([correlation(model.predict(c.track, c.times, c.fps), c.openings) for c in held])
+    lag, smoothing = max(scores, key=lambda key: -np.inf if np.isnan(scores[key]) else scores[key])
+    weights, bias = fit_ridge(clips, lag, options.parts, options.ridge)
+    spread = float(np.median([np.nanstd(c.openings) for c in clips]))
+    motion = np.mean([_motion(c) for c in clips], axis=0).astype(np.float32)
+    if motion_points is not None:
+        keep = np.zeros(68, bool)
+        keep[motion_points] = True
+        motion[~keep] = 0
+    meta = {"clips": [c.name for c in clips], "held_out_score": scores[lag, smoothing],
+            "scores": {f"{k[0]:+.2f}s,{k[1]:.2f}s": round(v, 4) for k, v in scores.items()}, "ridge": options.ridge}
+    return SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, meta)
+
+
+def _motion(clip: TalkingClip) -> np.ndarray:
+    """(68, 2) how the clip's landmarks move per unit of its opening (least squares)."""
+    valid = ~np.isnan(clip.openings)
+    openings, landmarks = clip.openings[valid], clip.landmarks[valid]
+    centred = openings - openings.mean()
+    if centred @ centred == 0:
+        return np.zeros((68, 2))
+    return np.tensordot(centred, landmarks - landmarks.mean(axis=0), axes=1) / (centred @ centred)
+
+
+def default_speech_path(model_path: str | Path) -> Path:
+    """Where a model's speech model lies: MODEL.speech.pt beside it (``$X2FACE_SPEECH`` overrides)."""
+    return Path(os.environ.get("X2FACE_SPEECH") or Path(model_path).with_suffix(".speech.pt"))
