@@ -11,14 +11,14 @@ predicted opening with the real one (dlib on the real frames), ``video`` the ope
 measures on the generated frames with the real one.
 
 - pooled: the pooled speech model (``speech.SpeechModel``, MODEL.speech.pt), the speaker's
-  range taken from their material (what ``audio SRC`` does for a talking source);
-- silent source: the same, as for a source that never spoke (its rest is the source
+  range taken from their material;
+- silent source: the pooled model (what ``audio SRC`` does for a source without speech), as for a source that never spoke (its rest is the source
   frame's opening, the range and landmark motion the speakers' pooled ones);
 - controls: the pooled model on the sound 1 s earlier, on another clip's sound, and two
   pooled models fitted here on the training clips as the shipped one is but from the
   loudness envelope alone and from voice activity alone;
-- current: the speaker's own log-mel mouth map (``audio.speaker_mouth_map``, the previous
-  default for a talking source);
+- current: the speaker's own log-mel mouth map (``audio.speaker_mouth_map``, what ``audio
+  SRC`` does for a talking source);
 - ceiling (video only): X2Face driven by the real test frames' own driving vectors.
 
 Means are Fisher-z means; medians beside them; "long" are the clips with >= 2 s of test.

@@ -62,9 +62,9 @@ def synthetic_talking_clip(seed: int, name: str) -> TalkingClip:
 
 def test_the_pooled_model_learns_the_mouth_and_its_lag_from_several_speakers(tmp_path):
     model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(8)], motion_points=[57])
-    assert model.lag == pytest.approx(0.04)
     unseen = synthetic_talking_clip(99, "unseen")
     assert correlation(model.predict(unseen.track, unseen.times, 25), unseen.openings) > 0.8
+    assert abs(correlation(model.predict(unseen.track, unseen.times + 0.5, 25), unseen.openings)) < 0.3  # in time, not by chance
     assert model.motion[57, 1] == pytest.approx(1.0, abs=0.05) and np.abs(np.delete(model.motion, 57, axis=0)).max() == 0
     model.save(tmp_path / "speech.pt")
     again = SpeechModel.load(tmp_path / "speech.pt")
@@ -85,3 +85,15 @@ def test_pocketsphinx_hears_phones_in_real_speech(eval_clips):
     segments = phone_segments(load_audio(eval_clips / "wav2lipgfpgan_kim_7s_raw.mp4"))
     spoken = [phone for phone, _, _ in segments if phone != "SIL"]
     assert len(spoken) > 20 and segments[-1][2] > 5  # 7 s of speech: dozens of phones to its end
+
+
+def test_fit_speech_says_in_one_line_when_no_clip_talks(tmp_path):
+    from helpers import one_line_error, run
+
+    from x2face_edit.synthetic import write_moving_face_video
+
+    (tmp_path / "videos").mkdir()
+    for seed in range(2):  # a sound track, but a face whose mouth never moves
+        write_moving_face_video(tmp_path / "videos" / f"person{seed}.mp4", count=30, seed=seed, tone_hz=220)
+    one_line_error(run("fit-speech", tmp_path / "videos", "-o", tmp_path / "speech.pt"), "talking clips of several people, got 0")
+    assert not (tmp_path / "speech.pt").exists()

@@ -5,9 +5,11 @@ mouth (``speaker_mouth_map``): how open the mouth is (dlib's inner-lip gap) from
 around each frame, ridge-regularised, and how the speaker's mouth and jaw landmarks move
 as it opens; the face is then driven as ``pose`` turns heads: its landmarks are moved to
 the predicted opening, the driving vector shifted by what moves them so, and the warp
-pinned there. Otherwise a map from features straight to driving vectors, fitted on many
-people's tracks (``fit-audio``, the paper's equation 2), drives it; on a speaker it never
-saw, such a map moves the mouth little. ``speaker_audio_map`` fits that kind of map on one
+pinned there. Any other source is driven the same way by the pooled speech model
+(``speech.py``, ``fit-speech``: phones and loudness to the mouth opening, for any speaker)
+where the model has one; else by a map from features straight to driving vectors, fitted
+on many people's tracks (``fit-audio``, the paper's equation 2), which on a speaker it
+never saw moves the mouth little. ``speaker_audio_map`` fits that kind of map on one
 speaker (kept for comparison in ``benchmarks/audio_sync.py``).
 """
 
@@ -168,7 +170,8 @@ class PooledMouth:
     def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
         """(T,) the mouth opening the speech implies at ``times`` (evenly spaced frames)."""
         fps = 1 / float(np.median(np.diff(times))) if len(times) > 1 else 25.0
-        return self.rest + (self.model.predict(SpeechTrack.of(samples), times, fps) - self.model.rest()) * self.spread
+        change = (self.model.predict(SpeechTrack.of(samples), times, fps) - self.model.rest()) * self.model.stretch
+        return self.rest + change * self.spread
 
 
 def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source_opening: float) -> PooledMouth:
@@ -183,21 +186,19 @@ def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source
 
 def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[], AudioMap], *, face: int = 0,
                      speech_model: SpeechModel | None = None) -> tuple[PooledMouth | MouthMap | AudioMap, str]:
-    """The map for ``source`` and a line saying which it is: the pooled ``speech_model``
-    where given (for every source: a talking one keeps its own range of opening); without
-    it, the speaker's own mouth when the source is a video with sound (a map fitted on other
-    people does not move an unseen speaker's mouth: it explains none of their driving
-    vectors' variance), else ``global_map()``."""
+    """The map for ``source`` and a line saying which it is: the speaker's own mouth when
+    the source is a video with sound (on held-out speakers it follows their speech as well
+    as the pooled model does, or better: benchmarks/README.md, audio_sync.py); else the
+    pooled ``speech_model`` where given (phones and loudness, for any speaker), else
+    ``global_map()`` (a map fitted on other people's driving vectors moves an unseen
+    speaker's mouth little)."""
     samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
-    talking = samples is not None and not is_silent(samples)
-    if speech_model is not None:
-        frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples) if talking else None
-        mouth = pooled_mouth(speech_model, frames, mouth_opening(source.frame_landmarks()))
-        whose = f"the range of {source.video.name}'s own mouth" if frames is not None else "the speakers' pooled range"
-        return mouth, f"audio map: the pooled speech model (phones, loudness), with {whose}"
-    if talking:
+    if samples is not None and not is_silent(samples):
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
         return speaker_mouth_map(frames), f"audio map: the mouth of {source.video.name}, learnt from its own {len(frames.times)} frames and sound"
+    if speech_model is not None:
+        mouth = pooled_mouth(speech_model, None, mouth_opening(source.frame_landmarks()))
+        return mouth, "audio map: the pooled speech model (phones, loudness), with the speakers' pooled range"
     why = "the source is not a video" if source.video is None else f"{source.video.name} has no sound"
     return global_map(), f"audio map: the global one ({why}; fitted on other people, it moves an unseen speaker's mouth little)"
 
@@ -269,8 +270,9 @@ TALKING_CODE = "1"  # bump when what talking_clip measures changes: cached clips
 
 
 def talking_clip(video: str | Path, *, face: int = 0) -> TalkingClip:
-    """``video``'s speech (``speech.SpeechTrack``) and its real mouth in every frame: the
-    opening and landmarks dlib finds on the tracked face (kept in the cache)."""
+    """``video``'s speech (``speech.SpeechTrack``: decoding it takes a fraction of a second)
+    and its real mouth in every frame: the opening and landmarks dlib finds on the tracked
+    face (kept in the cache)."""
     video = Path(video)
     samples = load_audio(video)
 
@@ -282,15 +284,12 @@ def talking_clip(video: str | Path, *, face: int = 0) -> TalkingClip:
             if frame.index < len(landmarks) and track.found[frame.index]:
                 box = track.crop_box(frame.index)
                 landmarks[frame.index] = to_crop_grid(detector(frame.rgb, track.face_boxes[frame.index]), box)
-        speech = SpeechTrack.of(samples)
-        return {"times": track.times, "landmarks": landmarks, "visemes": speech.visemes, "envelope": speech.envelope,
-                "fps": np.array(float(track.info.fps))}
+        return {"times": track.times, "landmarks": landmarks, "fps": np.array(float(track.info.fps))}
 
     stored = remembered("talking", (input_fingerprint(video), str(face), TALKING_CODE), measure)
     landmarks = stored["landmarks"]
     openings = np.array([mouth_opening(points) if not np.isnan(points).any() else np.nan for points in landmarks])
-    return TalkingClip(video.stem, SpeechTrack(stored["visemes"], stored["envelope"]), stored["times"], openings, landmarks,
-                       float(stored["fps"]))
+    return TalkingClip(video.stem, SpeechTrack.of(samples), stored["times"], openings, landmarks, float(stored["fps"]))
 
 
 def fit_speech(videos: list[Path], out: str | Path, options: SpeechFitOptions = SpeechFitOptions(), *, force: bool = False,
@@ -304,8 +303,13 @@ def fit_speech(videos: list[Path], out: str | Path, options: SpeechFitOptions = 
         if not probe(video).has_audio or is_silent(load_audio(video)):
             why = "no sound"
         else:
-            clip = talking_clip(video)
-            if np.isnan(clip.openings).all() or np.nanstd(clip.openings) < STILL_MOUTH:
+            try:
+                clip = talking_clip(video)
+            except X2FaceError as error:  # no face in it: one clip less, not the end of the fit
+                clip, why = None, str(error)
+            if clip is None:
+                pass
+            elif np.isnan(clip.openings).all() or np.nanstd(clip.openings) < STILL_MOUTH:
                 why = "the mouth barely moves"
             else:
                 clips.append(clip)

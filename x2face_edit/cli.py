@@ -730,11 +730,12 @@ def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, p
 def fit_speech_command(videos: tuple[Path, ...], out: Path, held_out: Path | None, force: bool) -> None:
     """Fit the pooled speech model (phones and loudness -> mouth opening) on talking VIDEOS (files or folders) of many people."""
     from .audio import fit_speech
+    from .prepare import find_videos
 
     names = set()
     if held_out:
         names = {line.split("#")[0].strip() for line in held_out.read_text().splitlines()} - {""}
-    found = [p for v in videos for p in (sorted(v.iterdir()) if v.is_dir() else [v]) if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".mpg", ".avi", ".webm")]
+    found = [p for v in videos for p in (find_videos(v) if v.is_dir() else [v])]
     chosen = [p for p in found if p.stem not in names]
     with _frame_progress("clips") as progress:
         task = progress.add_task("clips", total=len(chosen))

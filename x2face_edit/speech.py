@@ -37,12 +37,16 @@ _PHONES = {
     "silence": ("SIL", "+NSN+", "+SPN+", "+BREATH+", "+COUGH+", "+SMACK+", "+UH+", "+UM+", "+NOISE+"),
 }
 PHONE_VISEME = {phone: VISEMES.index(viseme) for viseme, phones in _PHONES.items() for phone in phones}
+# The phones of pocketsphinx's US-English model (CMUdict's 39), and one for all that is not speech.
+PHONES = ("AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH", "IY", "JH", "K",
+          "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH", "SIL")
+NOT_SPEECH = PHONES.index("SIL")
 OTHER = VISEMES.index("other")
 SILENCE = VISEMES.index("silence")
 # Where each frame reads the features, in seconds around it.
 CONTEXT = (-0.2, -0.12, -0.06, 0.0, 0.06, 0.12, 0.2)
 # The parts of the features (a model may use some of them: the benchmark's controls).
-PARTS = ("visemes", "envelope", "activity")
+PARTS = ("phones", "visemes", "envelope", "activity")
 HOP = 0.01  # pocketsphinx's frame: 10 ms
 ENVELOPE_BAND = (2.0, 7.0)  # Hz: syllables
 
@@ -73,6 +77,14 @@ def _hops(samples: np.ndarray) -> int:
     return max(1, int(np.ceil(len(samples) / SAMPLE_RATE / HOP)))
 
 
+def phone_track(segments: list[tuple[str, float, float]], hops: int) -> np.ndarray:
+    """(hops,) the phone heard in each 10 ms (``PHONES``; not speech where none is)."""
+    track = np.full(hops, NOT_SPEECH, np.int64)
+    for phone, start, end in segments:
+        track[int(round(start / HOP)):int(round(end / HOP))] = PHONES.index(phone) if phone in PHONES else NOT_SPEECH
+    return track
+
+
 def viseme_track(segments: list[tuple[str, float, float]], hops: int) -> np.ndarray:
     """(hops,) the viseme heard in each 10 ms (silence where no phone is)."""
     track = np.full(hops, SILENCE, np.int64)
@@ -96,15 +108,17 @@ def loudness_envelope(samples: np.ndarray, hops: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SpeechTrack:
-    """What a recording says every 10 ms: its viseme and loudness envelope."""
+    """What a recording says every 10 ms: its phone, viseme and loudness envelope."""
 
     visemes: np.ndarray  # (hops,) int
     envelope: np.ndarray  # (hops,)
+    phones: np.ndarray | None = None  # (hops,) int; None: not known (silence where visemes say so)
 
     @classmethod
     def of(cls, samples: np.ndarray) -> SpeechTrack:
         hops = _hops(samples)
-        return cls(viseme_track(phone_segments(samples), hops), loudness_envelope(samples, hops))
+        segments = phone_segments(samples)
+        return cls(viseme_track(segments, hops), loudness_envelope(samples, hops), phone_track(segments, hops))
 
     def features(self, times: np.ndarray, parts: tuple[str, ...] = PARTS, context: tuple[float, ...] = CONTEXT) -> np.ndarray:
         """(T, F) what is heard around each time (seconds): at each offset of ``context``,
@@ -115,6 +129,10 @@ class SpeechTrack:
             inside = (at >= 0) & (at < len(self.visemes))
             clipped = np.clip(at, 0, len(self.visemes) - 1)
             visemes = np.where(inside, self.visemes[clipped], SILENCE)
+            if "phones" in parts:
+                known = self.phones if self.phones is not None else np.full(len(self.visemes), NOT_SPEECH)
+                phones = np.where(inside, known[clipped], NOT_SPEECH)
+                columns.append(np.eye(len(PHONES))[phones][:, :NOT_SPEECH])  # not speech: all zero
             if "visemes" in parts:
                 columns.append(np.eye(len(VISEMES))[visemes][:, :SILENCE])  # silence: all zero
             if "envelope" in parts:
@@ -138,8 +156,9 @@ def smoothed(values: np.ndarray, sigma_frames: float) -> np.ndarray:
 class SpeechModel:
     """The pooled model: ``weights`` and ``bias`` from ``SpeechTrack.features`` (``parts``)
     read ``lag`` seconds before each frame to the z-scored mouth opening, smoothed over
-    ``smoothing`` seconds; ``spread``, the typical standard deviation of a talking mouth's
-    opening (inner-lip gap / eye distance), and ``motion``, how the jaw and lip landmarks
+    ``smoothing`` seconds; ``stretch`` undoes the ridge's shrinking of its predictions towards
+    the mean (one over their spread on the training clips); ``spread``, the typical standard
+    deviation of a talking mouth's opening (inner-lip gap / eye distance), and ``motion``, how the jaw and lip landmarks
     move per unit of opening (68, 2 crop-grid units), pooled over the speakers, for faces
     that never spoke on camera; ``meta``, how it was made."""
 
@@ -150,6 +169,7 @@ class SpeechModel:
     spread: float
     motion: np.ndarray
     parts: tuple[str, ...] = PARTS
+    stretch: float = 1.0
     meta: dict = field(default_factory=dict)
 
     def predict(self, track: SpeechTrack, times: np.ndarray, fps: float) -> np.ndarray:
@@ -165,7 +185,7 @@ class SpeechModel:
     def save(self, path: str | Path) -> None:
         torch.save({"format": SPEECH_FORMAT, "weights": torch.from_numpy(self.weights), "bias": self.bias, "lag": self.lag,
                     "smoothing": self.smoothing, "spread": self.spread, "motion": torch.from_numpy(self.motion),
-                    "parts": list(self.parts), "meta": self.meta}, path)
+                    "parts": list(self.parts), "stretch": self.stretch, "meta": self.meta}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> SpeechModel:
@@ -179,7 +199,7 @@ class SpeechModel:
         if not isinstance(stored, dict) or stored.get("format") != SPEECH_FORMAT:
             raise X2FaceError(f"{path.name} is not a speech model")
         return cls(stored["weights"].numpy(), float(stored["bias"]), float(stored["lag"]), float(stored["smoothing"]),
-                   float(stored["spread"]), stored["motion"].numpy(), tuple(stored["parts"]), stored["meta"])
+                   float(stored["spread"]), stored["motion"].numpy(), tuple(stored["parts"]), float(stored["stretch"]), stored["meta"])
 
 
 @dataclass(frozen=True)
@@ -233,9 +253,9 @@ class SpeechFitOptions:
     """Lags and smoothings tried (seconds), chosen on ``held`` of the training clips (every
     ``held``-th one) before refitting on all; ``ridge``; ``parts`` of the features."""
 
-    lags: tuple[float, ...] = (-0.08, -0.04, 0.0, 0.04, 0.08, 0.12)
-    smoothings: tuple[float, ...] = (0.0, 0.02, 0.04, 0.08)
-    ridge: float = 0.01
+    lags: tuple[float, ...] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.24)
+    smoothings: tuple[float, ...] = (0.0, 0.04, 0.08)
+    ridge: float = 0.06
     held: int = 4
     parts: tuple[str, ...] = PARTS
 
@@ -251,7 +271,7 @@ def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = Speec
     scores = {}
     for lag in options.lags:
         weights, bias = fit_ridge(fitted_on, lag, options.parts, options.ridge)
-        model = SpeechModel(weights, bias, lag, 0.0, 0.0, np.zeros((68, 2), np.float32), options.parts)
+        model = SpeechModel(weights, bias, lag, 0.0, 0.0, np.zeros((68, 2), np.float32), options.parts)  # scored by correlation: no stretch
         for smoothing in options.smoothings:
             model.smoothing = smoothing
             scores[lag, smoothing] = fisher_mean([correlation(model.predict(c.track, c.times, c.fps), c.openings) for c in held])
@@ -265,7 +285,10 @@ def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = Speec
         motion[~keep] = 0
     meta = {"clips": [c.name for c in clips], "held_out_score": scores[lag, smoothing],
             "scores": {f"{k[0]:+.2f}s,{k[1]:.2f}s": round(v, 4) for k, v in scores.items()}, "ridge": options.ridge}
-    return SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, meta)
+    model = SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, 1.0, meta)
+    predicted = np.concatenate([model.predict(c.track, c.times, c.fps) for c in clips])
+    model.stretch = float(1 / predicted.std()) if predicted.std() > 1e-9 else 1.0
+    return model
 
 
 def _motion(clip: TalkingClip) -> np.ndarray:

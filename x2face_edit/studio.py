@@ -97,6 +97,7 @@ class Studio:
         self.face_png, self.face_layer, self.guide, self.sidecar = output_paths(Path(face_png).resolve())
         self.renders = Path(self.options.renders or self.folder / "renders").resolve()
         self.extracting, self.rendering = Task("extract"), Task("render")
+        self.previews: list[bytes] = []  # the last preview's painted frames, as PNG files
         self._model: tuple[X2Face, ModelInfo] | None = None
         self._lock = threading.Lock()  # one network job at a time: the CPU has no room for two
         self._exporting = threading.Lock()
@@ -183,6 +184,7 @@ class Studio:
             buffer = io.BytesIO()
             Image.fromarray(item.after).save(buffer, format="PNG", compress_level=1)
             pictures.append(buffer.getvalue())
+        self.previews = pictures
         return pictures
 
     def start_render(self, frame: int | None, settings: RenderSettings) -> Path:
@@ -273,7 +275,6 @@ def _frame_of(query: dict[str, str]) -> int | None:
 
 class _Handler(BaseHTTPRequestHandler):
     studio: Studio  # set on the subclass the server makes
-    previews: list[bytes]
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass  # the terminal shows the address, not every request
@@ -379,12 +380,11 @@ def _save_paint(handler: _Handler, query: dict[str, str]) -> None:
 
 def _preview(handler: _Handler, query: dict[str, str]) -> None:
     pictures = handler.studio.preview(_frame_of(query), _paint_options(query))
-    handler.server.previews = pictures  # type: ignore[attr-defined]
     handler.send_json({"count": len(pictures)})
 
 
 def _preview_picture(handler: _Handler, query: dict[str, str]) -> None:
-    pictures: list[bytes] = getattr(handler.server, "previews", [])
+    pictures = handler.studio.previews
     number = query.get("n", "")
     if not number.isdigit() or int(number) >= len(pictures):
         raise X2FaceError(f"no preview picture {number!r}")
