@@ -75,3 +75,29 @@ def test_bad_frame_paint_is_one_line(painted_frame, tmp_path):
     one_line_error(run("frame", video, 4, "-o", tmp_path / "f.jpg"), ".png")
     one_line_error(run("frame", video, 4, "-o", folder / "frame.png"), "--force")
     assert not list(tmp_path.iterdir())
+
+
+def test_preview_shows_paint_made_on_a_frame_where_render_puts_it(painted_frame):
+    from x2face_edit.model import load_model_with_info
+    from x2face_edit.paint import Paint, PaintOptions
+    from x2face_edit.preview import PreviewOptions, preview_frames
+
+    folder, video = painted_frame["folder"], painted_frame["video"]
+    out = folder / "for_preview.mkv"
+    assert run("render", "--edited", folder / "frame.edit.png", "--frame", 20, "--sidecar", folder / "face.json",
+               "--drive", video, "-o", out, "--occlusion", "off").exit_code == 0
+    rendered, plain = frames(out), frames(video)
+    model, info = load_model_with_info()
+    paint = Paint.read(folder / "frame.edit.png", folder / "face.json")
+    shown = preview_frames(model, info, paint, video, PreviewOptions(count=4, paint=PaintOptions(occlusion="off"), painted_frame=20))
+    assert [f.index for f in shown] == [5, 15, 25, 35]
+    for item in shown:
+        in_preview = np.abs(item.after.astype(int) - item.before).max(axis=2) > 40
+        in_render = np.abs(rendered[item.index].astype(int) - plain[item.index]).max(axis=2) > 40
+        assert in_render.sum() > 50
+        assert (in_preview & in_render).sum() / (in_preview | in_render).sum() > 0.6, item.index
+    sheet = folder / "sheet.png"
+    result = run("preview", "--edited", folder / "frame.edit.png", "--frame", 20, "--sidecar", folder / "face.json",
+                 "--drive", video, "-o", sheet)
+    assert result.exit_code == 0, result.output
+    assert Image.open(sheet).size[0] > 0
