@@ -26,20 +26,8 @@ from x2face_edit.extract import extract, save
 from x2face_edit.model import load_model_with_info
 from x2face_edit.paint import Paint
 from x2face_edit.render import RenderOptions, render
-from x2face_edit.synthetic import astronaut_face, moving_face_motion
+from x2face_edit.synthetic import write_moving_face_video
 from x2face_edit.tracking import load_track, save_track, track_video
-from x2face_edit.video import VideoWriter
-
-
-def write_video(path: Path, frames: int, width: int, height: int) -> Path:
-    side = width // 4
-    face = astronaut_face(side)
-    with VideoWriter(path, fps=25, width=width, height=height) as writer:
-        for matrix in moving_face_motion(frames, width=width, height=height, face_size=side):
-            frame = np.full((height, width, 3), (90, 110, 130), np.uint8)
-            cv2.warpAffine(face, matrix, (width, height), dst=frame, borderMode=cv2.BORDER_TRANSPARENT)
-            writer.write(frame)
-    return path
 
 
 def main() -> None:
@@ -53,7 +41,7 @@ def main() -> None:
     model, info = load_model_with_info()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        video = write_video(folder / "shot.mp4", frames, width, height)
+        video = write_moving_face_video(folder / "shot.mp4", frames, width=width, height=height, face_size=width // 4)
         track = track_video(video)
         _, layer_path, _, sidecar_path = save(extract(model, info, video, track), folder / "face.png")
         layer = np.zeros((512, 512, 4), np.uint8)

@@ -27,19 +27,7 @@ import numpy as np
 from PIL import Image
 
 from x2face_edit.studio import Studio, StudioOptions, serve
-from x2face_edit.synthetic import astronaut_face, moving_face_motion
-from x2face_edit.video import VideoWriter
-
-
-def write_video(path: Path, frames: int, width: int, height: int) -> Path:
-    side = width // 4
-    face = astronaut_face(side)
-    with VideoWriter(path, fps=25, width=width, height=height) as writer:
-        for matrix in moving_face_motion(frames, width=width, height=height, face_size=side):
-            frame = np.full((height, width, 3), (90, 110, 130), np.uint8)
-            cv2.warpAffine(face, matrix, (width, height), dst=frame, borderMode=cv2.BORDER_TRANSPARENT)
-            writer.write(frame)
-    return path
+from x2face_edit.synthetic import write_moving_face_video
 
 
 def main() -> None:
@@ -50,7 +38,8 @@ def main() -> None:
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     with tempfile.TemporaryDirectory() as folder:
-        video = write_video(Path(folder) / "clip.mp4", int(args.seconds * 25), width, height)
+        video = write_moving_face_video(Path(folder) / "clip.mp4", int(args.seconds * 25), width=width, height=height,
+                                        face_size=width // 4)
         studio = Studio(video, StudioOptions())
         server = serve(studio)
         threading.Thread(target=server.serve_forever, daemon=True).start()

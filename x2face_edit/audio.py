@@ -32,7 +32,7 @@ from .model.images import to_tensor
 from .model.modalities import AudioMap, PoseMaps, fit_audio_map
 from .outputs import atomic_output, check_output
 from .source import SourceFace, frames_from_grids, generate_video, grids_moving_landmarks, write_frames
-from .speech import SpeechFitOptions, SpeechModel, SpeechTrack, TalkingClip, fit_speech_model
+from .speech import SpeechFitOptions, SpeechModel, SpeechTrack, TalkingClip, fit_speech_model, landmark_motion
 from .tracking import VideoTrack, track_video
 from .video import check_video_output, iter_frames, probe
 
@@ -144,10 +144,8 @@ def speaker_mouth_map(frames: SpeakerFrames, *, until: float | None = None, ridg
     with torch.inference_mode():
         fitted = opening(features)[:, 0].numpy()
     stretch = float(openings.std() / fitted.std()) if fitted.std() > 1e-9 else 1.0
-    centred = openings - openings.mean()
     motion = np.zeros((68, 2), np.float32)
-    if centred @ centred > 0:
-        motion[MOUTH_POINTS] = (np.tensordot(centred, landmarks - landmarks.mean(axis=0), axes=1) / (centred @ centred))[MOUTH_POINTS]
+    motion[MOUTH_POINTS] = landmark_motion(openings, landmarks)[MOUTH_POINTS]
     return MouthMap(opening, stretch, motion)
 
 
@@ -269,12 +267,12 @@ STILL_MOUTH = 0.02
 TALKING_CODE = "1"  # bump when what talking_clip measures changes: cached clips are then remade
 
 
-def talking_clip(video: str | Path, *, face: int = 0) -> TalkingClip:
-    """``video``'s speech (``speech.SpeechTrack``: decoding it takes a fraction of a second)
-    and its real mouth in every frame: the opening and landmarks dlib finds on the tracked
-    face (kept in the cache)."""
+def talking_clip(video: str | Path, *, face: int = 0, samples: np.ndarray | None = None) -> TalkingClip:
+    """``video``'s speech (``speech.SpeechTrack``: decoding it takes a fraction of a second;
+    ``samples``, its sound where already loaded) and its real mouth in every frame: the
+    opening and landmarks dlib finds on the tracked face (kept in the cache)."""
     video = Path(video)
-    samples = load_audio(video)
+    samples = load_audio(video) if samples is None else samples
 
     def measure() -> dict[str, np.ndarray]:
         track = track_video(video, face=face)
@@ -300,19 +298,19 @@ def fit_speech(videos: list[Path], out: str | Path, options: SpeechFitOptions = 
     clips = []
     for video in videos:
         why = None
-        if not probe(video).has_audio or is_silent(load_audio(video)):
+        samples = load_audio(video) if probe(video).has_audio else None
+        if samples is None or is_silent(samples):
             why = "no sound"
         else:
             try:
-                clip = talking_clip(video)
+                clip = talking_clip(video, samples=samples)
             except X2FaceError as error:  # no face in it: one clip less, not the end of the fit
-                clip, why = None, str(error)
-            if clip is None:
-                pass
-            elif np.isnan(clip.openings).all() or np.nanstd(clip.openings) < STILL_MOUTH:
-                why = "the mouth barely moves"
+                why = str(error)
             else:
-                clips.append(clip)
+                if np.isnan(clip.openings).all() or np.nanstd(clip.openings) < STILL_MOUTH:
+                    why = "the mouth barely moves"
+                else:
+                    clips.append(clip)
         if on_clip:
             on_clip(video, why)
     model = fit_speech_model(clips, options, motion_points=MOUTH_POINTS)

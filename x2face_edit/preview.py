@@ -129,18 +129,17 @@ def preview_frames(model: X2Face, model_info: ModelInfo, paint: Paint, drive: st
     fps = options.sequence_fps
     info = probe(drive, fps=fps)
     predictor = GridPredictor(model)
+    number, looks_like = paint.sidecar.followed_face(options.paint.face)
     if options.painted_frame is None:
         prepared = prepare_paint(model, paint, options.paint)
     else:
         frame_paint = read_frame_paint(paint, drive, options.painted_frame, options.paint, info.frame_count, sequence_fps=fps)
-        number, looks_like = paint.sidecar.followed_face(options.paint.face)
         track = track_video(drive, face=number, looks_like=looks_like, fps=fps, info=info)
         prepared = prepare_frame_paint(model, paint, frame_paint, options.paint, drive, track, predictor)
     indices = spread_frames(info.frame_count, options.count)
     frames = frames_at(drive, indices, fps=fps)
     detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]
     landmarks, describe = LandmarkDetector(), FaceDescriber()
-    number, looks_like = paint.sidecar.followed_face(options.paint.face)
     shown = []
     for done, index in enumerate(indices):
         rgb = eight_bit(frames[index])

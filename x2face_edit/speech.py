@@ -25,6 +25,7 @@ import torch
 
 from .audio_features import SAMPLE_RATE
 from .errors import X2FaceError
+from .model.modalities import ridge_least_squares
 
 SPEECH_FORMAT = "x2face-edit speech model"
 VISEMES = ("closed", "lip_teeth", "rounded", "open", "spread", "other", "silence")
@@ -228,11 +229,8 @@ def fit_ridge(clips: list[TalkingClip], lag: float, parts: tuple[str, ...], ridg
         valid = ~np.isnan(clip.openings)
         inputs.append(clip.track.features(clip.times[valid] - lag, parts))
         targets.append(zscored(clip.openings)[valid])
-    x, y = np.concatenate(inputs).astype(np.float64), np.concatenate(targets)
-    mean_x, mean_y = x.mean(axis=0), y.mean()
-    centred = x - mean_x
-    weights = np.linalg.solve(centred.T @ centred + ridge * len(x) * np.eye(x.shape[1]), centred.T @ (y - mean_y))
-    return weights.astype(np.float32), float(mean_y - mean_x @ weights)
+    weights, bias = ridge_least_squares(torch.from_numpy(np.concatenate(inputs)), torch.from_numpy(np.concatenate(targets))[:, None], ridge)
+    return weights[:, 0].numpy().astype(np.float32), float(bias[0])
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -291,14 +289,19 @@ def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = Speec
     return model
 
 
-def _motion(clip: TalkingClip) -> np.ndarray:
-    """(68, 2) how the clip's landmarks move per unit of its opening (least squares)."""
-    valid = ~np.isnan(clip.openings)
-    openings, landmarks = clip.openings[valid], clip.landmarks[valid]
+def landmark_motion(openings: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(68, 2) how (N, 68, 2) ``landmarks`` move per unit of the (N,) mouth ``openings``
+    (least squares; zero where the opening never changes)."""
     centred = openings - openings.mean()
     if centred @ centred == 0:
         return np.zeros((68, 2))
     return np.tensordot(centred, landmarks - landmarks.mean(axis=0), axes=1) / (centred @ centred)
+
+
+def _motion(clip: TalkingClip) -> np.ndarray:
+    """``landmark_motion`` of the clip's frames where the face is found."""
+    valid = ~np.isnan(clip.openings)
+    return landmark_motion(clip.openings[valid], clip.landmarks[valid])
 
 
 def default_speech_path(model_path: str | Path) -> Path:

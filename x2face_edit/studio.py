@@ -37,6 +37,7 @@ from .paint import LOCK_MODES, OCCLUSION_MODES, Paint, PaintOptions
 from .preview import PreviewOptions, preview_frames
 from .render import RenderOptions, render
 from .sequences import is_sequence_output
+from .sidecar import read_sidecar
 from .tracking import track_video
 from .video import check_video_output, probe
 
@@ -119,7 +120,7 @@ class Studio:
         if self._model is None:
             path = self.options.model
             if path is None and self.sidecar.is_file():
-                recorded = Path(Paint.read(self.face_layer, self.sidecar).sidecar.model.info.path)
+                recorded = Path(read_sidecar(self.sidecar).model.info.path)
                 path = recorded if recorded.is_file() else None
             self._model = load_model_with_info(path)
         return self._model

@@ -8,6 +8,7 @@ scikit-image (the ``dev`` extra), which ships the picture.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -44,26 +45,30 @@ def moving_face_motion(count: int, *, width: int = 320, height: int = 240, face_
     return matrices
 
 
-def moving_face_frames(count: int, *, width: int = 320, height: int = 240, face_size: int = 160, seed: int = 0) -> list[np.ndarray]:
-    """``count`` frames of the face moving by ``moving_face_motion``, over a plain background."""
+def iter_moving_face_frames(count: int, *, width: int = 320, height: int = 240, face_size: int = 160,
+                            seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` frames of the face moving by ``moving_face_motion``, over a plain
+    background, made one at a time (a minute of 1080p would not fit in memory at once)."""
     face = astronaut_face(face_size)
     background = np.full((height, width, 3), (90, 110, 130), np.uint8)
-    frames = []
     for matrix in moving_face_motion(count, width=width, height=height, face_size=face_size, seed=seed):
         frame = background.copy()
         cv2.warpAffine(face, matrix, (width, height), dst=frame, borderMode=cv2.BORDER_TRANSPARENT)
-        frames.append(frame)
-    return frames
+        yield frame
+
+
+def moving_face_frames(count: int, **frame_options) -> list[np.ndarray]:
+    """``iter_moving_face_frames`` as a list."""
+    return list(iter_moving_face_frames(count, **frame_options))
 
 
 def write_moving_face_video(path: str | Path, count: int = 50, *, fps: float = 25, seed: int = 0,
-                            tone_hz: float | None = None, **frame_options) -> Path:
-    """Write ``moving_face_frames`` to an H.264 video and return its path.
+                            tone_hz: float | None = None, width: int = 320, height: int = 240, face_size: int = 160) -> Path:
+    """Write ``iter_moving_face_frames`` to an H.264 video and return its path.
 
     With ``tone_hz`` the video gets an AAC sound track of that sine tone, as long as the video.
     """
-    frames = moving_face_frames(count, seed=seed, **frame_options)
-    height, width = frames[0].shape[:2]
+    frames = iter_moving_face_frames(count, width=width, height=height, face_size=face_size, seed=seed)
     path = Path(path)
     if tone_hz is None:
         silent = path

@@ -121,7 +121,7 @@ def fit_landmark_motion(landmarks: np.ndarray, poses: np.ndarray) -> torch.Tenso
     return torch.from_numpy(solution[:3].reshape(3, LANDMARK_COUNT, 2)).float()
 
 
-def _ridge(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ridge_least_squares(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The (D, K) weight and (K,) bias of least squares ``targets ~ inputs @ W + b`` for
     (N, D) inputs and (N, K) targets, adding ridge * N * |W|^2 (the bias is not shrunk);
     computed in float64."""
@@ -136,7 +136,7 @@ def _ridge(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> tuple[t
 def fit_landmarks_to_vector(landmarks: np.ndarray, vectors: np.ndarray, *, ridge: float = LANDMARK_RIDGE) -> torch.Tensor:
     """(136, 128) ridge regression of driving vectors on (N, 68, 2) crop landmarks: the
     vector change that moves a face's landmarks by a given change."""
-    weight, _ = _ridge(torch.from_numpy(landmarks.reshape(len(landmarks), -1)), torch.from_numpy(vectors), ridge)
+    weight, _ = ridge_least_squares(torch.from_numpy(landmarks.reshape(len(landmarks), -1)), torch.from_numpy(vectors), ridge)
     return weight.float()
 
 
@@ -163,7 +163,7 @@ def fit_audio_map(features: torch.Tensor, vectors: torch.Tensor, *, ridge: float
     dimensions."""
     audio_map = AudioMap(features.shape[1], offsets, outputs=vectors.shape[1])
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
-    weight, bias = _ridge((features - mean) / std, vectors, ridge)
+    weight, bias = ridge_least_squares((features - mean) / std, vectors, ridge)
     with torch.no_grad():
         audio_map.mean.copy_(mean)
         audio_map.std.copy_(std)
