@@ -2,6 +2,7 @@
 
     pip install -e ".[bench]"     # mediapipe==0.10.14, the judge (never a runtime dependency)
     python benchmarks/edit_tracking.py [--model PATH ...] [--lock landmarks --lock none] [--placed inverse|picture|frame] [CLIP ...]
+    python benchmarks/edit_tracking.py --apply-to A.mp4=B.mp4,C.mp4=D.mp4 [--placed picture]
 
 For each clip (default: every clip of ../shared/data/clips-eval, people no shipped model
 was trained on): extract the embedded face as a user would (3 source frames); put 9 dots
@@ -13,7 +14,9 @@ landmark-locked or not, inverted at the dot); and compare with MediaPipe's 468-p
 mesh in that frame. dlib, which the product tracks with, is not the judge. ``--placed picture``
 puts the dots where the judge finds the features on the embedded face's picture itself
 (what the user paints on), ``--placed frame`` on the clip's middle frame, carried in as
-``render --frame`` carries paint (the baselines then start from that frame).
+``render --frame`` carries paint (the baselines then start from that frame). ``--apply-to
+A=B`` paints the dots on A's embedded face and renders them onto B's video through B's
+own sidecar (an edit applied across people, ``render --edited A.edit.png --sidecar B.json``).
 
 Errors are in percent of the eye distance (MediaPipe's outer eye corners) in each frame:
 mean error, jitter (the frame-to-frame change of a dot's error vector), cheeks and forehead
@@ -43,13 +46,14 @@ from x2face_edit.embedding import embedded_landmarks, locate_in_embedded_face, s
 from x2face_edit.evaluate import landing_positions
 from x2face_edit.extract import extract
 from x2face_edit.faces import FaceDetector, LandmarkDetector, crop, to_crop_grid
-from x2face_edit.lock import LandmarkLock
+from x2face_edit.lock import LandmarkLock, thin_plate_field
 from x2face_edit.model import ModelInfo, default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.images import to_tensor
 from x2face_edit.model.inference import GridPredictor
-from x2face_edit.model.landmarks import inter_ocular, sample_at
+from x2face_edit.model.landmarks import inter_ocular, invert_grid, sample_at
 from x2face_edit.model.metrics import frame_round_trip
+from x2face_edit.model.networks import identity_grid
 from x2face_edit.sidecar import Sidecar
 from x2face_edit.synthetic import OCCLUDERS, occluded_frames, write_occluded_copy
 from x2face_edit.tracking import track_video
@@ -156,11 +160,8 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
     is not tracked); the reference frame (the first source, or the frame painted on); the
     model's mean round trip over the tracked frames in percent of dlib's eye distance; and
     whether dlib finds a face in the embedded face (it does not in a ghosted one)."""
-    face = extract(model, ModelInfo("benchmark", ""), clip, track)
+    face, frames, boxes, dots = placed_dots(model, clip, track, judged, placed)
     face_found = len(FaceDetector().detect(face.image)) > 0
-    frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judged, clip)
-    if placed == "picture":
-        dots = dots_on_picture(face.image, clip)
     reference = face.sidecar.frames[0] if placed != "frame" else painted_frame(track, judged)
     paths = {}
     for mode in lock_modes:
@@ -169,6 +170,56 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
             dots = dots_from_frame(model, clip, track, judged, reference, lock)
         paths[mode] = landing_positions(model, clip, track, dots, lock)
     return paths, reference, round_trip_percent(model, clip, track), face_found
+
+
+def placed_dots(model, clip: Path, track, judged: np.ndarray, placed: str):
+    """The clip's extracted face, its source frames and boxes, and the 9 dots on it, placed
+    through the inverse embedding grid or (``placed`` "picture") on its picture."""
+    face = extract(model, ModelInfo("benchmark", ""), clip, track)
+    frames, boxes, dots = dots_on_embedded_face(model, face.sidecar, judged, clip)
+    if placed == "picture":
+        dots = dots_on_picture(face.image, clip)
+    return face, frames, boxes, dots
+
+
+def embedded_landmarks_of(sidecar: Sidecar) -> torch.Tensor:
+    """The sidecar's (68, 2) embedded-face landmarks (pixels) in grid coordinates."""
+    return torch.tensor(sidecar.landmarks, dtype=torch.float32) / sidecar.size * 2 - 1
+
+
+def across_by_landmarks(onto: Sidecar, painted_on: Sidecar, size: int = 128) -> torch.Tensor:
+    """(size, size, 2): for each place of ``onto``'s embedded face, where the same place lies
+    on ``painted_on``'s by a thin-plate spline through the two faces' dlib landmarks (tried
+    for edits across people, not shipped: benchmarks/README.md)."""
+    target, source = embedded_landmarks_of(onto), embedded_landmarks_of(painted_on)
+    return identity_grid(size, size)[0] + thin_plate_field(target, source - target, size)
+
+
+def across_rows(model, painted: Path, onto: Path, lock_modes: list[str], placed: str) -> list[dict]:
+    """Dots placed on ``painted``'s embedded face, rendered onto ``onto``'s video through its
+    own sidecar as render does (the layer as painted: embedded faces share one layout), and
+    carried by the two faces' landmarks (``across_by_landmarks``); beside ``onto``'s own paint
+    and the baselines from its first source."""
+    painted_track = track_video(painted)
+    painted_face, _, _, dots = placed_dots(model, painted, painted_track, judge_pass(painted, painted_track)["judged"], placed)
+    track = track_video(onto)
+    judge = judge_pass(onto, track)
+    face, frames, boxes, own = placed_dots(model, onto, track, judge["judged"], placed)
+    carried = invert_grid(across_by_landmarks(face.sidecar, painted_face.sidecar), dots)
+    rows = []
+    for mode in lock_modes:
+        lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
+        for name, at in ((f"own paint lock={mode}", own), (f"A's, as render applies it lock={mode}", dots),
+                         (f"A's, carried by landmarks lock={mode}", carried)):
+            rows.append({"method": name, **scores(landing_positions(model, onto, track, at, lock), judge["judged"], judge["iod"])})
+    start = judge["judged"][face.sidecar.frames[0]]
+    rows.append({"method": "similarity, dlib 5", **scores(similarity_baseline(judge["five"], face.sidecar.frames[0], start),
+                                                          judge["judged"], judge["iod"])})
+    rows.append({"method": "piecewise affine, dlib 68",
+                 **scores(piecewise_affine_baseline(judge["sixty_eight"], face.sidecar.frames[0], start), judge["judged"], judge["iod"])})
+    rows.append({"method": "optical flow (LK)", **scores(optical_flow_baseline(judge["greys"], face.sidecar.frames[0], start),
+                                                         judge["judged"], judge["iod"])})
+    return rows
 
 
 def dots_on_picture(image: np.ndarray, clip: Path) -> torch.Tensor:
@@ -271,7 +322,24 @@ def main() -> None:
     parser.add_argument("--occlude", choices=OCCLUDERS,
                         help="track and paint on a copy with a hand or phone over the face in the middle of each "
                              "clip (x2face_edit.synthetic.write_occluded_copy); the judge keeps looking at the clean clip")
+    parser.add_argument("--apply-to", type=lambda pairs: [tuple(pair.split("=")) for pair in pairs.split(",")],
+                        help="A=B,...: paint placed on clip A's embedded face, rendered onto clip B through B's sidecar "
+                             "(file names in the clips folder)")
     args = parser.parse_args()
+    if args.apply_to:
+        if args.placed == "frame":
+            parser.error("--apply-to paints on the embedded face: --placed inverse or picture")
+        model = load_model((args.model or [default_model_path()])[0])
+        rows = []
+        print(f"{'painted on -> rendered onto':<44}{'method':<34}{'mean':>7}{'jitter':>8}{'cheeks+forehead':>17}{'offset':>8}")
+        for painted, onto in args.apply_to:
+            for row in across_rows(model, EVAL_CLIPS / painted, EVAL_CLIPS / onto, args.lock or ["landmarks"], args.placed):
+                row["clip"] = f"{Path(painted).stem} -> {Path(onto).stem}"
+                print(f"{row['clip']:<44}{row['method']:<34}{_figures(row)}", flush=True)
+                rows.append(row)
+        if args.json:
+            args.json.write_text(json.dumps({"rows": rows}, indent=1))
+        return
     clips = args.clips or sorted(p for p in EVAL_CLIPS.iterdir() if p.suffix in {".mp4", ".mov"})
     models = args.model or [default_model_path()]
     locks = args.lock or ["landmarks", "none"]

@@ -1,13 +1,15 @@
 """What a render-farm chunk costs beside its share of a whole render (issue 30's target:
 a 50-frame chunk of a 60 s 1080p video at most 1.5x 50 frames' share).
 
-    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50]
+    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50] [--decode-sources]
 
 A synthetic video of the moving astronaut (``synthetic.moving_face_motion``, the face a
 quarter of the frame's width) is written, its embedded face extracted and painted with a
-disc, the face analysed once (``tracking.save_track``, what ``analyse`` writes); then, with
-the analysis read back as every chunk does (``render --analysis``) and the model loaded
-once, the whole video is rendered, and chunks at its start, middle and end, to H.264.
+disc, the face analysed once with the embedded face's source frames (``tracking.save_track``,
+what ``analyse`` writes); then, with the analysis read back as every chunk does (``render
+--analysis``; ``--decode-sources``: without the source frames, each render decoding them
+from the video as before) and the model loaded once, the whole video is rendered, and
+chunks at its start, middle and end, to H.264.
 Printed: seconds, and each chunk's time over its share (whole time x chunk / frames).
 """
 
@@ -16,18 +18,20 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from x2face_edit.embedding import source_frames
 from x2face_edit.extract import extract, save
 from x2face_edit.model import load_model_with_info
 from x2face_edit.paint import Paint
 from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import write_moving_face_video
-from x2face_edit.tracking import load_track, save_track, track_video
+from x2face_edit.tracking import DecodedFrames, load_sources, load_track, save_track, track_video
 
 
 def main() -> None:
@@ -35,6 +39,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--chunk", type=int, default=50)
+    parser.add_argument("--decode-sources", action="store_true", help="each render decodes the source frames itself")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     frames = round(args.seconds * 25)
@@ -49,13 +54,18 @@ def main() -> None:
         Image.fromarray(layer).save(layer_path)
         paint = Paint.read(layer_path)
         number, looks_like = paint.sidecar.followed_face(None)
+        sources = DecodedFrames(video, dict(zip(paint.sidecar.frames, source_frames(paint.sidecar)[0])))
         save_track(track_video(video, face=number, looks_like=looks_like), folder / "shot.analysis.npz",
-                   face=number, looks_like=looks_like)
+                   face=number, looks_like=looks_like, sources=sources)
 
         def timed(out: str, chunk: tuple[int, int] | None) -> float:
             start = time.perf_counter()
             shared = load_track(folder / "shot.analysis.npz", video, face=number, looks_like=looks_like)
-            render(model, info, paint, video, folder / out, RenderOptions(frames=chunk), track=shared)
+            given = paint
+            if not args.decode_sources:
+                held = load_sources(folder / "shot.analysis.npz", video, paint.sidecar.frames)
+                given = replace(paint, sidecar=replace(paint.sidecar, decoded=held.frames))
+            render(model, info, given, video, folder / out, RenderOptions(frames=chunk), track=shared)
             return time.perf_counter() - start
 
         whole = timed("whole.mp4", None)

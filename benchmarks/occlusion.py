@@ -1,6 +1,7 @@
 """Paint in front of and behind occluders: copies of held-out clips with synthetic
 occluders of known masks (``synthetic.OCCLUDERS``: a skin-toned hand over mouth and chin,
-a dark phone at a cheek, a photo of a cup across a cheek) entering and leaving; discs of
+a dark phone at a cheek, a photo of a cup across a cheek, a dark strand of hair across
+the forehead and an eye, a meshed microphone rising over the chin) entering and leaving; discs of
 paint on the cheeks, forehead and chin of the embedded face; rendered with
 ``--occlusion off`` and ``auto``.
 
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", choices=OCCLUDERS, default=list(OCCLUDERS))
     args = parser.parse_args()
     model, info = load_model_with_info()
-    print(f"{'clip':<44}{'occluder':<9}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'unpainted':>10}")
+    print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'unpainted':>10}")
     with tempfile.TemporaryDirectory() as scratch:
         for clip in args.clips:
             work = Path(scratch) / clip.stem
@@ -79,13 +80,13 @@ def main() -> None:
             clean = painted_masks(model, info, paint, clip, work / "clean.mkv", "off")
             kept = painted_masks(model, info, paint, clip, work / "clean_auto.mkv", "auto")
             share = sum((a & c).sum() for a, c in zip(kept, clean)) / max(1, sum(c.sum() for c in clean))
-            print(f"{clip.name:<44}{'none':<9}{'auto':<6}{'':>12}{share:>7.1%}", flush=True)
+            print(f"{clip.name:<44}{'none':<11}{'auto':<6}{'':>12}{share:>7.1%}", flush=True)
             for kind in args.kinds:
                 masks: list[np.ndarray] = []
                 occluded = write_occluded_copy(clip, clean_track.face_boxes, kind, work / f"{kind}.mp4", masks=masks)
                 for mode in ("off", "auto"):
                     row = shares(painted_masks(model, info, paint, occluded, work / f"{kind}_{mode}.mkv", mode), clean, masks)
-                    print(f"{clip.name:<44}{kind:<9}{mode:<6}{row['on occluder']:>12.1%}{row['kept']:>7.1%}"
+                    print(f"{clip.name:<44}{kind:<11}{mode:<6}{row['on occluder']:>12.1%}{row['kept']:>7.1%}"
                           f"{row['kept, covered frames']:>10.1%}{row['frames unpainted']:>10d}", flush=True)
 
 

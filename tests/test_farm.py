@@ -56,6 +56,29 @@ def test_chunks_rendered_apart_are_the_whole_render_byte_for_byte(shot):
     assert min(painted) > 100, painted
 
 
+def test_the_analysis_holds_the_source_frames_so_no_chunk_decodes_them(shot, monkeypatch):
+    from dataclasses import replace
+
+    import x2face_edit.embedding
+    from x2face_edit.embedding import source_frames
+    from x2face_edit.sidecar import read_sidecar
+    from x2face_edit.tracking import load_sources
+
+    folder, _ = shot
+    sidecar = read_sidecar(folder / "face.json")
+    held = load_sources(folder / "shot.analysis.npz", sidecar.video, sidecar.frames)
+    decoded, _ = source_frames(sidecar)
+    assert held is not None and all((held.frames[i] == frame).all() for i, frame in zip(sidecar.frames, decoded))
+    assert load_sources(folder / "shot.analysis.npz", sidecar.video, sidecar.frames[:-1]) is None  # another embedded face
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded the video for frames the analysis holds")
+
+    monkeypatch.setattr(x2face_edit.embedding, "frames_at", no_decoding)
+    given, _ = source_frames(replace(sidecar, decoded=held.frames))
+    assert all((a == b).all() for a, b in zip(given, decoded))
+
+
 def test_a_chunk_that_cannot_be_rendered_is_one_line(shot, tmp_path):
     folder, video = shot
 

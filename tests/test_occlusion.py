@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from x2face_edit.extract import extract, save
@@ -77,7 +78,9 @@ def test_the_matte_is_written_frame_for_frame_and_dark_only_over_the_object(chee
     for index in range(0, 60, 10):  # the face box, white where the face shows
         x0, y0, x1, y1 = track.face_boxes[index].astype(int)
         shown = (grey[index, y0:y1, x0:x1] >= 0.5)[~masks[index][y0:y1, x0:x1]].mean()
-        assert shown > 0.85, (index, shown)  # measured 0.89-0.97 on this face the model knows badly
+        # Measured on this face the model knows badly: 0.97-0.99 without the cup; 0.72-0.87
+        # beside it, whose edge the matte blurs over the grid's coarse cells.
+        assert shown > (0.65 if masks[index].any() else 0.95), (index, shown)
     assert (grey[:, :, :30] == 1).all()  # beyond the face nothing is judged
     inner = [cv2.erode(masks[i].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) for i in covered]
     over_object = np.concatenate([grey[i][m] for i, m in zip(covered, inner)])
@@ -100,3 +103,42 @@ def test_a_matte_that_cannot_be_made_is_one_line(extracted, painted_layer, talki
     one_line_error(render_with("-o", tmp_path / "o.mp4", "--matte", tmp_path / "o.mp4"), "the output itself")
     one_line_error(render_with("-o", tmp_path / "o.mp4", "--matte", tmp_path / "m.png"), "numbered pattern")
     assert not list(tmp_path.iterdir())
+
+
+def _still_and_moving_face():
+    """The astronaut's face as an embedded face at the grid's resolution, the identity grid,
+    and copies of it whose mouth changes (brighter or darker by up to 12 %) while the rest
+    holds still."""
+    from x2face_edit.synthetic import astronaut_face
+
+    face = astronaut_face(128)
+    cells = (np.arange(128) + 0.5) / 128 * 2 - 1
+    grid = torch.from_numpy(np.stack(np.meshgrid(cells, cells)[::1], axis=-1).astype(np.float32))
+    rng = np.random.default_rng(0)
+
+    def moving_mouth(change: float | None = None):
+        copy = face.copy()
+        change = rng.uniform(-0.12, 0.12) if change is None else change
+        copy[88:104, 50:78] = np.clip(face[88:104, 50:78] * (1 + change), 0, 255).astype(np.uint8)
+        return copy
+
+    return face, grid, moving_mouth
+
+
+def test_the_source_frames_teach_where_the_face_changes_by_itself():
+    """Learnt from views where the mouth changes and the cheek holds still, the matte hides
+    a patch of the cheek 10 % darker (a hand of nearly the face's own tone),
+    which the frame's own spread alone lets through, and keeps the mouth as it moved."""
+    from x2face_edit.occlusion import Occlusion
+
+    face, grid, moving_mouth = _still_and_moving_face()
+    plain = Occlusion.of(face, 128)
+    learnt = plain.learnt([(moving_mouth(), grid) for _ in range(3)])
+    frame = moving_mouth(0.1)
+    patch = (slice(62, 84), slice(34, 56))
+    frame[patch] = (face[patch] * 0.9).astype(np.uint8)
+    hidden = {name: (occlusion.visibility(frame, grid)[patch] < 0.5).float().mean().item()
+              for name, occlusion in (("plain", plain), ("learnt", learnt))}
+    mouth_kept = (learnt.visibility(frame, grid)[88:104, 50:78] >= 0.5).float().mean().item()
+    assert hidden["learnt"] > 0.8 and hidden["plain"] < 0.5, hidden
+    assert mouth_kept > 0.9, mouth_kept

@@ -361,10 +361,14 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
     model, model_info = _load(model_path, device)
     track = None
     if analysis:
-        from .tracking import load_track
+        from dataclasses import replace
+
+        from .tracking import load_sources, load_track
 
         number, looks_like = paint.sidecar.followed_face(paint_options.face)
         track = load_track(analysis, drive, face=number, looks_like=looks_like)
+        if (sources := load_sources(analysis, paint.sidecar.video, paint.sidecar.frames)) is not None:
+            paint = replace(paint, sidecar=replace(paint.sidecar, decoded=sources.frames))
     with _frame_progress("rendering") as progress:
         task = progress.add_task("rendering", total=None)
         report = run_render(model, model_info, paint, drive, out, render_options, track=track,
@@ -387,20 +391,24 @@ def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None
 @sequence_fps_option
 @force_option
 def analyse(video: Path, sidecar: Path, out: Path, face: int | None, sequence_fps: float | None, force: bool) -> None:
-    """Track the face in VIDEO once for a render split into chunks ('render --frames A-B')."""
+    """Track the face in VIDEO once for a render split into chunks ('render --frames A-B'),
+    and keep FACE.json's source frames decoded beside the track, so no chunk decodes them."""
+    from .embedding import source_frames
     from .outputs import check_output
     from .sidecar import read_sidecar
-    from .tracking import save_track, track_video
+    from .tracking import DecodedFrames, save_track, track_video
 
     if out.suffix != ".npz":
         raise X2FaceError(f"{out.name}: write the analysis as .npz")
     check_output(out, force=force, inputs=(video, sidecar))
-    number, looks_like = read_sidecar(sidecar).followed_face(face)
+    embedded_face = read_sidecar(sidecar)
+    number, looks_like = embedded_face.followed_face(face)
+    sources = DecodedFrames(embedded_face.video, dict(zip(embedded_face.frames, source_frames(embedded_face)[0])))
     with _frame_progress("analysing") as progress:
         task = progress.add_task("analysing", total=None)
         track = track_video(video, face=number, looks_like=looks_like, fps=sequence_fps,
                             on_frame=lambda i: progress.update(task, completed=i + 1))
-    save_track(track, out, face=number, looks_like=looks_like, force=force)
+    save_track(track, out, face=number, looks_like=looks_like, sources=sources, force=force)
     click.echo(f"{track.info.frame_count} frames, face followed in {int(track.found.sum())} -> {out}")
 
 

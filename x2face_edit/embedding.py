@@ -72,6 +72,7 @@ class Embedding:
     image: np.ndarray  # (S, S, 3) uint8
     landmarks: torch.Tensor  # (68, 2): where dlib's landmarks lie on it, grid coordinates
     coverage: np.ndarray | None = None  # (S, S) uint8: the part of it the frames' driving grids sample
+    frame_landmarks: tuple[np.ndarray, ...] = ()  # each source frame's (68, 2) landmarks, its crop's grid coordinates
 
 
 def _model_crops(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray]) -> torch.Tensor:
@@ -107,7 +108,8 @@ def embed(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], size
     crops = _model_crops(model, frames, boxes)
     grids, confidence = model.embedding_grid(crops)
     covered = coverage_mask(model.decode(model.driving_vector(crops)).reshape(-1, 2).cpu().numpy(), size) if coverage else None
-    return Embedding(_texture(frames, boxes, grids, confidence, size), _located(grids, _landmarks(frames, boxes)), covered)
+    points = _landmarks(frames, boxes)
+    return Embedding(_texture(frames, boxes, grids, confidence, size), _located(grids, points), covered, tuple(points))
 
 
 @torch.inference_mode()
@@ -142,10 +144,13 @@ def embedded_landmarks(model: X2Face, frames: list[np.ndarray], boxes: list[np.n
 
 
 def source_frames(sidecar: Sidecar) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The source frames a sidecar names, decoded from its video, and their crop boxes."""
-    if not media_exists(sidecar.video):
-        raise X2FaceError(f"the video the face was extracted from is gone: {sidecar.video}")
-    decoded = frames_at(sidecar.video, sidecar.frames, times=sidecar.times)
+    """The source frames a sidecar names, decoded from its video (unless it holds them
+    decoded, ``Sidecar.decoded``), and their crop boxes."""
+    decoded = sidecar.decoded
+    if decoded is None or any(index not in decoded for index in sidecar.frames):
+        if not media_exists(sidecar.video):
+            raise X2FaceError(f"the video the face was extracted from is gone: {sidecar.video}")
+        decoded = frames_at(sidecar.video, sidecar.frames, times=sidecar.times)
     return [decoded[i] for i in sidecar.frames], sidecar.boxes
 
 

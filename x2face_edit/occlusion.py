@@ -4,14 +4,17 @@ is seen and 0 where something covers it (a hand, a phone, a cup, hair).
 The clean embedded face (its sources are the frames where the face shows most clearly),
 carried into a frame by the same locked driving grid the paint uses, predicts how the
 face looks there. Where the frame disagrees with that prediction by more than lighting
-explains, something is in front of the face. Lighting is taken out by one gain per colour
-channel (the median ratio of frame to prediction over the face: an occluder covering less
-than half of it does not move the median), and what is left is judged against the frame's
-own spread of disagreement over the face (median + ``SPREAD`` x its median absolute
-deviation, within ``FLOOR`` and ``CEILING``): blinks, an opening mouth and the warp's small misplacements
-spread the disagreement of every frame alike, an occluder stands out of it. The matte is
-computed on the grid's cells (the model's resolution across the crop) and interpolated
-at the frame's pixels with the paint.
+and the face's own changes explain, something is in front of the face. Lighting is taken
+out by one gain per colour channel (the median ratio of frame to prediction over the
+face: an occluder covering less than half of it does not move the median). What the face's
+own changes explain is learnt per place on the face from the source frames themselves
+(``Occlusion.learnt``): how much each place disagrees where nothing covers it (eyes and
+mouth move, a cheek or the chin barely does), so a hand of the face's own tone stands out
+over a chin although it would not over an eye. Places the sources did not show are judged
+against the frame's own spread of disagreement over the face (median + ``SPREAD`` x its
+median absolute deviation, within ``FLOOR`` and ``CEILING``). The matte is computed on the
+grid's cells (the model's resolution across the crop) and interpolated at the frame's
+pixels with the paint.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ BLUR_CELLS = 1.0
 # adds STRUCTURE x that to the disagreement. It finds what colour cannot: a hand of the
 # face's own tone over the lips and nose.
 STRUCTURE, STRUCTURE_CELLS, TEXTURE = 0.3, 2.0, 0.04
+# What the source frames teach (``Occlusion.learnt``): per place on the embedded face (one of
+# TOLERANCE_BINS x TOLERANCE_BINS), the most it disagrees there, the median over the sources.
+# A cell is covered from TOLERANCE_SCALE x that + TOLERANCE_MARGIN (at most CEILING), raised
+# by the EXCESS_QUANTILE of the frame's disagreement over that expected on its face.
+TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.03, 0.25
 # The cells whose statistics describe the face: the central part of the crop (the crop is
 # the face box enlarged 1.6x).
 FACE_REACH = 0.55
@@ -46,6 +54,9 @@ FACE_REACH = 0.55
 class Occlusion:
     face: torch.Tensor  # (3, R, R): the clean embedded face at the driving grid's resolution
     central: torch.Tensor  # (R, R) bool: the grid's cells within FACE_REACH of the crop's centre
+    # (TOLERANCE_BINS, TOLERANCE_BINS) on the embedded face: the disagreement expected where
+    # nothing covers it (NaN where unknown); None: judged by each frame's spread alone.
+    tolerance: torch.Tensor | None = None
 
     @classmethod
     def of(cls, embedded: np.ndarray, resolution: int) -> Occlusion:
@@ -56,46 +67,93 @@ class Occlusion:
         central = (u.abs() < FACE_REACH) & (v.abs() < FACE_REACH)
         return cls(F.interpolate(face, size=(resolution, resolution), mode="area")[0], central)
 
-    def visibility(self, crop: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
-        """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
-        face crop at that resolution is ``crop`` (h, w, 3 uint8)."""
+    def learnt(self, views: list[tuple[np.ndarray, torch.Tensor]]) -> Occlusion:
+        """This occlusion with its tolerance learnt from ``views`` (crop, grid) of frames where
+        nothing covers the face (the embedded face's sources): per place on the embedded face,
+        the median over the views of the most it disagrees there (its sharp features are
+        where the warp's small misplacements disagree most)."""
+        per_view = []
+        for crop, grid in views:
+            disagreement, _ = self.disagreement(crop, grid)
+            # A render's grid misplaces the face by up to a cell against this one (its lock is
+            # smoothed over time): what a cell's neighbours disagree, it may too.
+            disagreement = F.max_pool2d(disagreement[None, None], 3, 1, 1)[0, 0]
+            ids = _tolerance_bins(grid).reshape(-1)
+            unseen = torch.full((TOLERANCE_BINS ** 2,), float("nan"))
+            per_view.append(unseen.scatter_reduce(0, ids, disagreement.reshape(-1), "amax", include_self=False))
+        if not per_view:
+            return self
+        tolerance = torch.stack(per_view).nanmedian(dim=0).values.view(TOLERANCE_BINS, TOLERANCE_BINS)
+        return Occlusion(self.face, self.central, tolerance)
+
+    def disagreement(self, crop: np.ndarray, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, w) disagreement of the frame's face ``crop`` (h, w, 3 uint8) with the prediction
+        on the cells of its (h, w, 2) driving ``grid``, and the (h, w) bool cells on the face."""
         predicted = sample(self.face.unsqueeze(0), grid.unsqueeze(0).float())[0]
         seen = to_tensor([crop])[0]
-        height, width = grid.shape[:2]
         on_face = self.central & (grid.abs() <= 1).all(dim=-1)
         if on_face.sum() < 16:
-            return torch.ones(height, width)
+            return torch.zeros(grid.shape[:2]), on_face
         ratio = seen[:, on_face] / predicted[:, on_face].clamp(min=0.02)
         gain = ratio.median(dim=1).values.clamp(0.25, 4.0)
         disagreement = _blurred((seen - gain[:, None, None] * predicted).abs().mean(dim=0), BLUR_CELLS)
-        disagreement = disagreement + STRUCTURE * _structure_mismatch(seen.mean(dim=0), predicted.mean(dim=0))
+        return disagreement + STRUCTURE * _structure_mismatch(seen.mean(dim=0), predicted.mean(dim=0)), on_face
+
+    def visibility(self, crop: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
+        """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
+        face crop at that resolution is ``crop`` (h, w, 3 uint8)."""
+        disagreement, on_face = self.disagreement(crop, grid)
+        if on_face.sum() < 16:
+            return torch.ones(grid.shape[:2])
         typical = disagreement[on_face]
         median = typical.median()
-        if median > CEILING:
-            # Most of the face disagrees: the prediction failed (a model that has not learnt
-            # this face), not half the face covered; nothing is hidden.
-            return torch.ones(height, width)
         spread = (typical - median).abs().median()
-        start = torch.clamp(median + SPREAD * spread, min=FLOOR, max=CEILING)
+        start = torch.clamp(median + SPREAD * spread, min=FLOOR, max=CEILING).expand_as(disagreement)
+        failed = median > CEILING
+        if self.tolerance is not None:
+            expected = self.tolerance.reshape(-1)[_tolerance_bins(grid)]
+            known = on_face & ~expected.isnan()
+            if known.any():
+                # A frame the warp follows worse than the sources disagrees more everywhere: the
+                # excess of most of its face (an occluder covers less) raises the threshold.
+                excess = (disagreement[known] - expected[known]).quantile(EXCESS_QUANTILE).clamp(min=0)
+                local = (TOLERANCE_SCALE * expected + TOLERANCE_MARGIN + excess).clamp(max=CEILING)
+                start = torch.where(expected.isnan(), start, local)
+                failed = excess > CEILING or expected[known].median() > CEILING
+        if failed:
+            # Most of the face disagrees (more than the sources did, or the sources themselves):
+            # the prediction failed (a model that has not learnt this face), not the face
+            # covered; nothing is hidden.
+            return torch.ones(grid.shape[:2])
         return 1 - ((disagreement - start) / RAMP).clamp(0, 1)
 
 
+def _tolerance_bins(grid: torch.Tensor) -> torch.Tensor:
+    """(h, w) long: the tolerance bin each cell of an (h, w, 2) grid samples, row by row."""
+    bins = ((grid.float() + 1) / 2 * TOLERANCE_BINS).floor().long().clamp(0, TOLERANCE_BINS - 1)
+    return bins[..., 1] * TOLERANCE_BINS + bins[..., 0]
+
+
 def _blurred(values: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``values`` (h, w), or (C, h, w) maps blurred each alone, by a Gaussian of ``sigma`` cells."""
     radius = max(1, round(3 * sigma))
     taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
     taps = taps / taps.sum()
-    padded = F.pad(values[None, None], (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, taps.view(1, 1, 1, -1))
-    return F.conv2d(rows, taps.view(1, 1, -1, 1))[0, 0]
+    maps = values.reshape(-1, *values.shape[-2:])
+    channels = len(maps)
+    padded = F.pad(maps[None], (radius, radius, radius, radius), mode="replicate")
+    rows = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(rows, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)[0].reshape(values.shape)
 
 
 def _structure_mismatch(seen: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
     """(h, w) in [0, 1]: how little the frame's local texture follows the prediction's, where
     the prediction has texture (1 - local correlation, times the prediction's texture)."""
-    mean_seen, mean_predicted = _blurred(seen, STRUCTURE_CELLS), _blurred(predicted, STRUCTURE_CELLS)
-    variance_seen = (_blurred(seen * seen, STRUCTURE_CELLS) - mean_seen ** 2).clamp(min=0)
-    variance_predicted = (_blurred(predicted * predicted, STRUCTURE_CELLS) - mean_predicted ** 2).clamp(min=0)
-    covariance = _blurred(seen * predicted, STRUCTURE_CELLS) - mean_seen * mean_predicted
+    local = _blurred(torch.stack([seen, predicted, seen * seen, predicted * predicted, seen * predicted]), STRUCTURE_CELLS)
+    mean_seen, mean_predicted = local[0], local[1]
+    variance_seen = (local[2] - mean_seen ** 2).clamp(min=0)
+    variance_predicted = (local[3] - mean_predicted ** 2).clamp(min=0)
+    covariance = local[4] - mean_seen * mean_predicted
     correlation = covariance / (variance_seen * variance_predicted).sqrt().clamp(min=1e-6)
     textured = (variance_predicted.sqrt() / TEXTURE).clamp(0, 1)
     return ((1 - correlation.clamp(-1, 1)) / 2 * textured).clamp(0, 1)

@@ -19,7 +19,7 @@ from PIL import Image
 from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
 from .embedding import embed, rebuild, source_frames
 from .errors import X2FaceError
-from .faces import VOXCELEB_SCALE
+from .faces import VOXCELEB_SCALE, crop
 from .guide import is_guide
 from .lock import LandmarkLock
 from .model import X2Face
@@ -37,23 +37,50 @@ LAYER_TRANSPARENT = 0.25
 FADE_FRAMES = 6
 
 
-
-
 @dataclass(frozen=True)
 class Paint:
     """What the user painted (``edited``: a paint layer, or a painted copy of the embedded
-    face) and the sidecar of the embedded face it was painted on."""
+    face) and the sidecar of the embedded face it renders through; ``painted_on``, the
+    sidecar of another person's embedded face where the layer was painted on that one
+    (embedded faces share one layout, so the layer applies as painted: the paper's edits
+    across identities)."""
 
     edited: Path
     sidecar: Sidecar
+    painted_on: Sidecar | None = None
 
     @classmethod
     def read(cls, edited: str | Path, sidecar: str | Path | None = None) -> Paint:
-        """The paint in ``edited`` and its sidecar (by default the one beside it, ``sidecar.sidecar_beside``)."""
+        """The paint in ``edited`` and its sidecar (by default the one beside it,
+        ``sidecar.sidecar_beside``). Where another ``sidecar`` is given than the one beside
+        a layer and they describe different embedded faces, the layer was painted on the
+        face beside it and is applied to the other (the paper's edits across identities)."""
         edited = Path(edited)
         if not edited.is_file():
             raise X2FaceError(f"no such file: {edited}")
-        return cls(edited, read_sidecar(sidecar or sidecar_beside(edited)))
+        given = read_sidecar(sidecar or sidecar_beside(edited))
+        own = sidecar_beside(edited)
+        painted_on = None
+        if sidecar is not None and own.is_file() and own.resolve() != Path(sidecar).resolve():
+            beside = read_sidecar(own)
+            if (beside.video, beside.frames, beside.crop_boxes) != (given.video, given.frames, given.crop_boxes):
+                painted_on = beside
+        return cls(edited, given, painted_on)
+
+    def layer_on(self, embedded: np.ndarray) -> torch.Tensor:
+        """The paint as a premultiplied (4, S, S) layer on ``embedded``, the embedded face
+        ``sidecar`` describes (``paint_layer``; a layer painted on ``painted_on``'s face is
+        taken as painted, resized to this one's size)."""
+        if self.painted_on is None:
+            return paint_layer(self.edited, embedded)
+        rgba = _paint_image(self.edited, (self.painted_on.size, self.painted_on.size), "the embedded face it was painted on")
+        if np.mean(rgba[..., 3] == 0) < LAYER_TRANSPARENT:
+            raise X2FaceError(f"{self.edited.name} is a painted copy of another person's embedded face ({self.painted_on.video.name}): "
+                              "to apply an edit to someone else, give its paint layer (the .edit.png, painted with transparency)")
+        layer = _premultiplied(rgba, rgba[..., 3] / 255)
+        if layer.shape[1:] == embedded.shape[:2]:
+            return layer
+        return F.interpolate(layer[None], size=embedded.shape[:2], mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -97,7 +124,17 @@ def paint_layer(edited: str | Path, original: np.ndarray, canvas: str = "the emb
     of the embedded face with a few erased pixels) is a painted copy: the paint is where
     its colours differ from the embedded face.
     """
-    edited = Path(edited)
+    rgba = _paint_image(Path(edited), original.shape[:2], canvas)
+    if np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT:
+        alpha = rgba[..., 3] / 255
+    else:
+        difference = np.abs(rgba[..., :3] - original.astype(np.float32)).max(axis=2)
+        alpha = np.clip((difference - PAINT_LOW) / (PAINT_HIGH - PAINT_LOW), 0, 1)
+    return _premultiplied(rgba, alpha)
+
+
+def _paint_image(edited: Path, shape: tuple[int, int], canvas: str) -> np.ndarray:
+    """The (H, W, 4) float32 RGBA (0-255) of the image painted on ``canvas``, of ``shape`` (H, W)."""
     if not edited.is_file():
         raise X2FaceError(f"no such file: {edited}")
     try:
@@ -107,17 +144,15 @@ def paint_layer(edited: str | Path, original: np.ndarray, canvas: str = "the emb
         raise X2FaceError(f"not an image: {edited}") from None
     if is_guide(image):
         raise X2FaceError(f"{edited.name} is the painting guide, not paint: paint on a copy of the embedded face or on its .edit.png layer")
-    if image.size != original.shape[1::-1]:
+    if image.size != shape[::-1]:
         raise X2FaceError(
             f"{edited.name} is {image.size[0]}x{image.size[1]} but {canvas} is "
-            f"{original.shape[1]}x{original.shape[0]}: paint on the image 'extract' or 'frame' wrote, without resizing it"
+            f"{shape[1]}x{shape[0]}: paint on the image 'extract' or 'frame' wrote, without resizing it"
         )
-    rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
-    if np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT:
-        alpha = rgba[..., 3] / 255
-    else:
-        difference = np.abs(rgba[..., :3] - original.astype(np.float32)).max(axis=2)
-        alpha = np.clip((difference - PAINT_LOW) / (PAINT_HIGH - PAINT_LOW), 0, 1)
+    return np.asarray(image.convert("RGBA")).astype(np.float32)
+
+
+def _premultiplied(rgba: np.ndarray, alpha: np.ndarray) -> torch.Tensor:
     colour = rgba[..., :3] / 255 * alpha[..., None]
     return torch.from_numpy(np.concatenate([colour, alpha[..., None]], axis=2)).permute(2, 0, 1).contiguous()
 
@@ -132,7 +167,7 @@ def require_paint_before(model: X2Face, paint: Paint, options: PaintOptions) -> 
     """``require_paint`` before long work (``render --fit``) rather than after it, as
     ``prepare_paint`` would."""
     if options.mode == "edit":
-        require_paint(paint_layer(paint.edited, rebuild(model, paint.sidecar)), paint.edited)
+        require_paint(paint.layer_on(rebuild(model, paint.sidecar)), paint.edited)
 
 
 def opaque_layer(image: np.ndarray, feather: float = 0.06) -> torch.Tensor:
@@ -334,13 +369,35 @@ def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions,
     """The layer to warp (the paint; in "generate" mode the whole painted embedded face),
     the landmark lock and the occlusion, rebuilt from the sidecar's frames. ``layer_of(lock)``
     gives the paint on the embedded face where it was not painted there (``carried_from_frame``)."""
-    embedding = embed(model, *source_frames(paint.sidecar), paint.sidecar.size)
+    frames, boxes = source_frames(paint.sidecar)
+    embedding = embed(model, frames, boxes, paint.sidecar.size)
     landmark_lock = LandmarkLock(embedding.landmarks) if options.lock == "landmarks" else None
-    layer = paint_layer(paint.edited, embedding.image) if layer_of is None else layer_of(landmark_lock)
+    layer = paint.layer_on(embedding.image) if layer_of is None else layer_of(landmark_lock)
     if options.mode == "edit":
         require_paint(layer, paint.edited)
     if options.mode == "generate":
         painted = (layer[:3] + to_tensor([embedding.image])[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
-    occlusion = Occlusion.of(embedding.image, model.config.resolution) if options.occlusion == "auto" else None
+    occlusion = None
+    if options.occlusion == "auto":
+        views = clear_views(model, frames, boxes, embedding.frame_landmarks, landmark_lock)
+        occlusion = Occlusion.of(embedding.image, model.config.resolution).learnt(views)
     return PreparedPaint(layer, landmark_lock, occlusion)
+
+
+@torch.inference_mode()
+def clear_views(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], landmarks: tuple[np.ndarray, ...],
+                lock: LandmarkLock | None) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """The face as the source ``frames`` show it where nothing covers it: each frame's crop
+    of its box at the model's resolution and its driving grid, corrected by ``lock`` by the
+    frame's ``landmarks`` (crop grid coordinates) as a render corrects a frame's."""
+    resolution = model.config.resolution
+    crops = [crop(frame, box, resolution) for frame, box in zip(frames, boxes)]
+    device = next(model.parameters()).device
+    grids = model.decode(model.driving_vector(to_tensor(crops).to(device))).float().cpu()
+    views = []
+    for face, grid, points in zip(crops, grids, landmarks):
+        if lock is not None and (correction := lock.correction(grid, points)[0]) is not None:
+            grid = lock.apply(grid, correction)
+        views.append((face, grid))
+    return views

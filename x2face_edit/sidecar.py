@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class Sidecar:
     person: list[float] | None = None  # dlib's descriptor of the face followed
     times: list[float] | None = None  # the source frames' times, so that render seeks to them (video.frames_at)
     path: Path | None = None  # the file it was read from, if read
+    # Its source frames decoded already (an analysis file holds them), by frame number.
+    decoded: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def boxes(self) -> list[np.ndarray]:

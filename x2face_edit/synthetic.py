@@ -1,5 +1,6 @@
 """A synthetic talking-head stand-in: the astronaut's face moving over a plain background;
-and copies of any video with a hand, a phone or a photo object passing in front of the face.
+and copies of any video with a hand, a phone, a photo object, a strand of hair or a
+microphone passing in front of the face.
 
 For examples, tests and benchmarks that must make their own inputs. The astronaut needs
 scikit-image (the ``dev`` extra), which ships the picture.
@@ -86,7 +87,7 @@ def write_moving_face_video(path: str | Path, count: int = 50, *, fps: float = 2
 
 
 # Hands and phones over the face: the tracker must keep following a face it partly cannot see.
-OCCLUDERS = ("hand", "phone", "object")
+OCCLUDERS = ("hand", "phone", "object", "strand", "microphone")
 # The share of the clip (its middle) during which the occluder covers the face, and the
 # frames it takes to slide in or out.
 COVERED = (0.3, 0.7)
@@ -151,6 +152,27 @@ def _occluder(shape: tuple[int, ...], kind: str, box: np.ndarray, entry: float, 
         rows, columns = slice(max(top, 0), min(top + side + 1, shape[0])), slice(max(left, 0), min(left + side + 1, shape[1]))
         if rows.start < rows.stop and columns.start < columns.stop:
             colour[rows, columns] = photo[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left]
+    elif kind == "strand":
+        # A dark wavy strand of hair, 3 % of the face's width, falling from above the
+        # forehead across the viewer's left eye to the cheek, swept in from the right.
+        t = np.linspace(0, 1, 48)
+        xs = x0 + (0.62 - 0.42 * t + 0.04 * np.sin(7 * t)) * width + slide
+        ys = y0 + (-0.25 + 0.9 * t) * height
+        points = np.round(np.stack([xs, ys], axis=1) * 4).astype(np.int32)  # 2 fractional bits
+        cv2.polylines(mask, [points], False, 255, max(1, int(round(0.03 * width))), cv2.LINE_AA, shift=2)
+        tone = np.array([52, 38, 30], np.float32) * (0.85 + 0.3 * np.sin(np.linspace(0, 40, shape[1], dtype=np.float32)))[:, None]
+        colour = np.broadcast_to(tone[None], (*shape[:2], 3))
+    elif kind == "microphone":
+        # A microphone rising from below over the chin: a dark meshed ball on a handle.
+        cx, cy = x0 + 0.5 * width, y0 + 1.12 * height + (1 - entry) * 1.2 * height
+        radius = 0.2 * width
+        cv2.rectangle(mask, (int(cx - 0.06 * width), int(cy)), (int(cx + 0.06 * width), shape[0]), 255, -1)
+        cv2.circle(mask, (int(cx), int(cy)), int(radius), 255, -1, cv2.LINE_AA)
+        rows, columns = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+        pitch = max(2.0, 0.04 * width)
+        meshed = (np.abs(np.sin(np.pi * (columns + rows) / pitch)) < 0.35) | (np.abs(np.sin(np.pi * (columns - rows) / pitch)) < 0.35)
+        colour = np.where(meshed[..., None], np.float32(110), np.float32(45)) * np.ones(3, np.float32)
+        colour[rows > cy] = (25, 25, 28)
     else:
         # A dark phone held at the ear on the viewer's right, over the side of the cheek.
         left = int(x1 - 0.2 * width + slide)

@@ -207,10 +207,12 @@ def track_video(
 
 
 def save_track(track: VideoTrack, path: str | Path, *, face: int = 0, looks_like: np.ndarray | None = None,
-               force: bool = False) -> Path:
+               sources: DecodedFrames | None = None, force: bool = False) -> Path:
     """Write ``track`` (of ``track.info.path``, following the face chosen by ``face`` and
     ``looks_like``, as ``track_video`` was asked) to ``path`` (.npz), for renders on other
-    machines to read instead of analysing the video again (``load_track``)."""
+    machines to read instead of analysing the video again (``load_track``); with
+    ``sources``, the decoded source frames of the embedded face they render, which every
+    render would otherwise decode again (``load_sources``)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise X2FaceError(f"{path.name}: write the analysis as .npz")
@@ -219,11 +221,34 @@ def save_track(track: VideoTrack, path: str | Path, *, face: int = 0, looks_like
              "info": {"width": info.width, "height": info.height, "fps": str(info.fps), "frame_count": info.frame_count,
                       "duration": info.duration, "audio_rate": info.audio_rate, "rotation": info.rotation,
                       "bit_depth": info.bit_depth, "first_number": info.first_number}}
+    pixels = {}
+    if sources is not None:
+        facts["sources"] = {"video": input_fingerprint(sources.video), "frames": list(sources.frames)}
+        pixels = {"source_pixels": np.stack(list(sources.frames.values()))}
     with atomic_output(path, force=force) as partial, open(partial, "wb") as file:
-        np.savez(file, facts=np.array(json.dumps(facts)), face_boxes=track.face_boxes, times=track.times,
-                 cuts=np.array(track.cuts, dtype=np.int64), person=np.zeros(0) if track.person is None else track.person,
-                 looks_like=np.zeros(0) if looks_like is None else looks_like)
+        np.savez_compressed(file, facts=np.array(json.dumps(facts)), face_boxes=track.face_boxes, times=track.times,
+                            cuts=np.array(track.cuts, dtype=np.int64), person=np.zeros(0) if track.person is None else track.person,
+                            looks_like=np.zeros(0) if looks_like is None else looks_like, **pixels)
     return path
+
+
+@dataclass(frozen=True)
+class DecodedFrames:
+    """Frames of ``video`` decoded once, by index (8-bit RGB)."""
+
+    video: Path
+    frames: dict[int, np.ndarray]
+
+
+def load_sources(path: str | Path, video: str | Path, frames: list[int]) -> DecodedFrames | None:
+    """The source frames ``frames`` of ``video`` that ``save_track`` stored in the analysis at
+    ``path``; None where it holds none, or others (another video, another embedded face)."""
+    with np.load(path) as stored:
+        facts = json.loads(str(stored["facts"]))
+        held = facts.get("sources")
+        if held is None or held["frames"] != list(frames) or held["video"] != input_fingerprint(video):
+            return None
+        return DecodedFrames(Path(video), dict(zip(frames, stored["source_pixels"])))
 
 
 def load_track(path: str | Path, video: str | Path, *, face: int = 0, looks_like: np.ndarray | None = None) -> VideoTrack:
