@@ -335,7 +335,7 @@ def main() -> None:
         for painted, onto in args.apply_to:
             for row in across_rows(model, EVAL_CLIPS / painted, EVAL_CLIPS / onto, args.lock or ["landmarks"], args.placed):
                 row["clip"] = f"{Path(painted).stem} -> {Path(onto).stem}"
-                print(f"{row['clip']:<44}{row['method']:<34}{_figures(row)}", flush=True)
+                print(f"{row['clip'][:43]:<44}{row['method']:<34}{_figures(row)}", flush=True)
                 rows.append(row)
         if args.json:
             args.json.write_text(json.dumps({"rows": rows}, indent=1))

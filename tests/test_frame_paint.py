@@ -60,6 +60,22 @@ def test_paint_made_on_a_frame_lands_there_and_follows_the_face(painted_frame):
         assert np.linalg.norm(where - motion[index] @ np.append(on_face, 1)) < 0.05 * side, index
 
 
+def test_paint_made_on_a_frame_renders_in_generate_mode_on_the_generated_face(painted_frame):
+    """--mode generate pastes the whole generated face with the frame's paint on it: the
+    disc is there in frame 20, and the face around it changes too (it is generated)."""
+    folder, video, layer = (painted_frame[k] for k in ("folder", "video", "layer"))
+    out = folder / "generated.mkv"
+    result = run("render", "--edited", folder / "frame.edit.png", "--frame", 20, "--sidecar", folder / "face.json",
+                 "--drive", video, "-o", out, "--mode", "generate", "--occlusion", "off")
+    assert result.exit_code == 0, result.output
+    rendered = frames(out)[20].astype(int)
+    put = layer[..., 3] > 127
+    colour = np.array([250, 20, 200])
+    assert np.abs(rendered[put] - colour).max(axis=1).mean() < 40  # the paint's colour where it was put (measured 13)
+    changed = np.abs(rendered - frames(video)[20]).max(axis=2) > 10
+    assert changed[~put].sum() > 10 * put.sum()  # the generated face replaces the face, not only the disc (21x)
+
+
 def test_bad_frame_paint_is_one_line(painted_frame, tmp_path):
     folder, video = painted_frame["folder"], painted_frame["video"]
 
@@ -68,7 +84,6 @@ def test_bad_frame_paint_is_one_line(painted_frame, tmp_path):
                    "-o", tmp_path / "o.mp4", *args)
 
     one_line_error(render_with("--frame", 40), "frames 0-39")
-    one_line_error(render_with("--frame", 20, "--mode", "generate"), "--mode edit")
     one_line_error(run("render", "--edited", folder / "face.edit.png", "--sidecar", folder / "face.json", "--drive", video,
                        "-o", tmp_path / "o.mp4", "--frame", 3), "frame 3 of face.mp4")
     one_line_error(run("frame", video, 40, "-o", tmp_path / "f.png"), "frames 0-39")

@@ -36,8 +36,6 @@ def read_frame_paint(paint: Paint, drive: str | Path, index: int, options: Paint
                      sequence_fps: float | None = None) -> FramePaint:
     """The paint made on frame ``index`` of ``drive`` (a layer or a painted copy of the
     frame, as ``frame`` wrote it; ``drive`` has ``total`` frames)."""
-    if options.mode != "edit":
-        raise X2FaceError("paint made on a frame (--frame) renders in --mode edit")
     if not 0 <= index < total:
         raise X2FaceError(f"--frame {index}: {Path(drive).name} has frames 0-{total - 1}")
     frame = frames_at(drive, [index], fps=sequence_fps)[index]
