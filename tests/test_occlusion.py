@@ -142,3 +142,22 @@ def test_the_source_frames_teach_where_the_face_changes_by_itself():
     mouth_kept = (learnt.visibility(frame, grid)[88:104, 50:78] >= 0.5).float().mean().item()
     assert hidden["learnt"] > 0.8 and hidden["plain"] < 0.5, hidden
     assert mouth_kept > 0.9, mouth_kept
+
+
+def test_the_matte_is_steadied_over_time_within_a_shot():
+    """Each frame's matte is the median of its own and its neighbours' in its shot: a hole
+    in one frame alone goes, one that lasts stays, and nothing is taken across a cut."""
+    from x2face_edit.occlusion import steadied
+
+    ones = torch.ones(4, 4)
+    hole = ones.clone()
+    hole[1:3, 1:3] = 0
+    mattes = [ones, ones, hole, ones, hole, hole, ones, None]  # frame 2 flickers; 4-5 covered; 7 lost; a cut before 4
+    items = [(index, None, torch.zeros(4, 4, 2)) for index in range(len(mattes))]
+    out = list(steadied(iter(items), lambda index, frame, grid: mattes[index], cuts=(4,)))
+    assert [item[0] for item in out] == list(range(len(mattes)))
+    steady = [item[3]() for item in out]
+    assert steady[2].min() == 1  # the one-frame hole is gone
+    assert steady[3].min() == 1  # frame 4's hole lies beyond the cut: not taken
+    assert steady[5].min() == 0  # the lasting hole stays
+    assert steady[7] is None

@@ -113,6 +113,10 @@ class DrivingOptions:
     lock: LandmarkLock | None = None
     frames: range | None = None
     overlap: bool = True
+    # ``stage(items)``, where given, turns the (index, frame, grid) items into those finish
+    # takes (index, frame, grid, *more), reading up to ``stage_reach`` frames ahead and behind.
+    stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]] | None = None
+    stage_reach: int = 0
 
 
 def write_driven(
@@ -120,7 +124,7 @@ def write_driven(
     track: VideoTrack,
     drive: str | Path,
     writer: VideoWriter,
-    finish: Callable[[int, Frame, torch.Tensor | None], np.ndarray | Frame],
+    finish: Callable[..., np.ndarray | Frame],
     options: DrivingOptions = DrivingOptions(),
     *,
     on_frame: Callable[[int], None] | None = None,
@@ -128,32 +132,40 @@ def write_driven(
     """Write ``finish(index, frame, grid)`` (RGB pixels, or the frame: ``VideoWriter.write``)
     for every frame of ``drive`` (or ``options.frames``) at that frame's time, ``grid``
     being its tracked face's driving grid (None where the face is lost), corrected by
-    ``options.lock``; frames are decoded at 16 bits where the writer's encoding is deep."""
+    ``options.lock`` (and ``finish(index, frame, grid, *more)`` with what ``options.stage``
+    adds); frames are decoded at 16 bits where the writer's encoding is deep."""
     lock, frames, overlap = options.lock, options.frames, options.overlap
 
-    def finish_and_write(index: int, frame: Frame, grid: torch.Tensor | None) -> None:
+    def finish_and_write(index: int, frame: Frame, grid: torch.Tensor | None, *more) -> None:
         if frames is not None and index not in frames:
             return
-        writer.write(finish(index, frame, grid), track.times[index])
+        writer.write(finish(index, frame, grid, *more), track.times[index])
         if on_frame:
             on_frame(index)
 
     decoded = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
     if frames is not None:
-        read = frames_read_for(frames, predictor.batch)
+        read = frames_read_for(frames, predictor.batch, options.stage_reach)
         decoded = takewhile(lambda f: f.index < read.stop, iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps),
                                                                            deep=writer.encoding.deep))
+
+    def items(frames_in: Iterable[Frame]) -> Iterator[tuple]:
+        grids = locked_driving_grids(predictor, track, frames_in, lock)
+        return grids if options.stage is None else options.stage(grids)
+
     if not overlap:
-        for item in locked_driving_grids(predictor, track, decoded, lock):
+        for item in items(decoded):
             finish_and_write(*item)
         return
     with closing(read_ahead(decoded)) as ahead, InOrderWorker() as worker:
-        for item in locked_driving_grids(predictor, track, ahead, lock):
+        for item in items(ahead):
             worker.submit(finish_and_write, *item)
 
 
-def frames_read_for(frames: range, batch: int) -> range:
+def frames_read_for(frames: range, batch: int, stage_reach: int = 0) -> range:
     """The frames a run that writes ``frames`` reads: as far around them as the lock's
-    smoothing reaches (``lock.reach_frames``), from the start of the network's batch there."""
-    first = max(0, frames.start - reach_frames())
-    return range(first - first % batch, frames.stop + reach_frames())
+    smoothing reaches (``lock.reach_frames``), and a stage after it (``stage_reach``) beyond,
+    from the start of the network's batch there."""
+    reach = reach_frames() + stage_reach
+    first = max(0, frames.start - reach)
+    return range(first - first % batch, frames.stop + reach)

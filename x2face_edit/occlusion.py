@@ -19,6 +19,8 @@ pixels with the paint.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,10 @@ import torch.nn.functional as F
 
 from .model.images import to_tensor
 from .model.networks import sample
+from .video import Frame
+
+# A frame's visibility on its grid's cells (``Occlusion.visibility``), None where it has none.
+VisibilityOf = Callable[[int, Frame, torch.Tensor | None], torch.Tensor | None]
 
 # Disagreement (mean absolute RGB difference in [0, 1], after the gain) judged against the
 # frame's own: covered from median + SPREAD x MAD (within FLOOR and CEILING), fully from that + RAMP.
@@ -45,6 +51,8 @@ STRUCTURE, STRUCTURE_CELLS, TEXTURE = 0.3, 2.0, 0.04
 # A cell is covered from TOLERANCE_SCALE x that + TOLERANCE_MARGIN (at most CEILING), raised
 # by the EXCESS_QUANTILE of the frame's disagreement over that expected on its face.
 TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.03, 0.25
+# Each frame's matte is the median of its own and its neighbours', this many on each side.
+STEADY_FRAMES = 1
 # The cells whose statistics describe the face: the central part of the crop (the crop is
 # the face box enlarged 1.6x).
 FACE_REACH = 0.55
@@ -126,6 +134,53 @@ class Occlusion:
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
         return 1 - ((disagreement - start) / RAMP).clamp(0, 1)
+
+
+def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility_of: VisibilityOf,
+             cuts: Sequence[int] = ()) -> Iterator[tuple[int, Frame, torch.Tensor | None, Callable[[], torch.Tensor | None]]]:
+    """(index, frame, grid) items in order, each with what gives its visibility steadied over
+    time: the median of its own (``visibility_of``; None where it has none) and its
+    neighbours' (``STEADY_FRAMES`` on each side, on the crop's cells, which follow the face)
+    where the neighbours have one within its shot (``cuts``: the frames that begin one).
+    Each visibility is computed once, when first asked for (where the frame is finished, off
+    the thread that drives the network). Items come out ``STEADY_FRAMES`` behind the input."""
+    window: deque = deque()  # (index, shot, visibility once asked for)
+
+    def emit(position: int) -> Callable[[], torch.Tensor | None]:
+        index, shot, own = window[position]
+        near = [entry[2] for entry in window if entry[1] == shot and abs(entry[0] - index) <= STEADY_FRAMES]
+
+        def steady() -> torch.Tensor | None:
+            visibility = own()
+            found = [value for value in (once() for once in near) if value is not None]
+            if visibility is None or len(found) < 2 * STEADY_FRAMES + 1:
+                return visibility
+            return torch.stack(found).median(dim=0).values
+
+        return steady
+
+    held: deque = deque()  # the items not yet out, with the window
+    for index, frame, grid in items:
+        window.append((index, int(np.searchsorted(cuts, index, side="right")), _once(visibility_of, index, frame, grid)))
+        held.append((index, frame, grid))
+        if len(window) > STEADY_FRAMES:
+            yield (*held.popleft(), emit(len(window) - 1 - STEADY_FRAMES))
+        if len(window) > 2 * STEADY_FRAMES:
+            window.popleft()
+    for position in range(max(0, len(window) - STEADY_FRAMES), len(window)):
+        yield (*held.popleft(), emit(position))
+
+
+def _once(visibility_of: VisibilityOf, index: int, frame: Frame, grid: torch.Tensor | None) -> Callable[[], torch.Tensor | None]:
+    """``visibility_of(index, frame, grid)``, computed the first time it is asked for."""
+    known: list = []
+
+    def value() -> torch.Tensor | None:
+        if not known:
+            known.append(visibility_of(index, frame, grid))
+        return known[0]
+
+    return value
 
 
 def _tolerance_bins(grid: torch.Tensor) -> torch.Tensor:

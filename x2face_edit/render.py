@@ -6,7 +6,7 @@ frame's landmarks (``lock.py``), decoded, driven and encoded in overlapping thre
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from .faces import SAME_PERSON
 from .frame_paint import prepare_frame_paint, read_frame_paint
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
+from .occlusion import STEADY_FRAMES, Occlusion, steadied
 from .outputs import atomic_output
 from .paint import (
     Paint,
@@ -107,11 +108,9 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
 
     matte_writer: VideoWriter | None = None
 
-    def finish(index: int, frame: Frame, grid: torch.Tensor | None) -> np.ndarray | Frame:
+    def finish(index: int, frame: Frame, grid: torch.Tensor | None, steady: Callable[[], torch.Tensor | None]) -> np.ndarray | Frame:
         canvas = np.zeros((frame.height, frame.width, 4), np.uint16 if encoding.deep else np.uint8) if options.layer_only else None
-        box, visibility = track.crop_box(index), None
-        if grid is not None and occlusion is not None and (opacity[index] > 0 or matte_writer is not None):
-            visibility = occlusion.visibility(face_crop(frame, box, grid.shape[0]), grid)
+        box, visibility = track.crop_box(index), steady()
         if matte_writer is not None:
             matte = np.ones((frame.height, frame.width)) if visibility is None else visibility_matte(
                 (frame.height, frame.width), box, grid, visibility)
@@ -137,7 +136,8 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
         if (writer.width, writer.height) != (info.width, info.height):
             warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
                             "needs even sizes (a png/tiff sequence keeps every pixel)")
-        write_driven(predictor, track, drive, writer, finish, DrivingOptions(prepared.lock, chunk, options.overlap),
+        write_driven(predictor, track, drive, writer, finish,
+                     DrivingOptions(prepared.lock, chunk, options.overlap, _visibility_stage(occlusion, track), STEADY_FRAMES),
                      on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
@@ -146,6 +146,17 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
         warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
                         "(a truncated file?): the output has those")
     return RenderReport(frames=len(chunk) if chunk else track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
+
+
+def _visibility_stage(occlusion: Occlusion | None, track: VideoTrack) -> Callable[[Iterator], Iterator]:
+    """What adds each frame's visibility to its (index, frame, grid) item: ``occlusion``'s of
+    its face crop (None without occlusion, or where the face is lost), steadied over time."""
+    def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
+        if grid is None or occlusion is None:
+            return None
+        return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
+
+    return lambda items: steadied(items, visibility_of, track.cuts)
 
 
 def frame_range(frames: tuple[int, int] | None, total: int) -> range | None:
