@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from x2face_edit.cli import studio_work
 from x2face_edit.studio import Studio, StudioOptions, serve
 from x2face_edit.synthetic import write_moving_face_video
 
@@ -40,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         video = write_moving_face_video(Path(folder) / "clip.mp4", int(args.seconds * 25), width=width, height=height,
                                         face_size=width // 4)
-        studio = Studio(video, StudioOptions())
+        studio = Studio(video, studio_work(), StudioOptions())
         server = serve(studio)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started = time.perf_counter()

@@ -17,6 +17,7 @@ import pytest
 from helpers import run
 from PIL import Image
 
+from x2face_edit.cli import studio_work
 from x2face_edit.preview import spread_frames
 from x2face_edit.studio import Studio, StudioOptions, address, serve
 from x2face_edit.synthetic import write_moving_face_video
@@ -41,7 +42,7 @@ def studio(tmp_path_factory):
     has it extracted), in a thread of this process."""
     folder = tmp_path_factory.mktemp("studio")
     video = write_moving_face_video(folder / "clip.mp4", count=40, fps=25, tone_hz=330)
-    page = Studio(video, StudioOptions())
+    page = Studio(video, studio_work(), StudioOptions())
     server = serve(page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield page, server

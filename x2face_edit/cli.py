@@ -222,9 +222,10 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
     """
     from . import extract as extracting
     from .outputs import check_output
+    from .sidecar import output_paths
     from .tracking import track_video
 
-    outputs = extracting.output_paths(out)
+    outputs = output_paths(out)
     fitted = out.with_suffix(".model.pt")
     for path in (*outputs, fitted) if fit_seconds else outputs:
         check_output(path, force=force)
@@ -463,6 +464,35 @@ def _preview(paint, drive: Path, out: Path, model_path: Path | None, device: str
     click.echo(f"frames {', '.join(map(str, shown))}, before and after -> {out}")
 
 
+def studio_work():
+    """The jobs the studio page runs (``studio.StudioWork``): this package's extract, frame,
+    preview and render, which the studio, itself a job, may not import."""
+    from .extract import extract, save
+    from .frame import export_frame
+    from .paint import PaintOptions
+    from .preview import PreviewOptions, preview_frames
+    from .render import RenderOptions, render
+    from .studio import StudioWork
+    from .tracking import track_video
+
+    def extract_face(model, info, video, face_png, sequence_fps, on_frame) -> None:
+        save(extract(model, info, video, track_video(video, fps=sequence_fps, on_frame=on_frame)), face_png)
+
+    def frame(video, index, picture, sequence_fps) -> None:
+        export_frame(video, index, picture, sequence_fps=sequence_fps)
+
+    def preview(model, info, paint, video, painted_frame, paint_options, count, sequence_fps) -> list:
+        options = PreviewOptions(count=count, paint=paint_options, painted_frame=painted_frame, sequence_fps=sequence_fps)
+        return [shown.after for shown in preview_frames(model, info, paint, video, options)]
+
+    def render_page(model, info, paint, video, out, painted_frame, settings, sequence_fps, on_frame) -> None:
+        options = RenderOptions(PaintOptions(lock=settings.lock, occlusion=settings.occlusion), layer_only=settings.layer_only,
+                                codec=settings.codec, sequence_fps=sequence_fps, painted_frame=painted_frame)
+        render(model, info, paint, video, out, options, on_frame=on_frame)
+
+    return StudioWork(extract_face, frame, preview, render_page)
+
+
 @main.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--embedded", "face_png", type=click.Path(path_type=Path),
@@ -480,7 +510,8 @@ def studio(video: Path, face_png: Path | None, renders: Path | None, model_path:
 
     from .studio import Studio, StudioOptions, address, serve
 
-    page = Studio(video, StudioOptions(face_png=face_png, renders=renders, model=model_path, port=port, sequence_fps=sequence_fps))
+    page = Studio(video, studio_work(), StudioOptions(face_png=face_png, renders=renders, model=model_path, port=port,
+                                                      sequence_fps=sequence_fps))
     try:
         server = serve(page)
     except OSError as error:

@@ -20,7 +20,7 @@ from .errors import X2FaceError
 from .guide import draw_guide, save_guide, to_pixels
 from .model import ModelInfo, X2Face
 from .outputs import atomic_output, check_output
-from .sidecar import Sidecar, SidecarModel
+from .sidecar import Sidecar, SidecarModel, output_paths
 from .tracking import VideoTrack
 from .video import frames_at
 
@@ -68,16 +68,6 @@ def extract(
         landmarks=[[round(float(v), 2) for v in point] for point in to_pixels(embedding.landmarks.numpy(), size)],
     )
     return EmbeddedFace(embedding.image, sidecar, embedding.coverage)
-
-
-def output_paths(face_png: str | Path) -> tuple[Path, Path, Path, Path]:
-    """``face.png`` -> (face.png, face.edit.png, face.guide.png, face.json)."""
-    face_png = Path(face_png)
-    if face_png.suffix.lower() != ".png":
-        # A lossy copy would not do: render finds the paint where a painted copy differs from it.
-        raise X2FaceError(f"{face_png.name}: write the embedded face as .png (lossless; render finds the paint "
-                          "where the painted copy differs from it)")
-    return face_png, face_png.with_suffix(".edit.png"), face_png.with_suffix(".guide.png"), face_png.with_suffix(".json")
 
 
 def save(face: EmbeddedFace, face_png: str | Path, *, force: bool = False) -> tuple[Path, Path, Path, Path]:

@@ -8,17 +8,8 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import X2FaceError
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_output, frame_paths
 from .video import frames_at, probe
-
-
-def frame_paths(frame_png: str | Path) -> tuple[Path, Path]:
-    """``frame.png`` -> (frame.png, frame.edit.png)."""
-    frame_png = Path(frame_png)
-    if frame_png.suffix.lower() != ".png":
-        raise X2FaceError(f"{frame_png.name}: write the frame as .png (lossless; render finds the paint where a painted "
-                          "copy differs from it)")
-    return frame_png, frame_png.with_suffix(".edit.png")
 
 
 def export_frame(video: str | Path, index: int, out: str | Path, *, sequence_fps: float | None = None,

@@ -65,3 +65,12 @@ def atomic_output(path: str | Path, *, force: bool = False, numbers: range | Non
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def frame_paths(frame_png: str | Path) -> tuple[Path, Path]:
+    """``frame.png`` -> (frame.png, frame.edit.png)."""
+    frame_png = Path(frame_png)
+    if frame_png.suffix.lower() != ".png":
+        raise X2FaceError(f"{frame_png.name}: write the frame as .png (lossless; render finds the paint where a painted "
+                          "copy differs from it)")
+    return frame_png, frame_png.with_suffix(".edit.png")

@@ -90,6 +90,16 @@ class Sidecar:
         return json.dumps(record, indent=1)
 
 
+def output_paths(face_png: str | Path) -> tuple[Path, Path, Path, Path]:
+    """``face.png`` -> (face.png, face.edit.png, face.guide.png, face.json)."""
+    face_png = Path(face_png)
+    if face_png.suffix.lower() != ".png":
+        # A lossy copy would not do: render finds the paint where a painted copy differs from it.
+        raise X2FaceError(f"{face_png.name}: write the embedded face as .png (lossless; render finds the paint "
+                          "where the painted copy differs from it)")
+    return face_png, face_png.with_suffix(".edit.png"), face_png.with_suffix(".guide.png"), face_png.with_suffix(".json")
+
+
 def sidecar_beside(image: str | Path) -> Path:
     """The sidecar of an image ``extract`` wrote: face.png, face.edit.png and face.guide.png -> face.json."""
     image = Path(image)

@@ -26,19 +26,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import X2FaceError
-from .extract import extract, output_paths, save
-from .frame import export_frame, frame_paths
 from .model import ModelInfo, X2Face, load_model_with_info
-from .outputs import atomic_output
+from .outputs import atomic_output, frame_paths
 from .paint import LOCK_MODES, OCCLUSION_MODES, Paint, PaintOptions
-from .preview import PreviewOptions, preview_frames
-from .render import RenderOptions, render
 from .sequences import is_sequence_output
-from .sidecar import read_sidecar
-from .tracking import track_video
+from .sidecar import output_paths, read_sidecar
 from .video import check_video_output, probe
 
 PAGE = Path(__file__).with_name("studio_page")
@@ -65,6 +61,26 @@ class StudioOptions:
     sequence_fps: float | None = None
 
 
+@dataclass(frozen=True)
+class StudioWork:
+    """The jobs the page runs, handed in by the front end that serves it (a job imports no
+    other job; ``cli.studio_work`` gives the package's):
+
+    - ``extract(model, info, video, face_png, sequence_fps, on_frame)`` writes the embedded
+      face and its files (``on_frame(index)`` for each frame tracked);
+    - ``frame(video, index, picture, sequence_fps)`` writes frame ``index`` and its layer;
+    - ``preview(model, info, paint, video, frame, paint_options, count, sequence_fps)`` gives
+      ``count`` painted frames (RGB arrays), ``frame`` being the frame painted on (None: the
+      embedded face);
+    - ``render(model, info, paint, video, out, frame, settings, sequence_fps, on_frame)``
+      renders with the page's ``RenderSettings``."""
+
+    extract: Callable[..., None]
+    frame: Callable[..., None]
+    preview: Callable[..., list[np.ndarray]]
+    render: Callable[..., None]
+
+
 @dataclass
 class Task:
     """A long piece of work the page follows: what it is, how far, and how it ended."""
@@ -85,6 +101,7 @@ class Studio:
     """One video's page: where its files are, the model, and the work in progress."""
 
     video: Path
+    work: StudioWork
     options: StudioOptions = field(default_factory=StudioOptions)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
@@ -139,8 +156,8 @@ class Studio:
     def _extract(self) -> str:
         model, info = self.model()
         total = self.info.frame_count
-        track = track_video(self.video, fps=self.options.sequence_fps, on_frame=lambda i: self.extracting.progress(i + 1, total))
-        save(extract(model, info, self.video, track), self.face_png)
+        self.work.extract(model, info, self.video, self.face_png, self.options.sequence_fps,
+                          lambda index: self.extracting.progress(index + 1, total))
         return self.face_png.name
 
     def canvas(self, frame: int | None) -> Path:
@@ -148,7 +165,7 @@ class Studio:
         picture = self.canvas_files(frame)[0]
         with self._exporting:  # the page asks for a frame and its layer at once
             if frame is not None and not picture.is_file():
-                export_frame(self.video, frame, picture, sequence_fps=self.options.sequence_fps)
+                self.work.frame(self.video, frame, picture, self.options.sequence_fps)
         return picture
 
     def save_paint(self, frame: int | None, data: bytes) -> Path:
@@ -172,18 +189,17 @@ class Studio:
     def preview(self, frame: int | None, paint_options: PaintOptions) -> list[bytes]:
         """The painted frames the preview shows, as PNG files."""
         model, info = self.model()
-        options = PreviewOptions(count=self.options.preview_frames, paint=paint_options, painted_frame=frame,
-                                 sequence_fps=self.options.sequence_fps)
         if not self._lock.acquire(blocking=False):
             raise X2FaceError("the render is running: preview when it is done")
         try:
-            shown = preview_frames(model, info, self.paint(frame), self.video, options)
+            shown = self.work.preview(model, info, self.paint(frame), self.video, frame, paint_options, self.options.preview_frames,
+                                      self.options.sequence_fps)
         finally:
             self._lock.release()
         pictures = []
-        for item in shown:
+        for after in shown:
             buffer = io.BytesIO()
-            Image.fromarray(item.after).save(buffer, format="PNG", compress_level=1)
+            Image.fromarray(after).save(buffer, format="PNG", compress_level=1)
             pictures.append(buffer.getvalue())
         self.previews = pictures
         return pictures
@@ -193,12 +209,13 @@ class Studio:
         if self.rendering.running:
             raise X2FaceError("a render is already running")
         out = settings.output(self)
-        paint, options = self.paint(frame), settings.render_options(frame, self.options.sequence_fps)
+        paint = self.paint(frame)
 
         def run() -> str:
             model, info = self.model()
             with self._lock:
-                render(model, info, paint, self.video, out, options, on_frame=self.rendering.progress)
+                self.work.render(model, info, paint, self.video, out, frame, settings, self.options.sequence_fps,
+                                 self.rendering.progress)
             return str(out.relative_to(self.renders))
 
         self._start(self.rendering, run)
@@ -237,10 +254,6 @@ class RenderSettings:
     def of(cls, record: dict) -> RenderSettings:
         known = {key: record[key] for key in ("lock", "occlusion", "codec", "layer_only", "name") if record.get(key) not in (None, "")}
         return cls(**known)
-
-    def render_options(self, frame: int | None, sequence_fps: float | None) -> RenderOptions:
-        return RenderOptions(PaintOptions(lock=self.lock, occlusion=self.occlusion), layer_only=self.layer_only,
-                             codec=self.codec, sequence_fps=sequence_fps, painted_frame=frame)
 
     def output(self, studio: Studio) -> Path:
         if self.name is not None:
