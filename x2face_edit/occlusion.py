@@ -144,11 +144,11 @@ def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility
     where the neighbours have one within its shot (``cuts``: the frames that begin one).
     Each visibility is computed once, when first asked for (where the frame is finished, off
     the thread that drives the network). Items come out ``STEADY_FRAMES`` behind the input."""
-    window: deque = deque()  # (index, shot, visibility once asked for)
+    window: deque = deque()  # (index, frame, grid, shot, visibility once asked for), up to STEADY_FRAMES behind the next out
 
-    def emit(position: int) -> Callable[[], torch.Tensor | None]:
-        index, shot, own = window[position]
-        near = [entry[2] for entry in window if entry[1] == shot and abs(entry[0] - index) <= STEADY_FRAMES]
+    def emit(position: int) -> tuple[int, Frame, torch.Tensor | None, Callable[[], torch.Tensor | None]]:
+        index, frame, grid, shot, own = window[position]
+        near = [entry[4] for entry in window if entry[3] == shot and abs(entry[0] - index) <= STEADY_FRAMES]
 
         def steady() -> torch.Tensor | None:
             visibility = own()
@@ -157,18 +157,16 @@ def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility
                 return visibility
             return torch.stack(found).median(dim=0).values
 
-        return steady
+        return index, frame, grid, steady
 
-    held: deque = deque()  # the items not yet out, with the window
     for index, frame, grid in items:
-        window.append((index, int(np.searchsorted(cuts, index, side="right")), _once(visibility_of, index, frame, grid)))
-        held.append((index, frame, grid))
+        window.append((index, frame, grid, int(np.searchsorted(cuts, index, side="right")), _once(visibility_of, index, frame, grid)))
         if len(window) > STEADY_FRAMES:
-            yield (*held.popleft(), emit(len(window) - 1 - STEADY_FRAMES))
+            yield emit(len(window) - 1 - STEADY_FRAMES)
         if len(window) > 2 * STEADY_FRAMES:
             window.popleft()
     for position in range(max(0, len(window) - STEADY_FRAMES), len(window)):
-        yield (*held.popleft(), emit(position))
+        yield emit(position)
 
 
 def _once(visibility_of: VisibilityOf, index: int, frame: Frame, grid: torch.Tensor | None) -> Callable[[], torch.Tensor | None]:

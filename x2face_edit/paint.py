@@ -74,7 +74,7 @@ class Paint:
         if self.painted_on is None:
             return paint_layer(self.edited, embedded)
         rgba = _paint_image(self.edited, (self.painted_on.size, self.painted_on.size), "the embedded face it was painted on")
-        if np.mean(rgba[..., 3] == 0) < LAYER_TRANSPARENT:
+        if not _is_layer(rgba):
             raise X2FaceError(f"{self.edited.name} is a painted copy of another person's embedded face ({self.painted_on.video.name}): "
                               "to apply an edit to someone else, give its paint layer (the .edit.png, painted with transparency)")
         layer = _premultiplied(rgba, rgba[..., 3] / 255)
@@ -125,7 +125,7 @@ def paint_layer(edited: str | Path, original: np.ndarray, canvas: str = "the emb
     its colours differ from the embedded face.
     """
     rgba = _paint_image(Path(edited), original.shape[:2], canvas)
-    if np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT:
+    if _is_layer(rgba):
         alpha = rgba[..., 3] / 255
     else:
         difference = np.abs(rgba[..., :3] - original.astype(np.float32)).max(axis=2)
@@ -150,6 +150,11 @@ def _paint_image(edited: Path, shape: tuple[int, int], canvas: str) -> np.ndarra
             f"{shape[1]}x{shape[0]}: paint on the image 'extract' or 'frame' wrote, without resizing it"
         )
     return np.asarray(image.convert("RGBA")).astype(np.float32)
+
+
+def _is_layer(rgba: np.ndarray) -> bool:
+    """Whether an (H, W, 4) image is a paint layer: transparent over much of it (``LAYER_TRANSPARENT``)."""
+    return bool(np.mean(rgba[..., 3] == 0) >= LAYER_TRANSPARENT)
 
 
 def _premultiplied(rgba: np.ndarray, alpha: np.ndarray) -> torch.Tensor:

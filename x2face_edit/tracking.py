@@ -257,7 +257,8 @@ def load_track(path: str | Path, video: str | Path, *, face: int = 0, looks_like
     path = Path(path)
     try:
         with np.load(path) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+            # Not the source frames it may hold: only load_sources decompresses those.
+            arrays = {name: stored[name] for name in stored.files if name != "source_pixels"}
         facts = json.loads(str(arrays["facts"]))
     except (OSError, ValueError, KeyError):
         raise X2FaceError(f"not an analysis file: {path}") from None
