@@ -245,11 +245,17 @@ def extract(video: Path, out: Path, sources: int, frames: str | None, size: int,
 
 
 def paint_options(command):
-    """--edited, --sidecar, --mode, --lock and --face, handed to ``command`` as the ``Paint``
-    ``paint`` and the ``PaintOptions`` ``paint_options``."""
+    """--edited, --frame, --sidecar, --mode, --lock and --face, handed to ``command`` as the
+    ``Paint`` ``paint``, the ``PaintOptions`` ``paint_options`` and the ``FrameEdit``s
+    ``painted_frames`` (each --edited with its --frame, in order)."""
 
-    @click.option("--edited", type=click.Path(path_type=Path), required=True,
-                  help="The painted face: a painted copy of FACE.png, or the painted FACE.edit.png layer.")
+    @click.option("--edited", type=click.Path(path_type=Path), required=True, multiple=True,
+                  help="The painted face: a painted copy of FACE.png, or the painted FACE.edit.png layer; or, with --frame, "
+                       "paint made on a frame of --drive (given again with another --frame for each painted frame).")
+    @click.option("--frame", "frames", type=click.IntRange(min=0), multiple=True,
+                  help="The paint was made on this frame of --drive (the picture 'frame' wrote; pass --sidecar FACE.json): "
+                       "it is carried into the embedded face through that frame's own warp, and lands there as painted. "
+                       "Several (one per --edited) are merged by how well each frame shows each part of the face.")
     @click.option("--sidecar", type=click.Path(path_type=Path), help="FACE.json from 'extract' (found beside --edited by default).")
     @click.option("--mode", type=click.Choice(MODES), default=MODES[0], show_default=True,
                   help="edit: warp only the paint onto the footage; generate: paste the whole X2Face-generated face.")
@@ -263,11 +269,19 @@ def paint_options(command):
                   help="auto: hide the paint where something passes in front of the face (a hand, a phone, hair); "
                        "off: draw it over whatever covers the face.")
     @functools.wraps(command)
-    def with_options(*args, edited: Path, sidecar: Path | None, mode: str, lock: str, face: int | None, occlusion: str, **kwargs):
+    def with_options(*args, edited: tuple[Path, ...], frames: tuple[int, ...], sidecar: Path | None, mode: str, lock: str,
+                     face: int | None, occlusion: str, **kwargs):
+        from .frame_paint import FrameEdit
         from .paint import Paint, PaintOptions
 
+        if len(edited) > 1 and len(frames) != len(edited):
+            raise X2FaceError(f"{len(edited)} --edited with {len(frames)} --frame: several pieces of paint are each made on a "
+                              "frame of --drive, given as --edited PAINT --frame N for each")
+        if len(frames) > len(edited):
+            raise X2FaceError(f"{len(frames)} --frame with {len(edited)} --edited: give the paint made on each frame")
         options = PaintOptions(mode=mode, lock=lock, face=face, occlusion=occlusion)
-        return command(*args, paint=Paint.read(edited, sidecar), paint_options=options, **kwargs)
+        painted_frames = tuple(FrameEdit(path, index) for path, index in zip(edited, frames))
+        return command(*args, paint=Paint.read(edited[0], sidecar), paint_options=options, painted_frames=painted_frames, **kwargs)
 
     return with_options
 
@@ -310,9 +324,6 @@ def _model_of(paint, model_path: Path | None) -> Path:
 @click.option("--preview", type=click.IntRange(min=1),
               help="The same as the 'preview' command with --frames (kept for a release): a before/after contact sheet "
                    "of this many frames to OUT (.png or .jpg) instead of rendering.")
-@click.option("--frame", "painted_frame", type=click.IntRange(min=0),
-              help="The paint was made on this frame of --drive (the picture 'frame' wrote; pass --sidecar FACE.json): "
-                   "it is carried into the embedded face through that frame's own warp, and lands there as painted.")
 @click.option("--analysis", type=click.Path(path_type=Path),
               help="The face analysis of --drive that 'analyse' wrote (shared by every chunk of a farm render), read "
                    "instead of analysing the video again.")
@@ -324,38 +335,43 @@ def _model_of(paint, model_path: Path | None) -> Path:
                    "covers it; MATTE.mov: grey ProRes, MATTE_%05d.png: a PNG sequence), to refine in a compositor.")
 @force_option
 @inference_options
-def render(paint, paint_options, drive: Path, out: Path, model_path: Path | None, fit_seconds: float | None, seed: int,
+def render(paint, paint_options, painted_frames, drive: Path, out: Path, model_path: Path | None, fit_seconds: float | None, seed: int,
            device: str, layer_only: bool, codec: str | None, crf: int | None, sequence_fps: float | None, preview: int | None,
-           painted_frame: int | None, analysis: Path | None, chunk: tuple[int, int] | None, matte: Path | None, force: bool,
+           analysis: Path | None, chunk: tuple[int, int] | None, matte: Path | None, force: bool,
            options) -> None:
     """Make the paint on an embedded face follow the face through a video (or image sequence)."""
+    from .frame_paint import read_frame_paints
     from .outputs import check_output
     from .paint import require_paint_before
     from .render import RenderOptions, check_matte_output
     from .render import render as run_render
-    from .video import check_video_output
+    from .video import check_video_output, probe
 
     if preview:
         if matte:
             raise X2FaceError("--matte goes with a render, not --preview (a contact sheet has no frames to match)")
         from .preview import PreviewOptions
 
-        _preview(paint, drive, out, model_path, device, PreviewOptions(count=preview, paint=paint_options, painted_frame=painted_frame,
+        _preview(paint, drive, out, model_path, device, PreviewOptions(count=preview, paint=paint_options, painted_frames=painted_frames,
                                                                        sequence_fps=sequence_fps, force=force))
         return
     if chunk and fit_seconds:
         raise X2FaceError("--fit makes a model per run, so chunks would differ: fit once ('fit'), then render each chunk "
                           "with --model")
     if not chunk:  # a chunk's frames are checked by render, which knows their numbers
-        check_video_output(out, force=force, inputs=(drive, paint.edited, paint.sidecar.path, paint.sidecar.video), codec=codec,
+        check_video_output(out, force=force, codec=codec,
+                           inputs=(drive, paint.edited, *(edit.edited for edit in painted_frames), paint.sidecar.path, paint.sidecar.video),
                            crf=crf, alpha=layer_only)
     render_options = RenderOptions(paint=paint_options, layer_only=layer_only, codec=codec, crf=crf, sequence_fps=sequence_fps,
-                                   inference=options, matte=matte, painted_frame=painted_frame, frames=chunk, force=force)
+                                   inference=options, matte=matte, painted_frames=painted_frames, frames=chunk, force=force)
     if matte and not chunk:
         check_matte_output(matte, out, render_options)
     model_path = _model_of(paint, model_path)
     if fit_seconds:
-        require_paint_before(_load(model_path, device)[0], paint, paint_options)  # not after minutes of fitting
+        if painted_frames:  # not after minutes of fitting
+            read_frame_paints(painted_frames, drive, probe(drive, fps=sequence_fps).frame_count, sequence_fps=sequence_fps)
+        else:
+            require_paint_before(_load(model_path, device)[0], paint, paint_options)
         fitted = out.with_suffix(".model.pt")
         check_output(fitted, force=force)
         model_path = _fit(drive, fitted, model_path, fit_seconds, seed=seed, device=device, force=force, driving_only=True)
@@ -437,12 +453,10 @@ def frame(video: Path, index: int, out: Path, sequence_fps: float | None, force:
               help="Checkpoint to use (default: the one the face was extracted with, recorded in FACE.json).")
 @device_option
 @click.option("--frames", "count", default=6, show_default=True, type=click.IntRange(min=1), help="Frames shown, spread over the video.")
-@click.option("--frame", "painted_frame", type=click.IntRange(min=0),
-              help="The paint was made on this frame of --drive, as for render --frame.")
 @sequence_fps_option
 @force_option
-def preview_command(paint, paint_options, drive: Path, out: Path, model_path: Path | None, device: str, count: int,
-                    painted_frame: int | None, sequence_fps: float | None, force: bool) -> None:
+def preview_command(paint, paint_options, painted_frames, drive: Path, out: Path, model_path: Path | None, device: str,
+                    count: int, sequence_fps: float | None, force: bool) -> None:
     """Write a before/after contact sheet of a few frames of a video with the paint on, in seconds.
 
     Only those frames are searched for the face and each is locked to its own landmarks
@@ -450,7 +464,7 @@ def preview_command(paint, paint_options, drive: Path, out: Path, model_path: Pa
     """
     from .preview import PreviewOptions
 
-    _preview(paint, drive, out, model_path, device, PreviewOptions(count=count, paint=paint_options, painted_frame=painted_frame,
+    _preview(paint, drive, out, model_path, device, PreviewOptions(count=count, paint=paint_options, painted_frames=painted_frames,
                                                                    sequence_fps=sequence_fps, force=force))
 
 
@@ -469,6 +483,7 @@ def studio_work():
     preview and render, which the studio, itself a job, may not import."""
     from .extract import extract, save
     from .frame import export_frame
+    from .frame_paint import FrameEdit
     from .paint import PaintOptions
     from .preview import PreviewOptions, preview_frames
     from .render import RenderOptions, render
@@ -481,13 +496,17 @@ def studio_work():
     def frame(video, index, picture, sequence_fps) -> None:
         export_frame(video, index, picture, sequence_fps=sequence_fps)
 
+    def on_frame_of(paint, painted_frame) -> tuple:
+        return () if painted_frame is None else (FrameEdit(paint.edited, painted_frame),)
+
     def preview(model, info, paint, video, painted_frame, paint_options, count, sequence_fps) -> list:
-        options = PreviewOptions(count=count, paint=paint_options, painted_frame=painted_frame, sequence_fps=sequence_fps)
+        options = PreviewOptions(count=count, paint=paint_options, painted_frames=on_frame_of(paint, painted_frame),
+                                 sequence_fps=sequence_fps)
         return [shown.after for shown in preview_frames(model, info, paint, video, options)]
 
     def render_page(model, info, paint, video, out, painted_frame, settings, sequence_fps, on_frame) -> None:
         options = RenderOptions(PaintOptions(lock=settings.lock, occlusion=settings.occlusion), layer_only=settings.layer_only,
-                                codec=settings.codec, sequence_fps=sequence_fps, painted_frame=painted_frame)
+                                codec=settings.codec, sequence_fps=sequence_fps, painted_frames=on_frame_of(paint, painted_frame))
         render(model, info, paint, video, out, options, on_frame=on_frame)
 
     return StudioWork(extract_face, frame, preview, render_page)

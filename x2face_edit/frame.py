@@ -1,5 +1,5 @@
 """One frame of the footage to paint on: ``render --frame N`` carries paint made on it
-through the whole video (``render.RenderOptions.painted_frame``)."""
+through the whole video (``render.RenderOptions.painted_frames``)."""
 
 from __future__ import annotations
 

@@ -317,23 +317,35 @@ def paint_alone(canvas: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, la
     canvas[region_slices] = np.clip(np.round(np.concatenate([colour, alpha], axis=2) * full), 0, full).astype(canvas.dtype)
 
 
+@dataclass(frozen=True)
+class CarriedPaint:
+    """Paint carried from a frame into the embedded face: the premultiplied (4, S, S)
+    ``layer`` and its ``coverage`` (S, S), how many of the frame's pixels show each texel
+    (smoothed; low where the frame sees that part of the face foreshortened, 0 where it
+    does not see it)."""
+
+    layer: torch.Tensor
+    coverage: torch.Tensor
+
+
 def carried_from_frame(paint: torch.Tensor, crop_box: np.ndarray, grid: torch.Tensor, size: int,
-                       oversample: int = 3) -> torch.Tensor:
+                       oversample: int = 3) -> CarriedPaint:
     """Premultiplied (4, H, W) ``paint`` made on a frame, carried into a (4, size, size)
     layer on the embedded face through the frame's crop ``grid`` (h, w, 2): the inverse of
     ``warp_paint``, so that warping the layer by the same grid puts the paint back where it
     was. Points ``oversample`` times finer than the frame's pixels are each taken to their
     place on the embedded face and averaged there per texel; a texel none reached takes the
-    mean of its neighbours that were."""
+    mean of its neighbours that were. How many reach each texel is its coverage."""
     height, width = paint.shape[1:]
+    nothing = CarriedPaint(torch.zeros(4, size, size), torch.zeros(size, size))
     rows, columns = torch.nonzero(paint[3] > 0, as_tuple=True)
     if not len(rows):
-        return torch.zeros(4, size, size)
+        return nothing
     left, top = max(int(columns.min()) - 1, int(np.floor(crop_box[0])), 0), max(int(rows.min()) - 1, int(np.floor(crop_box[1])), 0)
     right = min(int(columns.max()) + 2, int(np.ceil(crop_box[2])), width)
     bottom = min(int(rows.max()) + 2, int(np.ceil(crop_box[3])), height)
     if right <= left or bottom <= top:
-        return torch.zeros(4, size, size)
+        return nothing
     xs = left + (torch.arange((right - left) * oversample, dtype=torch.float32) + 0.5) / oversample
     ys = top + (torch.arange((bottom - top) * oversample, dtype=torch.float32) + 0.5) / oversample
     x0, y0, x1, y1 = crop_box
@@ -351,7 +363,10 @@ def carried_from_frame(paint: torch.Tensor, crop_box: np.ndarray, grid: torch.Te
     near_sums = F.conv2d(sums[:, None], box, padding=1)[:, 0]
     near_counts = F.conv2d(counts[None], box, padding=1)[0]
     filled = torch.where(counts > 0, sums / counts.clamp(min=1), near_sums / near_counts.clamp(min=1))
-    return filled.clamp(0, 1)
+    # Coverage over 7 x 7 texels: counts per texel jump by whole points where texels and
+    # points do not line up, which would speckle a blend weighted by them.
+    coverage = F.avg_pool2d(counts, 7, stride=1, padding=3, count_include_pad=False)[0] / oversample**2
+    return CarriedPaint(filled.clamp(0, 1), coverage)
 
 
 def fade_weights(found: np.ndarray, frames: int = FADE_FRAMES) -> np.ndarray:

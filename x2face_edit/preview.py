@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from .errors import X2FaceError
 from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
-from .frame_paint import prepare_frame_paint, read_frame_paint
+from .frame_paint import FrameEdit, prepare_frame_paint, read_frame_paints
 from .lock import smoothed
 from .model import ModelInfo, X2Face
 from .model.images import to_tensor
@@ -36,13 +36,13 @@ SHOWN = 1.25
 
 @dataclass(frozen=True)
 class PreviewOptions:
-    """``count`` frames shown; ``paint`` as for ``render``; ``painted_frame``, the frame the
-    paint was made on (None: the embedded face; ``render.RenderOptions.painted_frame``);
+    """``count`` frames shown; ``paint`` as for ``render``; ``painted_frames``, where the
+    paint was made on frames of the video (none: on the embedded face; ``render.RenderOptions.painted_frames``);
     ``sequence_fps``, the rate of a driving image sequence; ``force`` overwrites an existing sheet."""
 
     count: int = 6
     paint: PaintOptions = field(default_factory=PaintOptions)
-    painted_frame: int | None = None
+    painted_frames: tuple[FrameEdit, ...] = ()
     sequence_fps: float | None = None
     force: bool = False
 
@@ -130,12 +130,12 @@ def preview_frames(model: X2Face, model_info: ModelInfo, paint: Paint, drive: st
     info = probe(drive, fps=fps)
     predictor = GridPredictor(model)
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
-    if options.painted_frame is None:
+    if not options.painted_frames:
         prepared = prepare_paint(model, paint, options.paint)
     else:
-        frame_paint = read_frame_paint(paint, drive, options.painted_frame, options.paint, info.frame_count, sequence_fps=fps)
+        frame_paints = read_frame_paints(options.painted_frames, drive, info.frame_count, sequence_fps=fps)
         track = track_video(drive, face=number, looks_like=looks_like, fps=fps, info=info)
-        prepared = prepare_frame_paint(model, paint, frame_paint, options.paint, drive, track, predictor)
+        prepared = prepare_frame_paint(model, paint, frame_paints, options.paint, drive, track, predictor)
     indices = spread_frames(info.frame_count, options.count)
     frames = frames_at(drive, indices, fps=fps)
     detectors = [FaceDetector(max_side=640), FaceDetector(max_side=max(info.width, info.height))]

@@ -17,7 +17,7 @@ import torch
 from .driving import DrivingOptions, RenderReport, face_crop, write_driven
 from .errors import X2FaceError
 from .faces import SAME_PERSON
-from .frame_paint import prepare_frame_paint, read_frame_paint
+from .frame_paint import FrameEdit, prepare_frame_paint, read_frame_paints
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
 from .occlusion import STEADY_FRAMES, Occlusion, steadied
@@ -47,9 +47,10 @@ class RenderOptions:
     side (the same output either way); ``matte``, a second output (a video or image
     sequence, frame for frame) of the grey visibility matte the paint was multiplied by
     (white: the face shows or no face; black: something covers it), for a compositor to
-    refine; ``painted_frame``, the frame of the driving video the paint was made on (the
-    ``frame`` command's picture; None: made on the embedded face), carried into the embedded
-    face through that frame's own warp; ``frames`` (first, last), inclusive, renders only
+    refine; ``painted_frames``, where the paint was made on frames of the driving video
+    (the ``frame`` command's pictures; none: on the embedded face): each carried into the
+    embedded face through its frame's own warp, several merged by how well each frame shows
+    each part of the face; ``frames`` (first, last), inclusive, renders only
     those frames, each exactly as a whole render writes it (a chunk on a render farm; an
     image sequence keeps their numbers, a video holds just them, without sound);
     ``force`` overwrites an existing output."""
@@ -62,7 +63,7 @@ class RenderOptions:
     inference: InferenceOptions = field(default_factory=InferenceOptions)
     overlap: bool = True
     matte: Path | None = None
-    painted_frame: int | None = None
+    painted_frames: tuple[FrameEdit, ...] = ()
     frames: tuple[int, int] | None = None
     force: bool = False
 
@@ -83,25 +84,24 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
     info = track.info if track is not None else probe(drive, fps=options.sequence_fps)
     chunk = frame_range(options.frames, info.frame_count)
     numbers = None if chunk is None else range(info.first_number + chunk.start, info.first_number + chunk.stop)
-    encoding, warning = check_video_output(out, force=options.force, inputs=(drive, paint.edited, paint.sidecar.video),
-                                           codec=options.codec, crf=options.crf, alpha=options.layer_only, deep=info.deep,
-                                           numbers=numbers)
+    inputs = (drive, paint.edited, *(edit.edited for edit in options.painted_frames), paint.sidecar.video)
+    encoding, warning = check_video_output(out, force=options.force, inputs=inputs, codec=options.codec, crf=options.crf,
+                                           alpha=options.layer_only, deep=info.deep, numbers=numbers)
     if options.matte is not None:
         check_matte_output(options.matte, out, options, numbers)
     total = info.frame_count
-    if options.painted_frame is None:
+    if not options.painted_frames:
         prepared = prepare_paint(model, paint, options.paint)
-    else:
-        frame_paint = read_frame_paint(paint, drive, options.painted_frame, options.paint, total,  # before tracking:
-                                       sequence_fps=options.sequence_fps)  # bad paint is said at once
+    else:  # before tracking: bad paint is said at once
+        frame_paints = read_frame_paints(options.painted_frames, drive, total, sequence_fps=options.sequence_fps)
     number, looks_like = paint.sidecar.followed_face(options.paint.face)
     if track is None:
         track = track_video(drive, face=number, looks_like=looks_like, fps=options.sequence_fps, info=info,
                             on_frame=lambda i: on_frame and on_frame(i + 1, 2 * total))
     info = track.info
     predictor = GridPredictor(model, options.inference)
-    if options.painted_frame is not None:
-        prepared = prepare_frame_paint(model, paint, frame_paint, options.paint, drive, track, predictor)
+    if options.painted_frames:
+        prepared = prepare_frame_paint(model, paint, frame_paints, options.paint, drive, track, predictor)
     opacity = fade_weights(track.found)
     layer, occlusion = prepared.layer, prepared.occlusion
     bounds = paint_bounds(layer)
