@@ -1,7 +1,7 @@
 """What a render-farm chunk costs beside its share of a whole render (issue 30's target:
 a 50-frame chunk of a 60 s 1080p video at most 1.5x 50 frames' share).
 
-    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50] [--decode-sources]
+    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50] [--decode-sources] [--sequence]
 
 A synthetic video of the moving astronaut (``synthetic.moving_face_motion``, the face a
 quarter of the frame's width) is written, its embedded face extracted and painted with a
@@ -9,7 +9,8 @@ disc, the face analysed once with the embedded face's source frames (``tracking.
 what ``analyse`` writes); then, with the analysis read back as every chunk does (``render
 --analysis``; ``--decode-sources``: without the source frames, each render decoding them
 from the video as before) and the model loaded once, the whole video is rendered, and
-chunks at its start, middle and end, to H.264.
+chunks at its start, middle and end, to H.264 (``--sequence``: the shot is a PNG sequence,
+as farms are given plates, rendered to PNG sequences).
 Printed: seconds, and each chunk's time over its share (whole time x chunk / frames).
 """
 
@@ -30,7 +31,7 @@ from x2face_edit.extract import extract, save
 from x2face_edit.model import load_model_with_info
 from x2face_edit.paint import Paint
 from x2face_edit.render import RenderOptions, render
-from x2face_edit.synthetic import write_moving_face_video
+from x2face_edit.synthetic import iter_moving_face_frames, write_moving_face_video
 from x2face_edit.tracking import DecodedFrames, load_sources, load_track, save_track, track_video
 
 
@@ -40,13 +41,21 @@ def main() -> None:
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--chunk", type=int, default=50)
     parser.add_argument("--decode-sources", action="store_true", help="each render decodes the source frames itself")
+    parser.add_argument("--sequence", action="store_true", help="the shot as a PNG sequence, rendered to PNG sequences")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     frames = round(args.seconds * 25)
     model, info = load_model_with_info()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        video = write_moving_face_video(folder / "shot.mp4", frames, width=width, height=height, face_size=width // 4)
+        if args.sequence:
+            video = folder / "plate" / "shot_%05d.png"
+            video.parent.mkdir()
+            for index, rgb in enumerate(iter_moving_face_frames(frames, width=width, height=height, face_size=width // 4)):
+                Image.fromarray(rgb).save(str(video) % index, compress_level=1)
+        else:
+            video = write_moving_face_video(folder / "shot.mp4", frames, width=width, height=height, face_size=width // 4)
+        suffix = "_%05d.png" if args.sequence else ".mp4"
         track = track_video(video)
         _, layer_path, _, sidecar_path = save(extract(model, info, video, track), folder / "face.png")
         layer = np.zeros((512, 512, 4), np.uint8)
@@ -68,12 +77,12 @@ def main() -> None:
             render(model, info, given, video, folder / out, RenderOptions(frames=chunk), track=shared)
             return time.perf_counter() - start
 
-        whole = timed("whole.mp4", None)
+        whole = timed(f"whole{suffix}", None)
         share = whole * args.chunk / frames
         print(f"{width}x{height}, {frames} frames: whole render {whole:.1f} s ({frames / whole:.1f} frames/s), "
               f"a {args.chunk}-frame share {share:.2f} s")
         for first in (0, frames // 2 - args.chunk // 2, frames - args.chunk):
-            seconds = timed(f"chunk_{first}.mp4", (first, first + args.chunk - 1))
+            seconds = timed(f"chunk_{first}{suffix}", (first, first + args.chunk - 1))
             print(f"chunk {first}-{first + args.chunk - 1}: {seconds:.2f} s, {seconds / share:.2f}x its share", flush=True)
 
 

@@ -112,6 +112,25 @@ def test_frames_from_the_middle_of_a_video_are_the_frames_decoded_from_its_start
     assert all((a.rgb == b.rgb).all() for a, b in zip(entered, every[470:480]))
 
 
+def test_a_chunk_of_an_image_sequence_reads_no_file_before_it(tmp_path):
+    """A farm's plates are image sequences: a chunk at the end of a long one must not read
+    every file before it. The files before frame 8 are cut short after their header (their
+    size still reads), so decoding one fails; frames 8-11 come out as the whole decode's."""
+    from x2face_edit.synthetic import moving_face_frames
+    from x2face_edit.video import iter_frames, iter_frames_from
+
+    for number, rgb in enumerate(moving_face_frames(12), start=1001):
+        Image.fromarray(rgb).save(tmp_path / f"plate_{number:04d}.png")
+    pattern = tmp_path / "plate_%04d.png"
+    every = [(f.index, f.time, f.rgb.copy()) for f in iter_frames(pattern)]
+    for number in range(1001, 1009):
+        path = tmp_path / f"plate_{number:04d}.png"
+        path.write_bytes(path.read_bytes()[:64])
+    entered = list(iter_frames_from(pattern, 8, [time for _, time, _ in every]))
+    assert [(f.index, f.time) for f in entered] == [(index, time) for index, time, _ in every[8:]]
+    assert all((f.rgb == rgb).all() for f, (_, _, rgb) in zip(entered, every[8:]))
+
+
 def test_the_farm_example_renders_the_shot_in_chunks_as_a_whole(shot, tmp_path):
     folder, video = shot
     whole = folder / "whole_for_example"

@@ -177,16 +177,17 @@ def eight_bit(rgb: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def open_video(path: str | Path, *, fps: float | None = None) -> Iterator[av.container.InputContainer]:
+def open_video(path: str | Path, *, fps: float | None = None, skip: int = 0) -> Iterator[av.container.InputContainer]:
     """Open ``path`` for reading, turning every way it can fail into one clear error.
 
     ``path`` may be an image sequence (``shot_%05d.png`` or a folder of numbered frames),
-    played at ``fps`` (default ``DEFAULT_SEQUENCE_FPS``).
+    played at ``fps`` (default ``DEFAULT_SEQUENCE_FPS``), entered ``skip`` frames after its
+    first (its frames' times then start from 0 there).
     """
     path = Path(path)
     if is_sequence(path):
         sequence = find_sequence(path)
-        options = {"framerate": str(fps or DEFAULT_SEQUENCE_FPS), "start_number": str(sequence.start)}
+        options = {"framerate": str(fps or DEFAULT_SEQUENCE_FPS), "start_number": str(sequence.start + skip)}
         try:
             container = av.open(sequence.pattern, mode="r", format="image2", options=options)
         except av.FFmpegError as exc:
@@ -290,10 +291,14 @@ def iter_frames(path: str | Path, *, sample_fps: float | None = None, fps: float
 def iter_frames_from(path: str | Path, first: int, times: Sequence[float], *, fps: float | None = None,
                      deep: bool = False) -> Iterator[Frame]:
     """``iter_frames`` from frame ``first`` on, ``times`` being every frame's time as
-    ``iter_frames`` gives it (a track's): a video file is entered at the keyframe before
-    that frame (``REORDER_SLACK`` early) instead of being decoded from its start, each frame
-    numbered by its time. Where that cannot be done (an image sequence, no times or no
-    index, two frames at one time, a seek past the frame), it is decoded from the start."""
+    ``iter_frames`` gives it (a track's): an image sequence is entered at that frame's
+    file, a video file at the keyframe before that frame (``REORDER_SLACK`` early) instead
+    of being decoded from its start, each frame numbered by its time. Where that cannot be
+    done (no times or no index, two frames at one time, a seek past the frame), it is
+    decoded from the start."""
+    if first > 0 and is_sequence(path):
+        yield from _sequence_frames_from(path, first, fps=fps, deep=deep)
+        return
     numbered = {float(time): index for index, time in enumerate(times)}
     if first > 0 and not is_sequence(path) and len(numbered) == len(times):
         with open_video(path) as container:
@@ -318,6 +323,21 @@ def iter_frames_from(path: str | Path, first: int, times: Sequence[float], *, fp
                 except av.FFmpegError as exc:
                     raise X2FaceError(f"could not decode {path}: {exc}") from None
     yield from (frame for frame in iter_frames(path, fps=fps, deep=deep) if frame.index >= first)
+
+
+def _sequence_frames_from(path: str | Path, first: int, *, fps: float | None, deep: bool) -> Iterator[Frame]:
+    """An image sequence's frames from frame ``first`` on, reading none of the files before
+    it; numbered and timed as ``iter_frames`` numbers and times them from the first file."""
+    with open_video(path, fps=fps, skip=first) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for offset, frame in enumerate(container.decode(stream)):
+                # The time iter_frames gives this frame: its pts counted from the first file.
+                time = float((frame.pts + first) * frame.time_base) if frame.pts is not None else (first + offset) / float(stream.average_rate)
+                yield Frame(first + offset, time, frame, deep=deep)
+        except av.FFmpegError as exc:
+            raise X2FaceError(f"could not decode {path}: {exc}") from None
 
 
 def with_rgb(frames: Iterable[Frame]) -> Iterator[Frame]:
