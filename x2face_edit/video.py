@@ -259,23 +259,26 @@ def upright(frame: av.VideoFrame, *, deep: bool = False) -> np.ndarray:
 
 
 def iter_frames(path: str | Path, *, sample_fps: float | None = None, fps: float | None = None,
-                deep: bool = False) -> Iterator[Frame]:
+                deep: bool = False, skip: int = 0) -> Iterator[Frame]:
     """Decode RGB frames in order, with their presentation times in seconds.
 
     With ``sample_fps`` only the first frame of each 1/sample_fps interval is yielded
     (frames are still numbered by their index in the whole video). ``fps`` is an image
-    sequence's frame rate; ``deep`` decodes 16 bits per sample instead of 8.
+    sequence's frame rate; ``deep`` decodes 16 bits per sample instead of 8. ``skip``
+    enters an image sequence that many files after its first, reading none before (its
+    frames numbered and timed as from the first).
     """
-    with open_video(path, fps=fps) as container:
+    with open_video(path, fps=fps, skip=skip) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         last_slot = -1
         decoded_any = False
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(container.decode(stream), start=skip):
                 decoded_any = True
-                time = float(frame.time) if frame.time is not None else index / fps
+                # The pts counts from the file entered at: skip more from the first.
+                time = float((frame.pts + skip) * frame.time_base) if frame.time is not None else index / fps
                 if sample_fps is not None:
                     slot = math.floor(time * sample_fps + 1e-6)
                     if slot <= last_slot:
@@ -297,10 +300,10 @@ def iter_frames_from(path: str | Path, first: int, times: Sequence[float], *, fp
     done (no times or no index, two frames at one time, a seek past the frame), it is
     decoded from the start."""
     if first > 0 and is_sequence(path):
-        yield from _sequence_frames_from(path, first, fps=fps, deep=deep)
+        yield from iter_frames(path, fps=fps, deep=deep, skip=first)
         return
     numbered = {float(time): index for index, time in enumerate(times)}
-    if first > 0 and not is_sequence(path) and len(numbered) == len(times):
+    if first > 0 and len(numbered) == len(times):
         with open_video(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -323,21 +326,6 @@ def iter_frames_from(path: str | Path, first: int, times: Sequence[float], *, fp
                 except av.FFmpegError as exc:
                     raise X2FaceError(f"could not decode {path}: {exc}") from None
     yield from (frame for frame in iter_frames(path, fps=fps, deep=deep) if frame.index >= first)
-
-
-def _sequence_frames_from(path: str | Path, first: int, *, fps: float | None, deep: bool) -> Iterator[Frame]:
-    """An image sequence's frames from frame ``first`` on, reading none of the files before
-    it; numbered and timed as ``iter_frames`` numbers and times them from the first file."""
-    with open_video(path, fps=fps, skip=first) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for offset, frame in enumerate(container.decode(stream)):
-                # The time iter_frames gives this frame: its pts counted from the first file.
-                time = float((frame.pts + first) * frame.time_base) if frame.pts is not None else (first + offset) / float(stream.average_rate)
-                yield Frame(first + offset, time, frame, deep=deep)
-        except av.FFmpegError as exc:
-            raise X2FaceError(f"could not decode {path}: {exc}") from None
 
 
 def with_rgb(frames: Iterable[Frame]) -> Iterator[Frame]:
