@@ -11,12 +11,19 @@ clean clip's render), the same in the covered frames alone, and the frames where
 went unpainted; and what ``auto`` keeps of the paint on the clean clip.
 
     python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object]
+    python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3]
+
+``--cost``: what the matte costs a render, in one process with the shipped model: the
+fastest of ``--repeat`` renders of a synthetic moving face with ``--occlusion off`` and
+``auto`` (the face's analysis read back from the cache after the first), and the
+throughput lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -27,7 +34,7 @@ from x2face_edit.extract import extract, save
 from x2face_edit.model import load_model_with_info
 from x2face_edit.paint import Paint, PaintOptions
 from x2face_edit.render import RenderOptions, render
-from x2face_edit.synthetic import OCCLUDERS, write_occluded_copy
+from x2face_edit.synthetic import OCCLUDERS, write_moving_face_video, write_occluded_copy
 from x2face_edit.tracking import track_video
 from x2face_edit.video import iter_frames
 
@@ -58,11 +65,44 @@ def shares(got: list[np.ndarray], clean: list[np.ndarray], masks: list[np.ndarra
     }
 
 
+def painted_layer(layer_path: Path) -> Paint:
+    """The benchmark's discs of paint written over the transparent layer at ``layer_path``."""
+    size = Image.open(layer_path).size[0]
+    layer = np.zeros((size, size, 4), np.uint8)
+    for x, y in DISCS:
+        cv2.circle(layer, (int(x * size), int(y * size)), int(DISC_RADIUS * size), (20, 230, 40, 255), -1)
+    Image.fromarray(layer).save(layer_path)
+    return Paint.read(layer_path)
+
+
+def cost(size: str, frames: int, repeat: int) -> None:
+    width, height = (int(v) for v in size.split("x"))
+    model, info = load_model_with_info()
+    with tempfile.TemporaryDirectory() as scratch:
+        video = write_moving_face_video(Path(scratch) / "face.mp4", frames, width=width, height=height, face_size=height // 2)
+        _, layer_path, _, _ = save(extract(model, info, video, track_video(video)), Path(scratch) / "face.png", force=True)
+        paint = painted_layer(layer_path)
+        seconds = {}
+        for occlusion in ("off", "auto") * repeat:
+            start = time.perf_counter()
+            render(model, info, paint, video, Path(scratch) / "out.mp4", RenderOptions(PaintOptions(occlusion=occlusion), force=True))
+            seconds[occlusion] = min(seconds.get(occlusion, np.inf), time.perf_counter() - start)
+    off, auto = (frames / seconds[mode] for mode in ("off", "auto"))
+    print(f"{size}, {frames} frames: --occlusion off {off:.1f} frames/s, auto {auto:.1f} frames/s, {1 - auto / off:.1%} of throughput")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", nargs="*", type=Path, default=sorted(EVAL.glob("*.mp4")) + sorted(EVAL.glob("*.mov")))
     parser.add_argument("--kinds", nargs="*", choices=OCCLUDERS, default=list(OCCLUDERS))
+    parser.add_argument("--cost", action="store_true", help="time renders with the matte off and on instead")
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if args.cost:
+        cost(args.size, args.frames, args.repeat)
+        return
     model, info = load_model_with_info()
     print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'unpainted':>10}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -71,12 +111,7 @@ def main() -> None:
             work.mkdir()
             clean_track = track_video(clip)
             _, layer_path, _, _ = save(extract(model, info, clip, clean_track), work / "face.png", force=True)
-            size = Image.open(layer_path).size[0]
-            layer = np.zeros((size, size, 4), np.uint8)
-            for x, y in DISCS:
-                cv2.circle(layer, (int(x * size), int(y * size)), int(DISC_RADIUS * size), (20, 230, 40, 255), -1)
-            Image.fromarray(layer).save(layer_path)
-            paint = Paint.read(layer_path)
+            paint = painted_layer(layer_path)
             clean = painted_masks(model, info, paint, clip, work / "clean.mkv", "off")
             kept = painted_masks(model, info, paint, clip, work / "clean_auto.mkv", "auto")
             share = sum((a & c).sum() for a, c in zip(kept, clean)) / max(1, sum(c.sum() for c in clean))

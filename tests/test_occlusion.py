@@ -166,10 +166,11 @@ def test_the_matte_is_steadied_over_time_within_a_shot():
 def test_a_hand_of_the_faces_own_tone_hides_the_paint_on_a_real_face(tmp_path, eval_clips):
     """A held-out face with a skin-toned hand over mouth and chin for the middle 40 % of the
     clip (``synthetic.write_occluded_copy``), discs of paint on its cheeks, forehead and chin:
-    little of the paint that belongs where the hand is lands on it, the rest is kept. Before
-    the matte learnt its tolerance per place on the face from the source frames: 44.9 % on
-    it here (61 % in the median over the 19 held-out clips, benchmarks/README.md)."""
-    clip = eval_clips / "dreamtalk_M030_front_neutral_level1_001.mp4"
+    little of the paint that belongs where the hand is lands on it, the rest is kept. The
+    hand's flat palm over the smooth cheek and chin agrees with the face's prediction; before
+    what is found covered was grown over its flat inside, 48.3 % of it landed on the hand here
+    (14 % in the median over the 19 held-out clips, benchmarks/README.md)."""
+    clip = eval_clips / "vexpress_RD_Radio10_0_clip_0.mp4"
     track = track_video(clip)
     model, info = load_model_with_info()
     _, layer_path, _, _ = save(extract(model, info, clip, track), tmp_path / "face.png")
@@ -186,5 +187,5 @@ def test_a_hand_of_the_faces_own_tone_hides_the_paint_on_a_real_face(tmp_path, e
     assert would > 1000  # the hand does cover paint
     on_hand = sum((g & m).sum() for g, m in zip(got, masks)) / would
     kept = sum((g & c & ~m).sum() for g, c, m in zip(got, clean, masks)) / sum((c & ~m).sum() for c, m in zip(clean, masks))
-    assert on_hand < 0.1, on_hand  # measured 0.024 (1.105 with --occlusion off)
-    assert kept > 0.9, kept  # measured 0.933
+    assert on_hand < 0.1, on_hand  # measured 0.052 (0.963 with --occlusion off)
+    assert kept > 0.9, kept  # measured 0.935

@@ -12,8 +12,11 @@ own changes explain is learnt per place on the face from the source frames thems
 mouth move, a cheek or the chin barely does), so a hand of the face's own tone stands out
 over a chin although it would not over an eye. Places the sources did not show are judged
 against the frame's own spread of disagreement over the face (median + ``SPREAD`` x its
-median absolute deviation, within ``FLOOR`` and ``CEILING``). The matte is computed on the
-grid's cells (the model's resolution across the crop) and interpolated at the frame's
+median absolute deviation, within ``FLOOR`` and ``CEILING``). An occluder's flat inside
+(a palm over a smooth cheek of the same tone) agrees with the prediction; its edges,
+crossing the features, do not: each region found covered is grown, in the frame itself,
+through the flat cells of its own colour (``_grown_over_flat``). The matte is computed on
+the grid's cells (the model's resolution across the crop) and interpolated at the frame's
 pixels with the paint.
 """
 
@@ -23,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,6 +55,11 @@ STRUCTURE, STRUCTURE_CELLS, TEXTURE = 0.3, 2.0, 0.04
 # A cell is covered from TOLERANCE_SCALE x that + TOLERANCE_MARGIN (at most CEILING), raised
 # by the EXCESS_QUANTILE of the frame's disagreement over that expected on its face.
 TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.03, 0.25
+# Growing what is covered over its own flat inside (``_grown_over_flat``): from regions of at
+# least GROW_CELLS cells at most GROW_SEED visible, through the frame's cells within GROW_TONE
+# (each RGB channel, in [0, 1]) of the region's median colour whose local standard deviation
+# (over FLAT_CELLS, a Gaussian's sigma) is below FLAT.
+GROW_SEED, GROW_CELLS, GROW_TONE, FLAT, FLAT_CELLS = 0.3, 10, 0.02, 0.015, 1.5
 # Each frame's matte is the median of its own and its neighbours', this many on each side.
 STEADY_FRAMES = 1
 # The cells whose statistics describe the face: the central part of the crop (the crop is
@@ -133,7 +142,8 @@ class Occlusion:
             # the prediction failed (a model that has not learnt this face), not the face
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
-        return 1 - ((disagreement - start) / RAMP).clamp(0, 1)
+        visibility = 1 - ((disagreement - start) / RAMP).clamp(0, 1)
+        return torch.minimum(visibility, 1 - _grown_over_flat(crop, (visibility < GROW_SEED) & on_face))
 
 
 def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility_of: VisibilityOf,
@@ -197,6 +207,38 @@ def _blurred(values: torch.Tensor, sigma: float) -> torch.Tensor:
     padded = F.pad(maps[None], (radius, radius, radius, radius), mode="replicate")
     rows = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
     return F.conv2d(rows, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)[0].reshape(values.shape)
+
+
+def _grown_over_flat(crop: np.ndarray, covered: torch.Tensor) -> torch.Tensor:
+    """(h, w) float 0/1: each region of the ``covered`` cells (h, w bool) of the frame's face
+    ``crop`` (h, w, 3 uint8) large enough to be an occluder's, with the cells connected to it
+    through the frame's flat cells of the region's own colour: what lies within the edges
+    that were found (a palm's inside, where it hides a cheek as flat)."""
+    _, regions, stats, _ = cv2.connectedComponentsWithStats(covered.numpy().astype(np.uint8), connectivity=8)
+    grown = np.zeros(covered.shape, bool)
+    large = [region for region in range(1, len(stats)) if stats[region, cv2.CC_STAT_AREA] >= GROW_CELLS]
+    if not large:
+        return torch.from_numpy(grown.astype(np.float32))
+    seen = crop.astype(np.float32) / 255
+    brightness = seen.mean(axis=2)
+    mean, square = (_blurred_image(values, FLAT_CELLS) for values in (brightness, brightness * brightness))
+    flat = square - mean * mean < FLAT * FLAT
+    colour = np.ascontiguousarray(_blurred_image(seen, 1.0).transpose(2, 0, 1))
+    for region in large:
+        inside = regions == region
+        tone = np.median(colour[:, inside], axis=1)
+        similar = flat & (np.abs(colour - tone[:, None, None]).max(axis=0) < GROW_TONE)
+        count, pieces = cv2.connectedComponents((similar | inside).astype(np.uint8), connectivity=4)
+        reached = np.zeros(count, bool)
+        reached[pieces[inside]] = True
+        grown |= reached[pieces]
+    return torch.from_numpy(grown.astype(np.float32))
+
+
+def _blurred_image(values: np.ndarray, sigma: float) -> np.ndarray:
+    """``_blurred`` for a float32 (h, w) or (h, w, C) array (OpenCV's, faster on one frame's cells)."""
+    taps = 2 * max(1, round(3 * sigma)) + 1
+    return cv2.GaussianBlur(values, (taps, taps), sigma, borderType=cv2.BORDER_REPLICATE)
 
 
 def _structure_mismatch(seen: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
