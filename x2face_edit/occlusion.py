@@ -106,44 +106,51 @@ class Occlusion:
     def disagreement(self, crop: np.ndarray, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, w) disagreement of the frame's face ``crop`` (h, w, 3 uint8) with the prediction
         on the cells of its (h, w, 2) driving ``grid``, and the (h, w) bool cells on the face."""
-        predicted = sample(self.face.unsqueeze(0), grid.unsqueeze(0).float())[0]
-        seen = to_tensor([crop])[0]
-        on_face = self.central & (grid.abs() <= 1).all(dim=-1)
+        disagreement, on_face = self._disagreement(crop, grid)
+        return torch.from_numpy(disagreement), torch.from_numpy(on_face)
+
+    def _disagreement(self, crop: np.ndarray, grid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        # NumPy and OpenCV on one frame's cells: PyTorch's small operators, run beside the
+        # network's thread, would each start a team of threads competing with it for the cores.
+        on_face = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy()
         if on_face.sum() < 16:
-            return torch.zeros(grid.shape[:2]), on_face
-        ratio = seen[:, on_face] / predicted[:, on_face].clamp(min=0.02)
-        gain = ratio.median(dim=1).values.clamp(0.25, 4.0)
-        disagreement = _blurred((seen - gain[:, None, None] * predicted).abs().mean(dim=0), BLUR_CELLS)
-        return disagreement + STRUCTURE * _structure_mismatch(seen.mean(dim=0), predicted.mean(dim=0)), on_face
+            return np.zeros(on_face.shape, np.float32), on_face
+        predicted = sample(self.face.unsqueeze(0), grid.unsqueeze(0).float())[0].permute(1, 2, 0).numpy()
+        seen = crop.astype(np.float32) / 255
+        ratio = seen[on_face] / np.maximum(predicted[on_face], 0.02)
+        gain = np.clip(_median(ratio), 0.25, 4.0)
+        disagreement = _blurred_image(_channel_mean(np.abs(seen - gain * predicted)), BLUR_CELLS)
+        return disagreement + STRUCTURE * _structure_mismatch(_channel_mean(seen), _channel_mean(predicted)), on_face
 
     def visibility(self, crop: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
         """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
         face crop at that resolution is ``crop`` (h, w, 3 uint8)."""
-        disagreement, on_face = self.disagreement(crop, grid)
+        disagreement, on_face = self._disagreement(crop, grid)
         if on_face.sum() < 16:
             return torch.ones(grid.shape[:2])
         typical = disagreement[on_face]
-        median = typical.median()
-        spread = (typical - median).abs().median()
-        start = torch.clamp(median + SPREAD * spread, min=FLOOR, max=CEILING).expand_as(disagreement)
+        median = _median(typical)
+        spread = _median(np.abs(typical - median))
+        start = np.full(disagreement.shape, np.clip(median + SPREAD * spread, FLOOR, CEILING), np.float32)
         failed = median > CEILING
         if self.tolerance is not None:
-            expected = self.tolerance.reshape(-1)[_tolerance_bins(grid)]
-            known = on_face & ~expected.isnan()
+            expected = self.tolerance.numpy().reshape(-1)[_tolerance_bins(grid).numpy()]
+            known = on_face & ~np.isnan(expected)
             if known.any():
                 # A frame the warp follows worse than the sources disagrees more everywhere: the
                 # excess of most of its face (an occluder covers less) raises the threshold.
-                excess = (disagreement[known] - expected[known]).quantile(EXCESS_QUANTILE).clamp(min=0)
-                local = (TOLERANCE_SCALE * expected + TOLERANCE_MARGIN + excess).clamp(max=CEILING)
-                start = torch.where(expected.isnan(), start, local)
-                failed = excess > CEILING or expected[known].median() > CEILING
+                excess = max(0.0, float(np.quantile(disagreement[known] - expected[known], EXCESS_QUANTILE)))
+                local = np.minimum(TOLERANCE_SCALE * expected + TOLERANCE_MARGIN + excess, CEILING)
+                start = np.where(np.isnan(expected), start, local)
+                failed = excess > CEILING or _median(expected[known]) > CEILING
         if failed:
             # Most of the face disagrees (more than the sources did, or the sources themselves):
             # the prediction failed (a model that has not learnt this face), not the face
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
-        visibility = 1 - ((disagreement - start) / RAMP).clamp(0, 1)
-        return torch.minimum(visibility, 1 - _grown_over_flat(crop, (visibility < GROW_SEED) & on_face))
+        visibility = 1 - np.clip((disagreement - start) / RAMP, 0, 1)
+        grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
+        return torch.from_numpy(np.minimum(visibility, 1 - grown).astype(np.float32))
 
 
 def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility_of: VisibilityOf,
@@ -165,7 +172,7 @@ def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility
             found = [value for value in (once() for once in near) if value is not None]
             if visibility is None or len(found) < 2 * STEADY_FRAMES + 1:
                 return visibility
-            return torch.stack(found).median(dim=0).values
+            return torch.from_numpy(np.median(np.stack([value.numpy() for value in found]), axis=0))
 
         return index, frame, grid, steady
 
@@ -197,30 +204,18 @@ def _tolerance_bins(grid: torch.Tensor) -> torch.Tensor:
     return bins[..., 1] * TOLERANCE_BINS + bins[..., 0]
 
 
-def _blurred(values: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``values`` (h, w), or (C, h, w) maps blurred each alone, by a Gaussian of ``sigma`` cells."""
-    radius = max(1, round(3 * sigma))
-    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
-    taps = taps / taps.sum()
-    maps = values.reshape(-1, *values.shape[-2:])
-    channels = len(maps)
-    padded = F.pad(maps[None], (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(rows, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)[0].reshape(values.shape)
-
-
-def _grown_over_flat(crop: np.ndarray, covered: torch.Tensor) -> torch.Tensor:
-    """(h, w) float 0/1: each region of the ``covered`` cells (h, w bool) of the frame's face
+def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """(h, w) bool: each region of the ``covered`` cells (h, w bool) of the frame's face
     ``crop`` (h, w, 3 uint8) large enough to be an occluder's, with the cells connected to it
     through the frame's flat cells of the region's own colour: what lies within the edges
     that were found (a palm's inside, where it hides a cheek as flat)."""
-    _, regions, stats, _ = cv2.connectedComponentsWithStats(covered.numpy().astype(np.uint8), connectivity=8)
+    _, regions, stats, _ = cv2.connectedComponentsWithStats(covered.astype(np.uint8), connectivity=8)
     grown = np.zeros(covered.shape, bool)
     large = [region for region in range(1, len(stats)) if stats[region, cv2.CC_STAT_AREA] >= GROW_CELLS]
     if not large:
-        return torch.from_numpy(grown.astype(np.float32))
+        return grown
     seen = crop.astype(np.float32) / 255
-    brightness = seen.mean(axis=2)
+    brightness = _channel_mean(seen)
     mean, square = (_blurred_image(values, FLAT_CELLS) for values in (brightness, brightness * brightness))
     flat = square - mean * mean < FLAT * FLAT
     colour = np.ascontiguousarray(_blurred_image(seen, 1.0).transpose(2, 0, 1))
@@ -232,23 +227,36 @@ def _grown_over_flat(crop: np.ndarray, covered: torch.Tensor) -> torch.Tensor:
         reached = np.zeros(count, bool)
         reached[pieces[inside]] = True
         grown |= reached[pieces]
-    return torch.from_numpy(grown.astype(np.float32))
+    return grown
 
 
 def _blurred_image(values: np.ndarray, sigma: float) -> np.ndarray:
-    """``_blurred`` for a float32 (h, w) or (h, w, C) array (OpenCV's, faster on one frame's cells)."""
+    """A float32 (h, w) or (h, w, C) array blurred (each channel alone) by a Gaussian of
+    ``sigma`` cells, three sigmas each side, the edges repeated."""
     taps = 2 * max(1, round(3 * sigma)) + 1
     return cv2.GaussianBlur(values, (taps, taps), sigma, borderType=cv2.BORDER_REPLICATE)
 
 
-def _structure_mismatch(seen: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+def _channel_mean(image: np.ndarray) -> np.ndarray:
+    """The (h, w) mean of an (h, w, 3) float32 image's channels (a product: NumPy's mean over
+    the last axis is several times slower)."""
+    return image @ np.full(3, 1 / 3, np.float32)
+
+
+def _median(values: np.ndarray) -> np.ndarray:
+    """The median along the first axis; the lower middle value of an even count (as PyTorch's)."""
+    middle = (len(values) - 1) // 2
+    return np.partition(values, middle, axis=0)[middle]
+
+
+def _structure_mismatch(seen: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """(h, w) in [0, 1]: how little the frame's local texture follows the prediction's, where
     the prediction has texture (1 - local correlation, times the prediction's texture)."""
-    local = _blurred(torch.stack([seen, predicted, seen * seen, predicted * predicted, seen * predicted]), STRUCTURE_CELLS)
-    mean_seen, mean_predicted = local[0], local[1]
-    variance_seen = (local[2] - mean_seen ** 2).clamp(min=0)
-    variance_predicted = (local[3] - mean_predicted ** 2).clamp(min=0)
-    covariance = local[4] - mean_seen * mean_predicted
-    correlation = covariance / (variance_seen * variance_predicted).sqrt().clamp(min=1e-6)
-    textured = (variance_predicted.sqrt() / TEXTURE).clamp(0, 1)
-    return ((1 - correlation.clamp(-1, 1)) / 2 * textured).clamp(0, 1)
+    local = _blurred_image(np.dstack([seen, predicted, seen * seen, predicted * predicted, seen * predicted]), STRUCTURE_CELLS)
+    mean_seen, mean_predicted = local[..., 0], local[..., 1]
+    variance_seen = np.maximum(local[..., 2] - mean_seen ** 2, 0)
+    variance_predicted = np.maximum(local[..., 3] - mean_predicted ** 2, 0)
+    covariance = local[..., 4] - mean_seen * mean_predicted
+    correlation = covariance / np.maximum(np.sqrt(variance_seen * variance_predicted), 1e-6)
+    textured = np.clip(np.sqrt(variance_predicted) / TEXTURE, 0, 1)
+    return np.clip((1 - np.clip(correlation, -1, 1)) / 2 * textured, 0, 1)
