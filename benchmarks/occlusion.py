@@ -10,8 +10,12 @@ the clean clip's render paints there), the paint kept where the face shows (agai
 clean clip's render), the same in the covered frames alone, and the frames where the face
 went unpainted; and what ``auto`` keeps of the paint on the clean clip.
 
-    python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object]
+    python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object] [--paint discs|features]
     python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3]
+
+``--paint features`` paints the face's moving parts instead of the discs: lipstick over the
+lips and shadow over the eyes and their lids (placed by the embedded face's landmarks, the
+outlines widened), to judge what talking and blinking do to paint there.
 
 ``--cost``: what the matte costs a render, in one process with the shipped model: the
 fastest of ``--repeat`` renders of a synthetic moving face with ``--occlusion off`` and
@@ -42,6 +46,9 @@ EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips-eval"
 # Where paint goes on the embedded face: cheeks, forehead, chin (fractions of its side).
 DISCS = ((0.33, 0.62), (0.67, 0.62), (0.5, 0.2), (0.5, 0.88))
 DISC_RADIUS = 0.07
+# Paint on the moving parts (``--paint features``): the outlines of the lips and of each eye
+# (dlib's 68-point numbering) widened about their centres (across, down): the eye's to its lid.
+FEATURES = ((slice(48, 60), (1.1, 1.2)), (slice(36, 42), (1.3, 2.2)), (slice(42, 48), (1.3, 2.2)))
 # A pixel counts as painted where the render differs from its input by more than this (0-255).
 PAINTED = 24
 
@@ -65,12 +72,18 @@ def shares(got: list[np.ndarray], clean: list[np.ndarray], masks: list[np.ndarra
     }
 
 
-def painted_layer(layer_path: Path) -> Paint:
-    """The benchmark's discs of paint written over the transparent layer at ``layer_path``."""
+def painted_layer(layer_path: Path, features: np.ndarray | None = None) -> Paint:
+    """The benchmark's discs of paint, or with ``features`` (the embedded face's 68 landmarks,
+    its pixels) paint on its lips and eyes, written over the transparent layer at ``layer_path``."""
     size = Image.open(layer_path).size[0]
     layer = np.zeros((size, size, 4), np.uint8)
-    for x, y in DISCS:
-        cv2.circle(layer, (int(x * size), int(y * size)), int(DISC_RADIUS * size), (20, 230, 40, 255), -1)
+    if features is None:
+        for x, y in DISCS:
+            cv2.circle(layer, (int(x * size), int(y * size)), int(DISC_RADIUS * size), (20, 230, 40, 255), -1)
+    for part, scale in () if features is None else FEATURES:
+        outline = features[part]
+        centre = outline.mean(axis=0)
+        cv2.fillPoly(layer, [np.round(centre + (outline - centre) * np.array(scale)).astype(np.int32)], (20, 230, 40, 255))
     Image.fromarray(layer).save(layer_path)
     return Paint.read(layer_path)
 
@@ -95,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", nargs="*", type=Path, default=sorted(EVAL.glob("*.mp4")) + sorted(EVAL.glob("*.mov")))
     parser.add_argument("--kinds", nargs="*", choices=OCCLUDERS, default=list(OCCLUDERS))
+    parser.add_argument("--paint", choices=("discs", "features"), default="discs", help="discs on cheeks, forehead and chin, or paint on the lips and eyes")
     parser.add_argument("--cost", action="store_true", help="time renders with the matte off and on instead")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--frames", type=int, default=150)
@@ -110,8 +124,9 @@ def main() -> None:
             work = Path(scratch) / clip.stem
             work.mkdir()
             clean_track = track_video(clip)
-            _, layer_path, _, _ = save(extract(model, info, clip, clean_track), work / "face.png", force=True)
-            paint = painted_layer(layer_path)
+            face = extract(model, info, clip, clean_track)
+            _, layer_path, _, _ = save(face, work / "face.png", force=True)
+            paint = painted_layer(layer_path, np.array(face.sidecar.landmarks) if args.paint == "features" else None)
             clean = painted_masks(model, info, paint, clip, work / "clean.mkv", "off")
             kept = painted_masks(model, info, paint, clip, work / "clean_auto.mkv", "auto")
             share = sum((a & c).sum() for a, c in zip(kept, clean)) / max(1, sum(c.sum() for c in clean))

@@ -144,6 +144,77 @@ def test_the_source_frames_teach_where_the_face_changes_by_itself():
     assert mouth_kept > 0.9, mouth_kept
 
 
+def test_where_the_sources_disagree_a_frame_like_one_of_them_keeps_its_paint():
+    """Two sources whose left cheeks do not line up (a head turned two ways) average into a
+    ghost of both that no frame shows: judged against the average alone a third of the
+    cheek of a frame like either source is hidden; judged against whichever prediction the
+    frame agrees with best, none of it, and a printed cup over it is hidden all the same."""
+    from x2face_edit.occlusion import Occlusion
+
+    face, grid, moving_mouth = _still_and_moving_face()
+
+    def turned(picture: np.ndarray) -> np.ndarray:
+        moved = picture.copy()
+        moved[20:110, 14:64] = picture[20:110, 6:56]
+        return moved
+
+    average = ((face.astype(np.float32) + turned(face)) / 2).round().astype(np.uint8)
+    views = [(face, grid), (turned(face), grid)]
+    judged = {"the average": Occlusion.of(average, 128).learnt(views),
+              "the sources": Occlusion.of(average, 128, sources=[face, turned(face)]).learnt(views)}
+    cheek = (slice(20, 110), slice(14, 64))
+    kept = {name: [(occlusion.visibility(frame, grid)[cheek] >= 0.5).float().mean().item()
+                   for frame in (moving_mouth(0.05), turned(moving_mouth(0.05)))] for name, occlusion in judged.items()}
+    assert min(kept["the sources"]) > 0.97 and max(kept["the average"]) < 0.8, kept
+    covered = moving_mouth(0.05)
+    rows, columns = np.indices((44, 60))
+    checks = ((rows // 3 + columns // 3) % 2 == 0)[..., None]
+    covered[50:94, 20:80] = np.where(checks, [30, 120, 200], [200, 60, 30]).astype(np.uint8)  # a printed cup
+    assert (judged["the sources"].visibility(covered, grid)[54:90, 24:76] < 0.5).float().mean().item() > 0.95
+
+
+def _outline(left: float, top: float, right: float, bottom: float, points: int) -> np.ndarray:
+    """``points`` on the ellipse inside the pixel box (left, top, right, bottom) of a 128-pixel
+    face, in grid coordinates: a landmark outline."""
+    angles = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    x = (left + right) / 2 + (right - left) / 2 * np.cos(angles)
+    y = (top + bottom) / 2 + (bottom - top) / 2 * np.sin(angles)
+    return (np.stack([x, y], axis=1) + 0.5) / 128 * 2 - 1
+
+
+def test_an_open_mouth_and_a_blink_keep_their_paint_and_what_covers_them_does_not():
+    """Lips parting on white teeth, or a lid closing over an eye, disagree with the embedded
+    face far beyond any tolerance: with the landmarks placing them, they take the visibility
+    of the face around them, so lipstick and eye shadow stay; an object over the mouth and
+    its surroundings still hides it, and so does a dark strand of hair across an eye."""
+    from x2face_edit.occlusion import Occlusion
+
+    face, grid, _ = _still_and_moving_face()
+    landmarks = np.zeros((68, 2), np.float32)
+    landmarks[36:42], landmarks[42:48] = _outline(40, 52, 56, 58, 6), _outline(72, 52, 88, 58, 6)
+    landmarks[48:60] = _outline(52, 89, 76, 103, 12)
+    mouth = (slice(91, 101), slice(55, 73))  # within the lips' outline
+    talking = face.copy()
+    talking[93:99, 57:71] = 245  # teeth between the lips
+    knowing = Occlusion.of(face, 128, torch.from_numpy(landmarks))
+    kept = {name: (occlusion.visibility(talking, grid)[mouth] >= 0.5).float().mean().item()
+            for name, occlusion in (("plain", Occlusion.of(face, 128)), ("knowing the lips", knowing))}
+    assert kept["knowing the lips"] > 0.9 and kept["plain"] < 0.5, kept
+    covered = face.copy()
+    rows, columns = np.indices((44, 60))
+    checks = ((rows // 3 + columns // 3) % 2 == 0)[..., None]
+    covered[76:120, 34:94] = np.where(checks, [30, 120, 200], [200, 60, 30]).astype(np.uint8)  # a printed cup
+    hidden = (knowing.visibility(covered, grid)[mouth] < 0.5).float().mean().item()
+    assert hidden > 0.9, hidden
+    eye = (slice(51, 60), slice(39, 57))
+    blinking = face.copy()
+    blinking[eye] = face[46:49, 39:57].mean(axis=(0, 1)).astype(np.uint8)  # the lid, of the skin above
+    assert (knowing.visibility(blinking, grid)[eye] >= 0.5).float().mean().item() > 0.9
+    strand = face.copy()
+    strand[53:57, 20:100] = 25
+    assert (knowing.visibility(strand, grid)[53:57, 40:56] < 0.5).float().mean().item() > 0.8
+
+
 def test_the_matte_is_steadied_over_time_within_a_shot():
     """Each frame's matte is the median of its own and its neighbours' in its shot: a hole
     in one frame alone goes, one that lasts stays, and nothing is taken across a cut."""

@@ -73,6 +73,9 @@ class Embedding:
     landmarks: torch.Tensor  # (68, 2): where dlib's landmarks lie on it, grid coordinates
     coverage: np.ndarray | None = None  # (S, S) uint8: the part of it the frames' driving grids sample
     frame_landmarks: tuple[np.ndarray, ...] = ()  # each source frame's (68, 2) landmarks, its crop's grid coordinates
+    # Each source frame's own (S, S, 3) uint8 picture on the embedded face, before they are
+    # averaged into ``image`` (where the sources disagree, the average shows both).
+    source_images: tuple[np.ndarray, ...] = ()
 
 
 def _model_crops(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray]) -> torch.Tensor:
@@ -80,13 +83,14 @@ def _model_crops(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray
     return to_tensor([crop(f, b, model.config.resolution) for f, b in zip(frames, boxes)]).to(device)
 
 
-def _texture(frames: list[np.ndarray], boxes: list[np.ndarray], grids: torch.Tensor, confidence: torch.Tensor,
-             size: int) -> np.ndarray:
-    """The confidence-weighted average of the frames' ``size`` crops sampled by their embedding grids."""
+def _textures(frames: list[np.ndarray], boxes: list[np.ndarray], grids: torch.Tensor, confidence: torch.Tensor,
+              size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The confidence-weighted average of the frames' ``size`` crops sampled by their
+    embedding grids, and each frame's sampled crop alone."""
     large = to_tensor([crop(f, b, size) for f, b in zip(frames, boxes)]).to(grids.device)
     embedded = sample(large, resize_grid(grids, size, size))
     confidence = torch.nn.functional.interpolate(confidence, size=(size, size), mode="bilinear", align_corners=False)
-    return to_image(weighted_average(embedded.unsqueeze(0), confidence.unsqueeze(0))[0])
+    return to_image(weighted_average(embedded.unsqueeze(0), confidence.unsqueeze(0))[0]), [to_image(e) for e in embedded]
 
 
 def _located(grids: torch.Tensor, points: list[np.ndarray]) -> torch.Tensor:
@@ -109,7 +113,8 @@ def embed(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], size
     grids, confidence = model.embedding_grid(crops)
     covered = coverage_mask(model.decode(model.driving_vector(crops)).reshape(-1, 2).cpu().numpy(), size) if coverage else None
     points = _landmarks(frames, boxes)
-    return Embedding(_texture(frames, boxes, grids, confidence, size), _located(grids, points), covered, tuple(points))
+    image, source_images = _textures(frames, boxes, grids, confidence, size)
+    return Embedding(image, _located(grids, points), covered, tuple(points), tuple(source_images))
 
 
 @torch.inference_mode()
@@ -120,7 +125,7 @@ def embed_frames(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray
     confidence are upsampled and sample a ``size`` crop, so the texture keeps the video's
     detail rather than the model's resolution.
     """
-    return _texture(frames, boxes, *model.embedding_grid(_model_crops(model, frames, boxes)), size)
+    return _textures(frames, boxes, *model.embedding_grid(_model_crops(model, frames, boxes)), size)[0]
 
 
 @torch.inference_mode()

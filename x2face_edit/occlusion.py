@@ -3,7 +3,10 @@ is seen and 0 where something covers it (a hand, a phone, a cup, hair).
 
 The clean embedded face (its sources are the frames where the face shows most clearly),
 carried into a frame by the same locked driving grid the paint uses, predicts how the
-face looks there. Where the frame disagrees with that prediction by more than lighting
+face looks there; so does each source frame's own picture on the embedded face, carried
+the same way. Where the sources disagree (a head turned one way and the other), their
+average shows a ghost of each that no frame shows, so each place of a frame is judged
+against whichever prediction it agrees with best: an occluder agrees with none. Where the frame disagrees with that prediction by more than lighting
 and the face's own changes explain, something is in front of the face. Lighting is taken
 out by one gain per colour channel (the median ratio of frame to prediction over the
 face: an occluder covering less than half of it does not move the median). What the face's
@@ -60,6 +63,14 @@ TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.
 # (each RGB channel, in [0, 1]) of the region's median colour whose local standard deviation
 # (over FLAT_CELLS, a Gaussian's sigma) is below FLAT.
 GROW_SEED, GROW_CELLS, GROW_TONE, FLAT, FLAT_CELLS = 0.3, 10, 0.02, 0.015, 1.5
+# The face's own moving parts (``_moving_parts``): the outlines of the eyes and lips scaled
+# about their centres, (across, down) by EYE_SCALE (the lids sweep the eye's own height) and
+# LIP_SCALE. What the frame shows there changes by itself
+# (blinks, teeth, the tongue) more than any tolerance allows, so those cells take the
+# visibility of the face around them (a Gaussian's sigma of SURROUND_CELLS): a hand over the
+# mouth covers its surroundings too. An eye keeps its own evidence where the frame is darker
+# than the prediction: a closing lid is lighter than the eye it covers, a strand of hair darker.
+EYE_SCALE, LIP_SCALE, SURROUND_CELLS = (1.6, 2.6), (1.3, 1.4), 4.0
 # Each frame's matte is the median of its own and its neighbours', this many on each side.
 STEADY_FRAMES = 1
 # The cells whose statistics describe the face: the central part of the crop (the crop is
@@ -74,24 +85,35 @@ class Occlusion:
     # (TOLERANCE_BINS, TOLERANCE_BINS) on the embedded face: the disagreement expected where
     # nothing covers it (NaN where unknown); None: judged by each frame's spread alone.
     tolerance: torch.Tensor | None = None
+    # (1, 2, R, R) float on the embedded face: 1 on its lips, 1 on its eyes (``_moving_parts``); None: unknown.
+    moving: torch.Tensor | None = None
+    # (K, 3, R, R): each source frame's own picture on the embedded face, in the order of the
+    # views ``learnt`` is given; None: the average alone predicts the face.
+    sources: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, embedded: np.ndarray, resolution: int) -> Occlusion:
-        """From the clean embedded face (S, S, 3 uint8), shrunk to the grid's resolution
-        (sampling it at a coarse grid's cells would alias its fine detail)."""
-        face = to_tensor([embedded])
+    def of(cls, embedded: np.ndarray, resolution: int, landmarks: torch.Tensor | None = None,
+           sources: Sequence[np.ndarray] = ()) -> Occlusion:
+        """From the clean embedded face (S, S, 3 uint8) and its ``sources``' own pictures
+        (``Embedding.source_images``), shrunk to the grid's resolution (sampling them at a
+        coarse grid's cells would alias their fine detail), and where dlib's 68 ``landmarks``
+        lie on it (grid coordinates), which place its moving parts."""
+        faces = F.interpolate(to_tensor([embedded, *sources]), size=(resolution, resolution), mode="area")
         v, u = torch.meshgrid(torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij")
         central = (u.abs() < FACE_REACH) & (v.abs() < FACE_REACH)
-        return cls(F.interpolate(face, size=(resolution, resolution), mode="area")[0], central)
+        moving = None if landmarks is None else torch.from_numpy(_moving_parts(landmarks.numpy(), resolution))[None]
+        return cls(faces[0], central, moving=moving, sources=faces[1:] if len(sources) else None)
 
     def learnt(self, views: list[tuple[np.ndarray, torch.Tensor]]) -> Occlusion:
         """This occlusion with its tolerance learnt from ``views`` (crop, grid) of frames where
-        nothing covers the face (the embedded face's sources): per place on the embedded face,
-        the median over the views of the most it disagrees there (its sharp features are
-        where the warp's small misplacements disagree most)."""
+        nothing covers the face (the embedded face's sources, in the order of ``sources``):
+        per place on the embedded face, the median over the views of the most it disagrees
+        there (its sharp features are where the warp's small misplacements disagree most).
+        Each view is judged without its own picture, as a frame the sources do not include."""
         per_view = []
-        for crop, grid in views:
-            disagreement, _ = self.disagreement(crop, grid)
+        own = self.sources is not None and len(self.sources) == len(views)
+        for number, (crop, grid) in enumerate(views):
+            disagreement = torch.from_numpy(self._disagreement(crop, grid, without=number if own else None)[0])
             # A render's grid misplaces the face by up to a cell against this one (its lock is
             # smoothed over time): what a cell's neighbours disagree, it may too.
             disagreement = F.max_pool2d(disagreement[None, None], 3, 1, 1)[0, 0]
@@ -101,31 +123,35 @@ class Occlusion:
         if not per_view:
             return self
         tolerance = torch.stack(per_view).nanmedian(dim=0).values.view(TOLERANCE_BINS, TOLERANCE_BINS)
-        return Occlusion(self.face, self.central, tolerance)
+        return Occlusion(self.face, self.central, tolerance, self.moving, self.sources)
 
-    def disagreement(self, crop: np.ndarray, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _disagreement(self, crop: np.ndarray, grid: torch.Tensor, without: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(h, w) disagreement of the frame's face ``crop`` (h, w, 3 uint8) with the prediction
-        on the cells of its (h, w, 2) driving ``grid``, and the (h, w) bool cells on the face."""
-        disagreement, on_face = self._disagreement(crop, grid)
-        return torch.from_numpy(disagreement), torch.from_numpy(on_face)
-
-    def _disagreement(self, crop: np.ndarray, grid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        it agrees with best, place by place (leaving out source number ``without``), on the
+        cells of its (h, w, 2) driving ``grid``; the (h, w) bool cells on the face; and those
+        where the frame is darker than the average's prediction."""
         # NumPy and OpenCV on one frame's cells: PyTorch's small operators, run beside the
         # network's thread, would each start a team of threads competing with it for the cores.
         on_face = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy()
         if on_face.sum() < 16:
-            return np.zeros(on_face.shape, np.float32), on_face
-        predicted = sample(self.face.unsqueeze(0), grid.unsqueeze(0).float())[0].permute(1, 2, 0).numpy()
+            return np.zeros(on_face.shape, np.float32), on_face, np.zeros(on_face.shape, bool)
+        faces = self.face[None] if self.sources is None else torch.cat([self.face[None], *(
+            source[None] for number, source in enumerate(self.sources) if number != without)])
+        predicted = sample(faces, grid.float().expand(len(faces), -1, -1, -1)).permute(0, 2, 3, 1).numpy()
         seen = crop.astype(np.float32) / 255
-        ratio = seen[on_face] / np.maximum(predicted[on_face], 0.02)
-        gain = np.clip(_median(ratio), 0.25, 4.0)
-        disagreement = _blurred_image(_channel_mean(np.abs(seen - gain * predicted)), BLUR_CELLS)
-        return disagreement + STRUCTURE * _structure_mismatch(_channel_mean(seen), _channel_mean(predicted)), on_face
+        gains = np.clip(_median(seen[on_face] / np.maximum(predicted[:, on_face], 0.02), axis=1), 0.25, 4.0)
+        differences = seen - gains[:, None, None] * predicted
+        signed, unsigned = _channel_mean(differences[0]), _channel_mean(np.abs(differences))
+        blurred = _blurred_image(np.dstack([signed, *unsigned]), BLUR_CELLS)
+        seen_mean = _channel_mean(seen)
+        structure = _structure_mismatch(seen_mean, _channel_mean(predicted))
+        disagreement = (blurred[..., 1:] + STRUCTURE * structure).min(axis=-1)
+        return disagreement, on_face, blurred[..., 0] < 0
 
     def visibility(self, crop: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
         """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
         face crop at that resolution is ``crop`` (h, w, 3 uint8)."""
-        disagreement, on_face = self._disagreement(crop, grid)
+        disagreement, on_face, darker = self._disagreement(crop, grid)
         if on_face.sum() < 16:
             return torch.ones(grid.shape[:2])
         typical = disagreement[on_face]
@@ -149,6 +175,11 @@ class Occlusion:
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
         visibility = 1 - np.clip((disagreement - start) / RAMP, 0, 1)
+        if self.moving is not None:
+            lips, eyes = sample(self.moving, grid.unsqueeze(0).float())[0].numpy() > 0.5
+            moving = lips | eyes
+            surrounded = _from_surroundings(visibility, moving & on_face, on_face & ~moving)
+            visibility = np.where(eyes & darker, np.minimum(visibility, surrounded), surrounded)
         grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
         return torch.from_numpy(np.minimum(visibility, 1 - grown).astype(np.float32))
 
@@ -237,26 +268,50 @@ def _blurred_image(values: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(values, (taps, taps), sigma, borderType=cv2.BORDER_REPLICATE)
 
 
+def _moving_parts(landmarks: np.ndarray, resolution: int) -> np.ndarray:
+    """(2, R, R) float32 on the embedded face: 1 over its lips, 1 over its eyes, as dlib's 68
+    ``landmarks`` (grid coordinates) outline them, widened (``EYE_SCALE``, ``LIP_SCALE``)."""
+    masks = np.zeros((2, resolution, resolution), np.uint8)
+    points = (landmarks + 1) / 2 * resolution - 0.5
+    for part, outline, scale in ((0, points[48:60], LIP_SCALE), (1, points[36:42], EYE_SCALE), (1, points[42:48], EYE_SCALE)):
+        centre = outline.mean(axis=0)
+        widened = centre + (outline - centre) * np.array(scale)
+        cv2.fillPoly(masks[part], [np.round(widened).astype(np.int32)], 1)
+    return masks.astype(np.float32)
+
+
+def _from_surroundings(visibility: np.ndarray, inside: np.ndarray, around: np.ndarray) -> np.ndarray:
+    """``visibility`` with its ``inside`` cells given the visibility of the ``around`` cells
+    near them (their Gaussian-weighted mean, ``SURROUND_CELLS``; 1 where none is near)."""
+    weights = around.astype(np.float32)
+    total = _blurred_image(visibility * weights, SURROUND_CELLS)
+    weight = _blurred_image(weights, SURROUND_CELLS)
+    near = np.divide(total, weight, out=np.ones_like(total), where=weight > 1e-3)
+    return np.where(inside, near, visibility).astype(np.float32)
+
+
 def _channel_mean(image: np.ndarray) -> np.ndarray:
-    """The (h, w) mean of an (h, w, 3) float32 image's channels (a product: NumPy's mean over
-    the last axis is several times slower)."""
+    """The (..., h, w) mean of a (..., h, w, 3) float32 image's channels (a product: NumPy's
+    mean over the last axis is several times slower)."""
     return image @ np.full(3, 1 / 3, np.float32)
 
 
-def _median(values: np.ndarray) -> np.ndarray:
-    """The median along the first axis; the lower middle value of an even count (as PyTorch's)."""
-    middle = (len(values) - 1) // 2
-    return np.partition(values, middle, axis=0)[middle]
+def _median(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The median along ``axis``; the lower middle value of an even count (as PyTorch's)."""
+    middle = (values.shape[axis] - 1) // 2
+    return np.take(np.partition(values, middle, axis=axis), middle, axis=axis)
 
 
-def _structure_mismatch(seen: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """(h, w) in [0, 1]: how little the frame's local texture follows the prediction's, where
-    the prediction has texture (1 - local correlation, times the prediction's texture)."""
-    local = _blurred_image(np.dstack([seen, predicted, seen * seen, predicted * predicted, seen * predicted]), STRUCTURE_CELLS)
-    mean_seen, mean_predicted = local[..., 0], local[..., 1]
-    variance_seen = np.maximum(local[..., 2] - mean_seen ** 2, 0)
-    variance_predicted = np.maximum(local[..., 3] - mean_predicted ** 2, 0)
-    covariance = local[..., 4] - mean_seen * mean_predicted
-    correlation = covariance / np.maximum(np.sqrt(variance_seen * variance_predicted), 1e-6)
+def _structure_mismatch(seen: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """(h, w, P) in [0, 1]: how little the frame's local (h, w) texture follows each of the
+    (P, h, w) predictions', where that prediction has texture (1 - local correlation, times
+    the prediction's texture)."""
+    local = _blurred_image(np.dstack([seen, seen * seen, *np.stack([predictions, predictions ** 2, seen * predictions], axis=1).reshape(-1, *seen.shape)]),
+                           STRUCTURE_CELLS)
+    mean_seen, variance_seen = local[..., 0], np.maximum(local[..., 1] - local[..., 0] ** 2, 0)
+    mean_predicted, square_predicted, product = (local[..., 2 + part::3] for part in range(3))
+    variance_predicted = np.maximum(square_predicted - mean_predicted ** 2, 0)
+    covariance = product - mean_seen[..., None] * mean_predicted
+    correlation = covariance / np.maximum(np.sqrt(variance_seen[..., None] * variance_predicted), 1e-6)
     textured = np.clip(np.sqrt(variance_predicted) / TEXTURE, 0, 1)
     return np.clip((1 - np.clip(correlation, -1, 1)) / 2 * textured, 0, 1)

@@ -404,7 +404,7 @@ def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions,
     occlusion = None
     if options.occlusion == "auto":
         views = clear_views(model, frames, boxes, embedding.frame_landmarks, landmark_lock)
-        occlusion = Occlusion.of(embedding.image, model.config.resolution).learnt(views)
+        occlusion = Occlusion.of(embedding.image, model.config.resolution, embedding.landmarks, embedding.source_images).learnt(views)
     return PreparedPaint(layer, landmark_lock, occlusion)
 
 
