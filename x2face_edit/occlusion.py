@@ -6,8 +6,9 @@ carried into a frame by the same locked driving grid the paint uses, predicts ho
 face looks there; so does each source frame's own picture on the embedded face, carried
 the same way. Where the sources disagree (a head turned one way and the other), their
 average shows a ghost of each that no frame shows, so each place of a frame is judged
-against whichever prediction it agrees with best: an occluder agrees with none. Where the frame disagrees with that prediction by more than lighting
-and the face's own changes explain, something is in front of the face. Lighting is taken
+against whichever prediction it agrees with best: an occluder agrees with none. Where the
+frame disagrees by more than lighting and the face's own changes explain, something is in
+front of the face. Lighting is taken
 out by one gain per colour channel (the median ratio of frame to prediction over the
 face: an occluder covering less than half of it does not move the median). What the face's
 own changes explain is learnt per place on the face from the source frames themselves
@@ -65,11 +66,11 @@ TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.
 GROW_SEED, GROW_CELLS, GROW_TONE, FLAT, FLAT_CELLS = 0.3, 10, 0.02, 0.015, 1.5
 # The face's own moving parts (``_moving_parts``): the outlines of the eyes and lips scaled
 # about their centres, (across, down) by EYE_SCALE (the lids sweep the eye's own height) and
-# LIP_SCALE. What the frame shows there changes by itself
-# (blinks, teeth, the tongue) more than any tolerance allows, so those cells take the
-# visibility of the face around them (a Gaussian's sigma of SURROUND_CELLS): a hand over the
-# mouth covers its surroundings too. An eye keeps its own evidence where the frame is darker
-# than the prediction: a closing lid is lighter than the eye it covers, a strand of hair darker.
+# LIP_SCALE. What the frame shows there changes by itself (blinks, teeth, the tongue) more
+# than any tolerance allows, so those cells take the visibility of the face around them (a
+# Gaussian's sigma of SURROUND_CELLS): a hand over the mouth covers its surroundings too. An
+# eye keeps its own evidence where the frame is darker than the prediction: a closing lid is
+# lighter than the eye it covers, a strand of hair darker.
 EYE_SCALE, LIP_SCALE, SURROUND_CELLS = (1.6, 2.6), (1.3, 1.4), 4.0
 # Each frame's matte is the median of its own and its neighbours', this many on each side.
 STEADY_FRAMES = 1
