@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -126,6 +127,11 @@ class Occlusion:
         tolerance = torch.stack(per_view).nanmedian(dim=0).values.view(TOLERANCE_BINS, TOLERANCE_BINS)
         return Occlusion(self.face, self.central, tolerance, self.moving, self.sources)
 
+    @cached_property
+    def _predictions(self) -> torch.Tensor:
+        """(P, 3, R, R): the average, then each source's own picture (stacked once, not per frame)."""
+        return self.face[None] if self.sources is None else torch.cat([self.face[None], self.sources])
+
     def _disagreement(self, crop: np.ndarray, grid: torch.Tensor, without: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(h, w) disagreement of the frame's face ``crop`` (h, w, 3 uint8) with the prediction
         it agrees with best, place by place (leaving out source number ``without``), on the
@@ -136,7 +142,7 @@ class Occlusion:
         on_face = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy()
         if on_face.sum() < 16:
             return np.zeros(on_face.shape, np.float32), on_face, np.zeros(on_face.shape, bool)
-        faces = self.face[None] if self.sources is None else torch.cat([self.face[None], *(
+        faces = self._predictions if without is None else torch.cat([self.face[None], *(
             source[None] for number, source in enumerate(self.sources) if number != without)])
         # Channels first, each plane contiguous: NumPy's fastest layout for the work below.
         predicted = sample(faces, grid.float().expand(len(faces), -1, -1, -1)).numpy()
