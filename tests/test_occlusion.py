@@ -144,6 +144,15 @@ def test_the_source_frames_teach_where_the_face_changes_by_itself():
     assert mouth_kept > 0.9, mouth_kept
 
 
+def _with_printed_cup(face: np.ndarray, top: int, left: int) -> np.ndarray:
+    """``face`` with a 44 x 60 checkered print (a printed cup) laid over it from (top, left)."""
+    rows, columns = np.indices((44, 60))
+    checks = ((rows // 3 + columns // 3) % 2 == 0)[..., None]
+    covered = face.copy()
+    covered[top : top + 44, left : left + 60] = np.where(checks, [30, 120, 200], [200, 60, 30]).astype(np.uint8)
+    return covered
+
+
 def test_where_the_sources_disagree_a_frame_like_one_of_them_keeps_its_paint():
     """Two sources whose left cheeks do not line up (a head turned two ways) average into a
     ghost of both that no frame shows: judged against the average alone a third of the
@@ -166,10 +175,7 @@ def test_where_the_sources_disagree_a_frame_like_one_of_them_keeps_its_paint():
     kept = {name: [(occlusion.visibility(frame, grid)[cheek] >= 0.5).float().mean().item()
                    for frame in (moving_mouth(0.05), turned(moving_mouth(0.05)))] for name, occlusion in judged.items()}
     assert min(kept["the sources"]) > 0.97 and max(kept["the average"]) < 0.8, kept
-    covered = moving_mouth(0.05)
-    rows, columns = np.indices((44, 60))
-    checks = ((rows // 3 + columns // 3) % 2 == 0)[..., None]
-    covered[50:94, 20:80] = np.where(checks, [30, 120, 200], [200, 60, 30]).astype(np.uint8)  # a printed cup
+    covered = _with_printed_cup(moving_mouth(0.05), 50, 20)
     assert (judged["the sources"].visibility(covered, grid)[54:90, 24:76] < 0.5).float().mean().item() > 0.95
 
 
@@ -200,10 +206,7 @@ def test_an_open_mouth_and_a_blink_keep_their_paint_and_what_covers_them_does_no
     kept = {name: (occlusion.visibility(talking, grid)[mouth] >= 0.5).float().mean().item()
             for name, occlusion in (("plain", Occlusion.of(face, 128)), ("knowing the lips", knowing))}
     assert kept["knowing the lips"] > 0.9 and kept["plain"] < 0.5, kept
-    covered = face.copy()
-    rows, columns = np.indices((44, 60))
-    checks = ((rows // 3 + columns // 3) % 2 == 0)[..., None]
-    covered[76:120, 34:94] = np.where(checks, [30, 120, 200], [200, 60, 30]).astype(np.uint8)  # a printed cup
+    covered = _with_printed_cup(face.copy(), 76, 34)
     hidden = (knowing.visibility(covered, grid)[mouth] < 0.5).float().mean().item()
     assert hidden > 0.9, hidden
     eye = (slice(51, 60), slice(39, 57))

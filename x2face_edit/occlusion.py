@@ -142,8 +142,7 @@ class Occlusion:
         on_face = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy()
         if on_face.sum() < 16:
             return np.zeros(on_face.shape, np.float32), on_face, np.zeros(on_face.shape, bool)
-        faces = self._predictions if without is None else torch.cat([self.face[None], *(
-            source[None] for number, source in enumerate(self.sources) if number != without)])
+        faces = self._predictions if without is None else torch.cat([self._predictions[: without + 1], self._predictions[without + 2 :]])
         # Channels first, each plane contiguous: NumPy's fastest layout for the work below.
         predicted = sample(faces, grid.float().expand(len(faces), -1, -1, -1)).numpy()
         seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
@@ -282,10 +281,15 @@ def _blurred_image(values: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _blurred_planes(planes: np.ndarray, sigma: float) -> np.ndarray:
-    """(C, h, w) float32 planes, each blurred as ``_blurred_image`` blurs (as one interleaved
-    image: OpenCV's fastest), contiguous again."""
-    blurred = _blurred_image(np.ascontiguousarray(planes.transpose(1, 2, 0)), sigma)
-    return np.ascontiguousarray(blurred.reshape(*planes.shape[1:], len(planes)).transpose(2, 0, 1))
+    """(C, h, w) float32 planes, each blurred as ``_blurred_image`` blurs."""
+    return _interleaved(planes, lambda image: _blurred_image(image, sigma))
+
+
+def _interleaved(planes: np.ndarray, operation: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``operation`` (an OpenCV one, fastest on an interleaved (h, w, C) image) applied to (C,
+    h, w) planes, its result as contiguous planes again."""
+    result = operation(np.ascontiguousarray(planes.transpose(1, 2, 0)))
+    return np.ascontiguousarray(result.reshape(*result.shape[:2], len(planes)).transpose(2, 0, 1))
 
 
 def _moving_parts(landmarks: np.ndarray, resolution: int) -> np.ndarray:
@@ -330,8 +334,7 @@ def _halved(planes: np.ndarray) -> np.ndarray:
 
 def _doubled(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(C, h, w) float32 planes made by ``_halved``, interpolated back to cells of ``shape``."""
-    resized = cv2.resize(np.ascontiguousarray(planes.transpose(1, 2, 0)), shape[::-1], interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(resized.reshape(*shape, len(planes)).transpose(2, 0, 1))
+    return _interleaved(planes, lambda image: cv2.resize(image, shape[::-1], interpolation=cv2.INTER_LINEAR))
 
 
 def _structure_mismatch(seen: np.ndarray, predictions: np.ndarray, sigma: float = STRUCTURE_CELLS) -> np.ndarray:
