@@ -11,7 +11,7 @@ clean clip's render), the same in the covered frames alone, and the frames where
 went unpainted; and what ``auto`` keeps of the paint on the clean clip.
 
     python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object] [--paint discs|features]
-    python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3]
+    python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3] [--occluder strand]
 
 ``--paint features`` paints the face's moving parts instead of the discs: lipstick over the
 lips and shadow over the eyes and their lids (placed by the embedded face's landmarks, the
@@ -20,7 +20,8 @@ outlines widened), to judge what talking and blinking do to paint there.
 ``--cost``: what the matte costs a render, in one process with the shipped model: the
 fastest of ``--repeat`` renders of a synthetic moving face with ``--occlusion off`` and
 ``auto`` (the face's analysis read back from the cache after the first), and the
-throughput lost.
+throughput lost; with ``--occluder``, of a copy with that occluder in front of the face
+for the middle 40 % of it (where frames partly covered are driven twice).
 """
 
 from __future__ import annotations
@@ -88,12 +89,15 @@ def painted_layer(layer_path: Path, features: np.ndarray | None = None) -> Paint
     return Paint.read(layer_path)
 
 
-def cost(size: str, frames: int, repeat: int) -> None:
+def cost(size: str, frames: int, repeat: int, occluder: str | None) -> None:
     width, height = (int(v) for v in size.split("x"))
     model, info = load_model_with_info()
     with tempfile.TemporaryDirectory() as scratch:
         video = write_moving_face_video(Path(scratch) / "face.mp4", frames, width=width, height=height, face_size=height // 2)
-        _, layer_path, _, _ = save(extract(model, info, video, track_video(video)), Path(scratch) / "face.png", force=True)
+        track = track_video(video)
+        _, layer_path, _, _ = save(extract(model, info, video, track), Path(scratch) / "face.png", force=True)
+        if occluder is not None:
+            video = write_occluded_copy(video, track.face_boxes, occluder, Path(scratch) / "occluded.mp4")
         paint = painted_layer(layer_path)
         seconds = {}
         for occlusion in ("off", "auto") * repeat:
@@ -101,7 +105,8 @@ def cost(size: str, frames: int, repeat: int) -> None:
             render(model, info, paint, video, Path(scratch) / "out.mp4", RenderOptions(PaintOptions(occlusion=occlusion), force=True))
             seconds[occlusion] = min(seconds.get(occlusion, np.inf), time.perf_counter() - start)
     off, auto = (frames / seconds[mode] for mode in ("off", "auto"))
-    print(f"{size}, {frames} frames: --occlusion off {off:.1f} frames/s, auto {auto:.1f} frames/s, {1 - auto / off:.1%} of throughput")
+    shown = f"{size}, {frames} frames" + (f", {occluder} in front" if occluder else "")
+    print(f"{shown}: --occlusion off {off:.1f} frames/s, auto {auto:.1f} frames/s, {1 - auto / off:.1%} of throughput")
 
 
 def main() -> None:
@@ -113,9 +118,10 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--occluder", choices=OCCLUDERS, help="with --cost: the synthetic face with this occluder in front (as --kinds)")
     args = parser.parse_args()
     if args.cost:
-        cost(args.size, args.frames, args.repeat)
+        cost(args.size, args.frames, args.repeat, args.occluder)
         return
     model, info = load_model_with_info()
     print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'unpainted':>10}")

@@ -11,13 +11,18 @@ import pytest
 from helpers import frames, one_line_error, run
 from PIL import Image
 
-from x2face_edit.synthetic import write_moving_face_video
+from x2face_edit.synthetic import write_moving_face_video, write_occluded_copy
+from x2face_edit.tracking import track_video
 
 
 @pytest.fixture(scope="module")
 def shot(tmp_path_factory):
+    """A moving face with a printed cup crossing the painted cheek in the middle of the shot:
+    the frames it covers are driven twice (``driving.redriven_grids``), which reads further
+    around a chunk."""
     folder = tmp_path_factory.mktemp("farm")
-    video = write_moving_face_video(folder / "shot.mp4", count=60)
+    clean = write_moving_face_video(folder / "clean.mp4", count=60)
+    video = write_occluded_copy(clean, track_video(clean).face_boxes, "object", folder / "shot.mp4")
     assert run("extract", video, "-o", folder / "face.png").exit_code == 0
     layer = np.zeros((512, 512, 4), np.uint8)
     cv2.circle(layer, (170, 320), 40, (20, 230, 40, 255), -1)
@@ -49,11 +54,12 @@ def test_chunks_rendered_apart_are_the_whole_render_byte_for_byte(shot):
     assert names[0] == "f_000.png" and names[-1] == "f_059.png"
     differing = [n for n in names if (folder / "whole" / n).read_bytes() != (folder / "chunks" / n).read_bytes()]
     assert not differing
-    # The paint is there (the chunks do not agree by being untouched copies of the shot).
+    # The paint is there (the chunks do not agree by being untouched copies of the shot) but
+    # where the cup hides it, in the middle.
     plain = frames(video)
     painted = [(np.abs(np.asarray(Image.open(folder / "whole" / n)).astype(int) - plain[i]).max(axis=2) > 40).sum()
                for i, n in enumerate(names)]
-    assert min(painted) > 100, painted
+    assert min(painted[:10] + painted[-10:]) > 100, painted
 
 
 def test_the_analysis_holds_the_source_frames_so_no_chunk_decodes_them(shot, monkeypatch):

@@ -218,6 +218,74 @@ def test_an_open_mouth_and_a_blink_keep_their_paint_and_what_covers_them_does_no
     assert (knowing.visibility(strand, grid)[53:57, 40:56] < 0.5).float().mean().item() > 0.8
 
 
+def test_a_much_covered_face_is_refilled_with_its_prediction_in_the_frames_light():
+    """Where a printed cup covers the cheek of a frame lit 20 % darker than the embedded
+    face, the crop the network is driven with again shows the cheek as the embedded face
+    has it, darkened as the frame is; everything the matte sees is left as it was. A frame
+    with nothing in front is not driven again, nor one whose face is mostly covered (the
+    prediction would drive more of it than the frame)."""
+    from x2face_edit.occlusion import Occlusion
+
+    face, grid, _ = _still_and_moving_face()
+    occlusion = Occlusion.of(face, 128)
+    dim = (face * 0.8).round().astype(np.uint8)
+    assert not occlusion.worth_redriving(grid, occlusion.visibility(dim, grid))
+    covered, patch = dim.copy(), (slice(56, 80), slice(26, 56))
+    covered[patch] = _with_printed_cup(dim, 50, 20)[patch]  # a part of the cup: 15 % of the face
+    visibility = occlusion.visibility(covered, grid)
+    assert occlusion.worth_redriving(grid, visibility)
+    refilled = occlusion.refilled(covered, grid, visibility).astype(int)
+    inside, seen = (slice(58, 78), slice(28, 54)), visibility.numpy() == 1
+    assert np.abs(refilled[inside] - dim[inside]).mean() < 4, np.abs(refilled[inside] - dim[inside]).mean()
+    assert np.abs(covered[inside].astype(int) - dim[inside]).mean() > 60  # the cup itself is far from the face
+    assert np.array_equal(refilled[seen], covered[seen])
+    mostly = dim
+    for top, left in ((14, 14), (14, 64), (58, 14), (58, 64)):
+        mostly = _with_printed_cup(mostly, top, left)
+    assert not occlusion.worth_redriving(grid, occlusion.visibility(mostly, grid))
+
+
+def test_frames_driven_again_are_locked_again_and_the_others_are_as_driven_once(synthetic_video):
+    """``redriven_grids``: a frame given a crop to drive again gets that crop's grid, corrected
+    by the lock with its landmarks; the frames beyond the lock's reach from it keep exactly
+    the grids one pass gives, their corrections reused rather than made again."""
+    from x2face_edit.driving import locked_driving_grids, redriven_grids
+    from x2face_edit.lock import LandmarkLock, reach_frames
+    from x2face_edit.model.inference import GridPredictor
+    from x2face_edit.occlusion import steadied
+
+    model, _ = load_model_with_info()
+    track = track_video(synthetic_video)
+    predictor = GridPredictor(model)
+    lock = LandmarkLock(_lock_targets(predictor, synthetic_video, track))
+    once = {index: grid for index, _, grid in locked_driving_grids(predictor, track, iter_frames(synthetic_video), lock)}
+    grey = np.full((128, 128, 3), 128, np.uint8)
+    stage = lambda items: steadied(items, lambda index, frame, grid: None)  # noqa: E731 - a stage that adds no matte
+    twice = {item[0]: item[2] for item in redriven_grids(predictor, track, iter_frames(synthetic_video), lock, stage,
+                                                         lambda index, frame, grid, steady: grey if index == 20 else None)}
+    assert sorted(twice) == sorted(once)
+    assert (twice[20] - once[20]).abs().mean() > 0.01  # driven by the grey crop instead
+    reach = 2 * reach_frames()
+    for index in [*range(0, 20 - reach), *range(21 + reach, len(once))]:
+        assert torch.equal(twice[index], once[index]), index
+    assert any(not torch.equal(twice[index], once[index]) for index in (19, 21))  # the new correction is smoothed into them
+
+
+def _lock_targets(predictor, video, track) -> torch.Tensor:
+    """Landmark targets on the embedded face that the lock pulls every frame of ``video``
+    towards: where frame 0's grid takes its landmarks, shifted by 1 % of the face."""
+    from x2face_edit.driving import face_crop
+    from x2face_edit.faces import LandmarkDetector, to_crop_grid
+    from x2face_edit.model.images import to_tensor
+    from x2face_edit.model.landmarks import sample_at
+
+    first = next(iter_frames(video))
+    box = track.crop_box(0)
+    landmarks = to_crop_grid(LandmarkDetector()(first.rgb, track.face_boxes[0]), box)
+    grid = predictor(to_tensor([face_crop(first, box, 128)]))[0]
+    return sample_at(grid[None], torch.from_numpy(landmarks).float()[None])[0] + 0.02
+
+
 def test_the_matte_is_steadied_over_time_within_a_shot():
     """Each frame's matte is the median of its own and its neighbours' in its shot: a hole
     in one frame alone goes, one that lasts stays, and nothing is taken across a cut."""

@@ -17,7 +17,7 @@ import torch
 
 from .errors import X2FaceError
 from .faces import LandmarkDetector, crop, to_crop_grid
-from .lock import LandmarkLock, locked_grids, reach_frames
+from .lock import Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
 from .pipeline import InOrderWorker, read_ahead
@@ -53,15 +53,56 @@ def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: It
                          lock: LandmarkLock | None) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
     """``driving_grids``, corrected by ``lock`` (None: the pure X2Face warp)."""
     items = driving_grids(predictor, track, frames)
-    if lock is None:
-        return items
+    return items if lock is None else locked_grids(items, lock, _landmarks_of(track), cuts=track.cuts)
+
+
+def _landmarks_of(track: VideoTrack) -> Callable[[int, Frame], np.ndarray]:
+    """What gives frame ``index``'s landmarks of its followed face, in its crop's grid coordinates."""
     detector = LandmarkDetector()
 
     def landmarks_of(index: int, frame: Frame) -> np.ndarray:
         pixels, offset = around(frame, track.crop_box(index))
         return to_crop_grid(detector(pixels, track.face_boxes[index] - np.tile(offset, 2)) + offset, track.crop_box(index))
 
-    return locked_grids(items, lock, landmarks_of, cuts=track.cuts)
+    return landmarks_of
+
+
+def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame], lock: LandmarkLock | None,
+                   stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]],
+                   refilled: Callable[..., np.ndarray | None]) -> Iterator[tuple]:
+    """``locked_driving_grids`` through ``stage`` (which adds what finishing a frame takes,
+    reading ahead as far as its reach), with the frames ``refilled(index, frame, grid,
+    *more)`` gives a face crop for (the covered part of the face replaced by what it looks
+    like there) driven again on that crop and corrected by ``lock`` again, the corrections
+    of the others reused. The first pass runs in a thread of its own (``read_ahead``): its
+    batches do not wait for the stage's work or for the second pass."""
+    landmarks_of = _landmarks_of(track)
+    driven: dict[int, torch.Tensor | None] = {}
+    corrections: Corrections = {}
+
+    def remembered(items: Iterator[tuple[int, Frame, torch.Tensor | None]]) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
+        for index, frame, grid in items:
+            driven[index] = grid
+            yield index, frame, grid
+
+    first = remembered(driving_grids(predictor, track, frames))
+    if lock is not None:
+        first = locked_grids(first, lock, landmarks_of, cuts=track.cuts, made=corrections)
+
+    def again() -> Iterator[tuple[int, tuple[Frame, tuple], torch.Tensor | None]]:
+        with closing(read_ahead(stage(first))) as staged:
+            for index, frame, grid, *more in staged:
+                grid_in = driven.pop(index)
+                if grid is not None and (crop := refilled(index, frame, grid, *more)) is not None:
+                    grid_in = predictor(to_tensor([crop]))[0]
+                    corrections.pop(index, None)
+                yield index, (frame, tuple(more)), grid_in
+
+    second = again()
+    if lock is not None:
+        second = locked_grids(second, lock, lambda index, packed: landmarks_of(index, packed[0]), cuts=track.cuts, known=corrections)
+    for index, (frame, more), grid in second:
+        yield index, frame, grid, *more
 
 
 def locked_grid_of(predictor: GridPredictor, track: VideoTrack, drive: str | Path, index: int,
@@ -117,6 +158,9 @@ class DrivingOptions:
     # takes (index, frame, grid, *more), reading up to ``stage_reach`` frames ahead and behind.
     stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]] | None = None
     stage_reach: int = 0
+    # ``refilled(index, frame, grid, *more)``, where given with a stage, re-drives the frames
+    # it gives a crop for (``redriven_grids``): a frame then depends on the lock's reach twice.
+    refilled: Callable[..., np.ndarray | None] | None = None
 
 
 def write_driven(
@@ -145,11 +189,13 @@ def write_driven(
 
     decoded = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
     if frames is not None:
-        read = frames_read_for(frames, predictor.batch, options.stage_reach)
+        read = frames_read_for(frames, predictor.batch, options.stage_reach + (reach_frames() if options.refilled else 0))
         decoded = takewhile(lambda f: f.index < read.stop, iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps),
                                                                            deep=writer.encoding.deep))
 
     def items(frames_in: Iterable[Frame]) -> Iterator[tuple]:
+        if options.stage is not None and options.refilled is not None:
+            return redriven_grids(predictor, track, frames_in, lock, options.stage, options.refilled)
         grids = locked_driving_grids(predictor, track, frames_in, lock)
         return grids if options.stage is None else options.stage(grids)
 

@@ -150,15 +150,23 @@ def reach_frames(sigma: float = TEMPORAL_SIGMA) -> int:
     return max(1, int(np.ceil(3 * sigma)))
 
 
+# A frame's (correction, trust) by its index (``LandmarkLock.correction``), made by one run of
+# ``locked_grids`` for another to use.
+Corrections = dict[int, tuple[torch.Tensor | None, float]]
+
+
 def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], lock: LandmarkLock,
                  landmarks_of: Callable[[int, np.ndarray], np.ndarray | None], sigma: float = TEMPORAL_SIGMA,
-                 every: int = CORRECT_EVERY, cuts: Sequence[int] = ()) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
+                 every: int = CORRECT_EVERY, cuts: Sequence[int] = (), *, made: Corrections | None = None,
+                 known: Corrections | None = None) -> Iterator[tuple[int, np.ndarray, torch.Tensor | None]]:
     """(index, frame, grid) items with each grid corrected by the lock, smoothed over time.
 
     ``landmarks_of(index, frame)`` gives the frame's landmarks in its crop's grid
     coordinates (or None); it is asked for every ``every``-th frame, and the smoothing
     carries the corrections to the frames between, within each shot (``cuts``: the frames
     that begin one). Items come out in order, ``3 * sigma`` frames behind the input.
+    Each correction made is put in ``made``; one in ``known`` for its frame is taken out and
+    used instead of correcting the frame again (its grid must be the one it was made for).
     """
     radius = reach_frames(sigma)
     entries: deque = deque()  # (index, frame, grid, correction, shot), up to radius behind the next out
@@ -175,7 +183,12 @@ def locked_grids(items: Iterable[tuple[int, np.ndarray, torch.Tensor | None]], l
     for index, frame, grid in items:
         correction = None
         if index % every == 0:
-            correction = lock.correction(grid, landmarks_of(index, frame) if grid is not None else None)
+            if known is not None and index in known:
+                correction = known.pop(index)
+            else:
+                correction = lock.correction(grid, landmarks_of(index, frame) if grid is not None else None)
+            if made is not None:
+                made[index] = correction
         entries.append((index, frame, grid, correction, int(np.searchsorted(cuts, index, side="right"))))
         while len(entries) - 1 - next_out >= radius:
             yield emit(next_out)

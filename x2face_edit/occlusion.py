@@ -75,6 +75,12 @@ GROW_SEED, GROW_CELLS, GROW_TONE, FLAT, FLAT_CELLS = 0.3, 10, 0.02, 0.015, 1.5
 EYE_SCALE, LIP_SCALE, SURROUND_CELLS = (1.6, 2.6), (1.3, 1.4), 4.0
 # Each frame's matte is the median of its own and its neighbours', this many on each side.
 STEADY_FRAMES = 1
+# An occluder moves the driving network's warp of the face beside it too (it drives the face
+# it sees): a frame with at least REDRIVE_SHARE of the face's central cells covered is driven
+# again with the covered part replaced by the prediction (``Occlusion.refilled``), up to
+# REDRIVE_MOST: beyond it the prediction would drive more of the warp than the frame does.
+# On clean footage few frames reach the least (benchmarks/README.md).
+REDRIVE_SHARE, REDRIVE_MOST = 0.04, 0.4
 # The cells whose statistics describe the face: the central part of the crop (the crop is
 # the face box enlarged 1.6x).
 FACE_REACH = 0.55
@@ -194,6 +200,27 @@ class Occlusion:
             visibility = np.where(eyes & darker, np.minimum(visibility, surrounded), surrounded)
         grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
         return torch.from_numpy(np.minimum(visibility, 1 - grown).astype(np.float32))
+
+
+    def worth_redriving(self, grid: torch.Tensor, visibility: torch.Tensor) -> bool:
+        """Whether ``visibility`` (on the cells of the (h, w, 2) ``grid``) covers from
+        ``REDRIVE_SHARE`` to ``REDRIVE_MOST`` of the face's central cells."""
+        on_face = self.central & (grid.abs() <= 1).all(dim=-1)
+        return bool(on_face.any()) and REDRIVE_SHARE <= float((visibility[on_face] < 0.5).float().mean()) < REDRIVE_MOST
+
+    def refilled(self, crop: np.ndarray, grid: torch.Tensor, visibility: torch.Tensor) -> np.ndarray:
+        """The frame's face ``crop`` (h, w, 3 uint8) with what covers the face replaced by the
+        clean embedded face carried by its (h, w, 2) driving ``grid``, in the frame's light
+        (one gain per channel, from the cells clearly seen), blended by ``visibility``."""
+        predicted = sample(self.face[None], grid[None].float())[0].numpy()
+        seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
+        shown = visibility.numpy()
+        clear = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy() & (shown > 0.9)
+        gains = np.ones(3, np.float32)
+        if clear.sum() >= 16:
+            gains = np.clip(_median(seen[:, clear] / np.maximum(predicted[:, clear], 0.02), axis=1), 0.25, 4.0)
+        filled = seen * shown + np.clip(gains[:, None, None] * predicted, 0, 1) * (1 - shown)
+        return np.round(filled.transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
 def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility_of: VisibilityOf,

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from .errors import X2FaceError
 from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
 from .frame_paint import FrameEdit, prepare_frame_paint, read_frame_paints
-from .lock import smoothed
+from .lock import LandmarkLock, smoothed
 from .model import ModelInfo, X2Face
 from .model.images import to_tensor
 from .model.inference import GridPredictor
@@ -51,6 +51,14 @@ def spread_frames(frame_count: int, count: int) -> list[int]:
     """``count`` frame indices spread evenly over a video: the middles of equal parts."""
     count = min(count, frame_count)
     return sorted({int((i + 0.5) * frame_count / count) for i in range(count)})
+
+
+def _locked(lock: LandmarkLock | None, grid: torch.Tensor, landmarks: np.ndarray | None) -> torch.Tensor:
+    """A frame's driving ``grid`` corrected by ``lock`` by its ``landmarks`` alone (a preview
+    has no neighbouring frames to smooth the correction with)."""
+    if lock is None or (field := smoothed([lock.correction(grid, landmarks)], 0)) is None:
+        return grid
+    return lock.apply(grid, field)
 
 
 def _face_box(detectors: list[FaceDetector], describe: FaceDescriber, rgb: np.ndarray, face: int,
@@ -147,14 +155,14 @@ def preview_frames(model: X2Face, model_info: ModelInfo, paint: Paint, drive: st
         crop_box = None if face_box is None else voxceleb_box(face_box)
         painted = rgb.copy()
         if crop_box is not None:
-            grid = predictor(to_tensor([crop(rgb, crop_box, model.config.resolution)]))[0]
-            if prepared.lock is not None:
-                correction = prepared.lock.correction(grid, to_crop_grid(landmarks(rgb, face_box), crop_box))
-                if (field := smoothed([correction], 0)) is not None:
-                    grid = prepared.lock.apply(grid, field)
+            face = crop(rgb, crop_box, model.config.resolution)
+            points = to_crop_grid(landmarks(rgb, face_box), crop_box) if prepared.lock is not None else None
+            grid = _locked(prepared.lock, predictor(to_tensor([face]))[0], points)
             visibility = None
-            if prepared.occlusion is not None:
-                visibility = prepared.occlusion.visibility(crop(rgb, crop_box, grid.shape[0]), grid)
+            if (occlusion := prepared.occlusion) is not None:
+                visibility = occlusion.visibility(face, grid)
+                if occlusion.worth_redriving(grid, visibility):  # driven again, as render drives it
+                    grid = _locked(prepared.lock, predictor(to_tensor([occlusion.refilled(face, grid, visibility)]))[0], points)
             composite(painted, crop_box, grid, prepared.layer, visibility=visibility)
         shown.append(PreviewFrame(index, rgb, painted, crop_box))
         if on_frame:

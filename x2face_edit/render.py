@@ -137,7 +137,8 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
             warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
                             "needs even sizes (a png/tiff sequence keeps every pixel)")
         write_driven(predictor, track, drive, writer, finish,
-                     DrivingOptions(prepared.lock, chunk, options.overlap, _visibility_stage(occlusion, track), STEADY_FRAMES),
+                     DrivingOptions(prepared.lock, chunk, options.overlap, _visibility_stage(occlusion, track), STEADY_FRAMES,
+                                    _refill(occlusion, track)),
                      on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
@@ -157,6 +158,21 @@ def _visibility_stage(occlusion: Occlusion | None, track: VideoTrack) -> Callabl
         return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
 
     return lambda items: steadied(items, visibility_of, track.cuts)
+
+
+def _refill(occlusion: Occlusion | None, track: VideoTrack) -> Callable[..., np.ndarray | None] | None:
+    """What gives a frame whose face is partly covered (``Occlusion.worth_redriving``) its face
+    crop refilled with the prediction (``Occlusion.refilled``), to drive the network again
+    with: what covers the face then no longer moves the warp of the face beside it."""
+    if occlusion is None:
+        return None
+
+    def refilled(index: int, frame: Frame, grid: torch.Tensor, steady: Callable[[], torch.Tensor | None]) -> np.ndarray | None:
+        if (visibility := steady()) is None or not occlusion.worth_redriving(grid, visibility):
+            return None
+        return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
+
+    return refilled
 
 
 def frame_range(frames: tuple[int, int] | None, total: int) -> range | None:
