@@ -1,7 +1,8 @@
 """Where painted dots land, judged by an independent face mesh, beside three baselines.
 
     pip install -e ".[bench]"     # mediapipe==0.10.14, the judge (never a runtime dependency)
-    python benchmarks/edit_tracking.py [--model PATH ...] [--lock landmarks --lock none] [--placed inverse|picture|frame] [CLIP ...]
+    python benchmarks/edit_tracking.py [--model PATH ...] [--lock landmarks --lock none] [--placed inverse|picture|frame]
+                                       [--occlusion auto|off] [CLIP ...]
     python benchmarks/edit_tracking.py --apply-to A.mp4=B.mp4,C.mp4=D.mp4 [--placed picture]
 
 For each clip (default: every clip of ../shared/data/clips-eval, people no shipped model
@@ -17,6 +18,8 @@ puts the dots where the judge finds the features on the embedded face's picture 
 ``render --frame`` carries paint (the baselines then start from that frame). ``--apply-to
 A=B`` paints the dots on A's embedded face and renders them onto B's video through B's
 own sidecar (an edit applied across people, ``render --edited A.edit.png --sidecar B.json``).
+``--occlusion off`` follows them as ``render --occlusion off`` does: without a second drive
+of the frames whose face the matte finds partly covered (``driving.seeing``).
 
 Errors are in percent of the eye distance (MediaPipe's outer eye corners) in each frame:
 mean error, jitter (the frame-to-frame change of a dot's error vector), cheeks and forehead
@@ -42,7 +45,7 @@ import torch
 from scipy.spatial import Delaunay
 
 from x2face_edit.driving import locked_grid_of
-from x2face_edit.embedding import embedded_landmarks, locate_in_embedded_face, source_frames
+from x2face_edit.embedding import embed, embedded_landmarks, locate_in_embedded_face, source_frames
 from x2face_edit.evaluate import landing_positions
 from x2face_edit.extract import extract
 from x2face_edit.faces import FaceDetector, LandmarkDetector, crop, to_crop_grid
@@ -54,6 +57,7 @@ from x2face_edit.model.inference import GridPredictor
 from x2face_edit.model.landmarks import inter_ocular, invert_grid, sample_at
 from x2face_edit.model.metrics import frame_round_trip
 from x2face_edit.model.networks import identity_grid
+from x2face_edit.paint import occlusion_of
 from x2face_edit.sidecar import Sidecar
 from x2face_edit.synthetic import OCCLUDERS, occluded_frames, write_occluded_copy
 from x2face_edit.tracking import track_video
@@ -155,20 +159,23 @@ PLACEMENTS = ("inverse", "picture", "frame")
 
 
 def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[str],
-                placed: str = "inverse") -> tuple[dict, int, float, bool]:
+                placed: str = "inverse", occlusion: str = "auto") -> tuple[dict, int, float, bool]:
     """Per lock mode, where each dot lands in every frame (frame pixels, NaN where the face
-    is not tracked); the reference frame (the first source, or the frame painted on); the
-    model's mean round trip over the tracked frames in percent of dlib's eye distance; and
-    whether dlib finds a face in the embedded face (it does not in a ghosted one)."""
+    is not tracked; with ``occlusion`` "auto" its partly covered frames driven again, as
+    render drives them); the reference frame (the first source, or the frame painted on);
+    the model's mean round trip over the tracked frames in percent of dlib's eye distance;
+    and whether dlib finds a face in the embedded face (it does not in a ghosted one)."""
     face, frames, boxes, dots = placed_dots(model, clip, track, judged, placed)
     face_found = len(FaceDetector().detect(face.image)) > 0
     reference = face.sidecar.frames[0] if placed != "frame" else painted_frame(track, judged)
+    embedding = embed(model, frames, boxes, face.sidecar.size)
     paths = {}
     for mode in lock_modes:
         lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
         if placed == "frame":
             dots = dots_from_frame(model, clip, track, judged, reference, lock)
-        paths[mode] = landing_positions(model, clip, track, dots, lock)
+        seen = occlusion_of(model, embedding, frames, boxes, lock) if occlusion == "auto" else None
+        paths[mode] = landing_positions(model, clip, track, dots, lock, seen)
     return paths, reference, round_trip_percent(model, clip, track), face_found
 
 
@@ -322,6 +329,8 @@ def main() -> None:
     parser.add_argument("--occlude", choices=OCCLUDERS,
                         help="track and paint on a copy with a hand or phone over the face in the middle of each "
                              "clip (x2face_edit.synthetic.write_occluded_copy); the judge keeps looking at the clean clip")
+    parser.add_argument("--occlusion", choices=["auto", "off"], default="auto",
+                        help="as render's: with auto (the default) a frame whose face is partly covered is driven again")
     parser.add_argument("--apply-to", type=lambda pairs: [tuple(pair.split("=")) for pair in pairs.split(",")],
                         help="A=B,...: paint placed on clip A's embedded face, rendered onto clip B through B's sidecar "
                              "(file names in the clips folder)")
@@ -361,13 +370,14 @@ def main() -> None:
         for model_path in models:
             model = load_model(model_path)
             try:
-                paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks, args.placed)
+                paths, reference, trip, face_found = paint_paths(model, clip, track, judge["judged"], locks, args.placed, args.occlusion)
             except JudgeBlind as error:  # a face too small for MediaPipe: nothing to judge against
                 blind = error
                 break
             print(f"{clean.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
-                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "placed": args.placed, "round_trip": trip,
+                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "placed": args.placed, "occlusion": args.occlusion,
+                                  "round_trip": trip,
                                   "embedded_face_found": face_found,
                                   **scores(path, judge["judged"], judge["iod"], covered)})
         if blind:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import takewhile
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from .faces import LandmarkDetector, crop, to_crop_grid
 from .lock import Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
+from .occlusion import STEADY_FRAMES, Occlusion, steadied
 from .pipeline import InOrderWorker, read_ahead
 from .tracking import VideoTrack
 from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
@@ -178,7 +179,7 @@ def write_driven(
     being its tracked face's driving grid (None where the face is lost), corrected by
     ``options.lock`` (and ``finish(index, frame, grid, *more)`` with what ``options.stage``
     adds); frames are decoded at 16 bits where the writer's encoding is deep."""
-    lock, frames, overlap = options.lock, options.frames, options.overlap
+    frames, overlap = options.frames, options.overlap
 
     def finish_and_write(index: int, frame: Frame, grid: torch.Tensor | None, *more) -> None:
         if frames is not None and index not in frames:
@@ -193,19 +194,44 @@ def write_driven(
         decoded = takewhile(lambda f: f.index < read.stop, iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps),
                                                                            deep=writer.encoding.deep))
 
-    def items(frames_in: Iterable[Frame]) -> Iterator[tuple]:
-        if options.stage is not None and options.refilled is not None:
-            return redriven_grids(predictor, track, frames_in, lock, options.stage, options.refilled)
-        grids = locked_driving_grids(predictor, track, frames_in, lock)
-        return grids if options.stage is None else options.stage(grids)
-
     if not overlap:
-        for item in items(decoded):
+        for item in driven(predictor, track, decoded, options):
             finish_and_write(*item)
         return
     with closing(read_ahead(decoded)) as ahead, InOrderWorker() as worker:
-        for item in items(ahead):
+        for item in driven(predictor, track, ahead, options):
             worker.submit(finish_and_write, *item)
+
+
+def driven(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
+           options: DrivingOptions = DrivingOptions()) -> Iterator[tuple]:
+    """(index, frame, grid) for each of ``frames`` as ``options`` drives it (corrected by its
+    lock; ``(index, frame, grid, *more)`` through its stage, frames driven again where it
+    says): what ``write_driven`` finishes, all of them (not only ``options.frames``)."""
+    if options.stage is not None and options.refilled is not None:
+        return redriven_grids(predictor, track, frames, options.lock, options.stage, options.refilled)
+    grids = locked_driving_grids(predictor, track, frames, options.lock)
+    return grids if options.stage is None else options.stage(grids)
+
+
+def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptions = DrivingOptions()) -> DrivingOptions:
+    """``options`` with a stage that adds to each item what gives its frame's visibility
+    (``occlusion``'s of its face crop, steadied over time; None without occlusion or where
+    the face is lost), and with the frames whose face is partly covered
+    (``Occlusion.worth_redriving``) driven again on their crop refilled with the prediction
+    (``Occlusion.refilled``): what covers the face then no longer moves the warp beside it."""
+    def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
+        if grid is None or occlusion is None:
+            return None
+        return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
+
+    def refilled(index: int, frame: Frame, grid: torch.Tensor, steady: Callable[[], torch.Tensor | None]) -> np.ndarray | None:
+        if occlusion is None or (visibility := steady()) is None or not occlusion.worth_redriving(grid, visibility):
+            return None
+        return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
+
+    return replace(options, stage=lambda items: steadied(items, visibility_of, track.cuts), stage_reach=STEADY_FRAMES,
+                   refilled=None if occlusion is None else refilled)
 
 
 def frames_read_for(frames: range, batch: int, stage_reach: int = 0) -> range:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .driving import locked_driving_grids
+from .driving import DrivingOptions, driven, seeing
 from .errors import X2FaceError
 from .lock import LandmarkLock
 from .model import X2Face, load_model, modalities
@@ -21,19 +21,22 @@ from .model.data import TrackPairs, load_tracks, tracks_in_split
 from .model.inference import GridPredictor
 from .model.landmarks import invert_grid
 from .model.metrics import photometric_table, round_trip_error
+from .occlusion import Occlusion
 from .tracking import VideoTrack
 from .video import iter_frames
 
 
 @torch.inference_mode()
 def landing_positions(model: X2Face, video: Path, track: VideoTrack, dots: torch.Tensor,
-                      lock: LandmarkLock | None) -> np.ndarray:
+                      lock: LandmarkLock | None, occlusion: Occlusion | None = None) -> np.ndarray:
     """Where paint at embedded-face positions ``dots`` (N, 2, grid coordinates) lands in
     every frame of ``video``: (frames, N, 2) continuous pixel coordinates (a pixel's
     centre at +0.5), NaN where the face is lost. Each frame's driving grid (corrected by
-    ``lock``) is inverted at the dots: the position whose warp samples the dot."""
+    ``lock``; with ``occlusion``, a partly covered frame driven again as ``render`` drives
+    it, ``driving.seeing``) is inverted at the dots: the position whose warp samples the dot."""
     landed = np.full((track.info.frame_count, len(dots), 2), np.nan)
-    for index, _, grid in locked_driving_grids(GridPredictor(model), track, iter_frames(video), lock):
+    options = DrivingOptions(lock) if occlusion is None else seeing(occlusion, track, DrivingOptions(lock))
+    for index, _, grid, *_ in driven(GridPredictor(model), track, iter_frames(video), options):
         if grid is not None:
             x0, y0, x1, y1 = track.crop_box(index)
             landed[index] = (invert_grid(grid, dots).numpy() + 1) / 2 * [x1 - x0, y1 - y0] + [x0, y0]

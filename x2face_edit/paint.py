@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
-from .embedding import embed, rebuild, source_frames
+from .embedding import Embedding, embed, rebuild, source_frames
 from .errors import X2FaceError
 from .faces import VOXCELEB_SCALE, crop
 from .guide import is_guide
@@ -401,11 +401,16 @@ def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions,
             face = F.interpolate(face, size=layer.shape[1:], mode="bicubic", align_corners=False).clamp(0, 1)
         painted = (layer[:3] + face[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
-    occlusion = None
-    if options.occlusion == "auto":
-        views = clear_views(model, frames, boxes, embedding.frame_landmarks, landmark_lock)
-        occlusion = Occlusion.of(embedding.image, model.config.resolution, embedding.landmarks, embedding.source_images).learnt(views)
+    occlusion = occlusion_of(model, embedding, frames, boxes, landmark_lock) if options.occlusion == "auto" else None
     return PreparedPaint(layer, landmark_lock, occlusion)
+
+
+def occlusion_of(model: X2Face, embedding: Embedding, frames: list[np.ndarray], boxes: list[np.ndarray],
+                 lock: LandmarkLock | None) -> Occlusion:
+    """What hides paint on ``embedding`` where something covers the face: its tolerance
+    learnt from its source ``frames`` (crop ``boxes``) as ``lock`` corrects them."""
+    views = clear_views(model, frames, boxes, embedding.frame_landmarks, lock)
+    return Occlusion.of(embedding.image, model.config.resolution, embedding.landmarks, embedding.source_images).learnt(views)
 
 
 @torch.inference_mode()

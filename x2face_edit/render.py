@@ -6,7 +6,7 @@ frame's landmarks (``lock.py``), decoded, driven and encoded in overlapping thre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .driving import DrivingOptions, RenderReport, face_crop, write_driven
+from .driving import DrivingOptions, RenderReport, seeing, write_driven
 from .errors import X2FaceError
 from .faces import SAME_PERSON
 from .frame_paint import FrameEdit, prepare_frame_paint, read_frame_paints
 from .model import ModelInfo, X2Face
 from .model.inference import GridPredictor, InferenceOptions
-from .occlusion import STEADY_FRAMES, Occlusion, steadied
 from .outputs import atomic_output
 from .paint import (
     Paint,
@@ -137,8 +136,7 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
             warnings.append(f"{info.width}x{info.height} is written as {writer.width}x{writer.height}: {encoding.codec} "
                             "needs even sizes (a png/tiff sequence keeps every pixel)")
         write_driven(predictor, track, drive, writer, finish,
-                     DrivingOptions(prepared.lock, chunk, options.overlap, _visibility_stage(occlusion, track), STEADY_FRAMES,
-                                    _refill(occlusion, track)),
+                     seeing(occlusion, track, DrivingOptions(prepared.lock, chunk, options.overlap)),
                      on_frame=on_frame and (lambda index: on_frame(total + index + 1, 2 * total)))
     if looks_like is not None and track.person is not None and np.linalg.norm(track.person - looks_like) >= SAME_PERSON:
         warnings.append(f"nobody in {Path(drive).name} looks like the face the paint was made on: it follows face number "
@@ -147,32 +145,6 @@ def render(model: X2Face, model_info: ModelInfo, paint: Paint, drive: str | Path
         warnings.append(f"only {track.info.frame_count} of the {total} frames {Path(drive).name} announces could be decoded "
                         "(a truncated file?): the output has those")
     return RenderReport(frames=len(chunk) if chunk else track.info.frame_count, lost=track.lost_ranges(), warnings=tuple(warnings))
-
-
-def _visibility_stage(occlusion: Occlusion | None, track: VideoTrack) -> Callable[[Iterator], Iterator]:
-    """What adds each frame's visibility to its (index, frame, grid) item: ``occlusion``'s of
-    its face crop (None without occlusion, or where the face is lost), steadied over time."""
-    def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
-        if grid is None or occlusion is None:
-            return None
-        return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
-
-    return lambda items: steadied(items, visibility_of, track.cuts)
-
-
-def _refill(occlusion: Occlusion | None, track: VideoTrack) -> Callable[..., np.ndarray | None] | None:
-    """What gives a frame whose face is partly covered (``Occlusion.worth_redriving``) its face
-    crop refilled with the prediction (``Occlusion.refilled``), to drive the network again
-    with: what covers the face then no longer moves the warp of the face beside it."""
-    if occlusion is None:
-        return None
-
-    def refilled(index: int, frame: Frame, grid: torch.Tensor, steady: Callable[[], torch.Tensor | None]) -> np.ndarray | None:
-        if (visibility := steady()) is None or not occlusion.worth_redriving(grid, visibility):
-            return None
-        return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
-
-    return refilled
 
 
 def frame_range(frames: tuple[int, int] | None, total: int) -> range | None:
