@@ -163,22 +163,3 @@ def test_render_paints_after_a_gap_and_not_in_it(tmp_path):
     red = [float((f.rgb[..., 0].astype(int) - f.rgb[..., 1] > 100).mean()) for f in iter_frames(tmp_path / "out.mp4")]
     assert max(red[20:35]) == 0
     assert min(red[5:15]) > 0.02 and min(red[42:60]) > 0.02
-
-
-def test_landmarks_not_seen_are_left_out_of_the_correction():
-    """NaN rows (landmarks something covers) count for nothing: the correction is the one
-    made of the seen landmarks alone; with fewer than SEEN_LANDMARKS seen there is none."""
-    from x2face_edit.lock import SEEN_LANDMARKS
-
-    rng = np.random.default_rng(1)
-    targets = torch.from_numpy(rng.uniform(-0.5, 0.5, (68, 2)).astype(np.float32))
-    grid = identity_grid(64, 64)[0]
-    landmarks = targets.numpy() + rng.normal(0, 0.01, (68, 2)).astype(np.float32)
-    covered = landmarks.copy()
-    covered[48:] = np.nan
-    field, trust = LandmarkLock(targets).correction(grid, covered)
-    alone, alone_trust = LandmarkLock(targets[:48]).correction(grid, landmarks[:48])
-    assert torch.allclose(field, alone) and trust == alone_trust
-    assert not torch.allclose(field, LandmarkLock(targets).correction(grid, landmarks)[0])
-    covered[SEEN_LANDMARKS - 1 :] = np.nan
-    assert LandmarkLock(targets).correction(grid, covered) == (None, 0.0)

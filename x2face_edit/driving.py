@@ -20,7 +20,7 @@ from .faces import LandmarkDetector, crop, to_crop_grid
 from .lock import Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
-from .occlusion import STEADY_FRAMES, Occlusion, hidden, steadied
+from .occlusion import STEADY_FRAMES, Occlusion, steadied
 from .pipeline import InOrderWorker, read_ahead
 from .tracking import VideoTrack
 from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
@@ -68,29 +68,17 @@ def _landmarks_of(track: VideoTrack) -> Callable[[int, Frame], np.ndarray]:
     return landmarks_of
 
 
-@dataclass(frozen=True)
-class Covered:
-    """What covers a frame's face: its ``visibility`` on its grid's cells (the landmarks where
-    it is below a half are left out of the lock's correction) and, where worth it, its face
-    crop ``refilled`` with what the face looks like there, to drive the network again with."""
-
-    visibility: torch.Tensor
-    refilled: np.ndarray | None = None
-
-
 def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame], lock: LandmarkLock | None,
                    stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]],
-                   covered: Callable[..., Covered | None]) -> Iterator[tuple]:
+                   refilled: Callable[..., np.ndarray | None]) -> Iterator[tuple]:
     """``locked_driving_grids`` through ``stage`` (which adds what finishing a frame takes,
-    reading ahead as far as its reach), then corrected again where ``covered(index, frame,
-    grid, *more)`` says something covers the face: a frame it gives a refilled crop for is
-    driven again on that crop, and the lock corrects it without the landmarks it finds
-    covered (dragged off the face by what covers them); the other frames' corrections are
-    reused. The first pass runs in a thread of its own (``read_ahead``): its batches do not
-    wait for the stage's work or for the second pass."""
+    reading ahead as far as its reach), with the frames ``refilled(index, frame, grid,
+    *more)`` gives a face crop for (the covered part of the face replaced by what it looks
+    like there) driven again on that crop and corrected by ``lock`` again, the corrections
+    of the others reused. The first pass runs in a thread of its own (``read_ahead``): its
+    batches do not wait for the stage's work or for the second pass."""
     landmarks_of = _landmarks_of(track)
     driven: dict[int, torch.Tensor | None] = {}
-    found: dict[int, np.ndarray] = {}  # the first pass's landmarks, by frame
     corrections: Corrections = {}
 
     def remembered(items: Iterator[tuple[int, Frame, torch.Tensor | None]]) -> Iterator[tuple[int, Frame, torch.Tensor | None]]:
@@ -98,35 +86,22 @@ def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable
             driven[index] = grid
             yield index, frame, grid
 
-    def landmarks_kept(index: int, frame: Frame) -> np.ndarray:
-        found[index] = landmarks_of(index, frame)
-        return found[index]
-
     first = remembered(driving_grids(predictor, track, frames))
     if lock is not None:
-        first = locked_grids(first, lock, landmarks_kept, cuts=track.cuts, made=corrections)
+        first = locked_grids(first, lock, landmarks_of, cuts=track.cuts, made=corrections)
 
     def again() -> Iterator[tuple[int, tuple[Frame, tuple], torch.Tensor | None]]:
         with closing(read_ahead(stage(first))) as staged:
             for index, frame, grid, *more in staged:
-                grid_in, landmarks = driven.pop(index), found.pop(index, None)
-                if grid is not None and (cover := covered(index, frame, grid, *more)) is not None:
-                    if cover.refilled is not None:
-                        grid_in = predictor(to_tensor([cover.refilled]))[0]
-                        corrections.pop(index, None)
-                    if landmarks is not None and (unseen := hidden(landmarks, cover.visibility)).any():
-                        found[index] = np.where(unseen[:, None], np.nan, landmarks)
-                        corrections.pop(index, None)
-                    elif cover.refilled is not None and landmarks is not None:
-                        found[index] = landmarks
+                grid_in = driven.pop(index)
+                if grid is not None and (crop := refilled(index, frame, grid, *more)) is not None:
+                    grid_in = predictor(to_tensor([crop]))[0]
+                    corrections.pop(index, None)
                 yield index, (frame, tuple(more)), grid_in
-
-    def landmarks_again(index: int, packed: tuple[Frame, tuple]) -> np.ndarray:
-        return found.pop(index) if index in found else landmarks_of(index, packed[0])
 
     second = again()
     if lock is not None:
-        second = locked_grids(second, lock, landmarks_again, cuts=track.cuts, known=corrections)
+        second = locked_grids(second, lock, lambda index, packed: landmarks_of(index, packed[0]), cuts=track.cuts, known=corrections)
     for index, (frame, more), grid in second:
         yield index, frame, grid, *more
 
@@ -184,10 +159,9 @@ class DrivingOptions:
     # takes (index, frame, grid, *more), reading up to ``stage_reach`` frames ahead and behind.
     stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]] | None = None
     stage_reach: int = 0
-    # ``covered(index, frame, grid, *more)``, where given with a stage, says what covers each
-    # frame's face (``Covered``), and those frames are corrected again (``redriven_grids``):
-    # a frame then depends on the lock's reach twice.
-    covered: Callable[..., Covered | None] | None = None
+    # ``refilled(index, frame, grid, *more)``, where given with a stage, re-drives the frames
+    # it gives a crop for (``redriven_grids``): a frame then depends on the lock's reach twice.
+    refilled: Callable[..., np.ndarray | None] | None = None
 
 
 def write_driven(
@@ -216,7 +190,7 @@ def write_driven(
 
     decoded = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
     if frames is not None:
-        read = frames_read_for(frames, predictor.batch, options.stage_reach + (reach_frames() if options.covered else 0))
+        read = frames_read_for(frames, predictor.batch, options.stage_reach + (reach_frames() if options.refilled else 0))
         decoded = takewhile(lambda f: f.index < read.stop, iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps),
                                                                            deep=writer.encoding.deep))
 
@@ -234,8 +208,8 @@ def driven(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
     """(index, frame, grid) for each of ``frames`` as ``options`` drives it (corrected by its
     lock; ``(index, frame, grid, *more)`` through its stage, frames driven again where it
     says): what ``write_driven`` finishes, all of them (not only ``options.frames``)."""
-    if options.stage is not None and options.covered is not None:
-        return redriven_grids(predictor, track, frames, options.lock, options.stage, options.covered)
+    if options.stage is not None and options.refilled is not None:
+        return redriven_grids(predictor, track, frames, options.lock, options.stage, options.refilled)
     grids = locked_driving_grids(predictor, track, frames, options.lock)
     return grids if options.stage is None else options.stage(grids)
 
@@ -243,24 +217,21 @@ def driven(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
 def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptions = DrivingOptions()) -> DrivingOptions:
     """``options`` with a stage that adds to each item what gives its frame's visibility
     (``occlusion``'s of its face crop, steadied over time; None without occlusion or where
-    the face is lost), and with what covers the face kept from moving the warp beside it:
-    the landmarks it covers left out of the lock, and a frame whose face is partly covered
-    (``Occlusion.worth_redriving``) driven again on its crop refilled with the prediction
-    (``Occlusion.refilled``)."""
+    the face is lost), and with the frames whose face is partly covered
+    (``Occlusion.worth_redriving``) driven again on their crop refilled with the prediction
+    (``Occlusion.refilled``): what covers the face then no longer moves the warp beside it."""
     def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
         if grid is None or occlusion is None:
             return None
         return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
 
-    def covered(index: int, frame: Frame, grid: torch.Tensor, steady: Callable[[], torch.Tensor | None]) -> Covered | None:
-        if occlusion is None or (visibility := steady()) is None:
+    def refilled(index: int, frame: Frame, grid: torch.Tensor, steady: Callable[[], torch.Tensor | None]) -> np.ndarray | None:
+        if occlusion is None or (visibility := steady()) is None or not occlusion.worth_redriving(grid, visibility):
             return None
-        if not occlusion.worth_redriving(grid, visibility):
-            return Covered(visibility)
-        return Covered(visibility, occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility))
+        return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
 
     return replace(options, stage=lambda items: steadied(items, visibility_of, track.cuts), stage_reach=STEADY_FRAMES,
-                   covered=None if occlusion is None else covered)
+                   refilled=None if occlusion is None else refilled)
 
 
 def frames_read_for(frames: range, batch: int, stage_reach: int = 0) -> range:

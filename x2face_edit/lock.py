@@ -48,8 +48,6 @@ SPLINE_REGULARISATION = 1e-2
 CORRECTION_REACH = 0.2
 # The correction is computed on a coarse grid over the crop and upsampled: it is smooth.
 FIELD_SIZE = 32
-# A frame with fewer landmarks seen than this (the others covered) is not corrected.
-SEEN_LANDMARKS = 10
 # Landmarks and a correction every second frame: the temporal smoothing fills the frames
 # between, and the lock then costs half as much.
 CORRECT_EVERY = 2
@@ -104,17 +102,13 @@ class LandmarkLock:
 
     def correction(self, grid: torch.Tensor | None, landmarks: np.ndarray | None) -> tuple[torch.Tensor | None, float]:
         """The (FIELD_SIZE, FIELD_SIZE, 2) correction of a frame's (H, W, 2) driving grid
-        whose face has ``landmarks`` (68, 2) in the crop's grid coordinates (NaN rows: not
-        seen, something covers them), and how far it is trusted (0 to 1); (None, 0) where
-        there is no grid (face lost), fewer than ``SEEN_LANDMARKS`` landmarks or no trust."""
+        whose face has ``landmarks`` (68, 2) in the crop's grid coordinates, and how far it
+        is trusted (0 to 1); (None, 0) where there is no grid (face lost), no landmarks or
+        no trust."""
         if grid is None or landmarks is None:
             return None, 0.0
-        seen = ~np.isnan(np.asarray(landmarks, dtype=np.float32)).any(axis=1)
-        if seen.sum() < SEEN_LANDMARKS:
-            return None, 0.0
-        points = torch.from_numpy(np.asarray(landmarks, dtype=np.float32)[seen])
-        targets = self.targets if seen.all() else self.targets[torch.from_numpy(seen)]
-        residuals = targets - sample_at(grid.unsqueeze(0).float(), points.unsqueeze(0))[0]
+        points = torch.from_numpy(np.asarray(landmarks, dtype=np.float32))
+        residuals = self.targets - sample_at(grid.unsqueeze(0).float(), points.unsqueeze(0))[0]
         trust = min(1.0, 2.0 - float(residuals.norm(dim=1).median()) / self.bound)
         if trust <= 0:
             return None, 0.0

@@ -223,13 +223,6 @@ class Occlusion:
         return np.round(filled.transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
-def hidden(points: np.ndarray, visibility: torch.Tensor) -> np.ndarray:
-    """(N,) bool: which of the (N, 2) ``points`` (a crop's grid coordinates, e.g. dlib's
-    landmarks) lie where ``visibility`` (on the crop's cells) is below a half."""
-    at = sample(visibility[None, None].float(), torch.from_numpy(np.asarray(points, dtype=np.float32))[None, None], padding="border")
-    return at[0, 0, 0].numpy() < 0.5
-
-
 def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility_of: VisibilityOf,
              cuts: Sequence[int] = ()) -> Iterator[tuple[int, Frame, torch.Tensor | None, Callable[[], torch.Tensor | None]]]:
     """(index, frame, grid) items in order, each with what gives its visibility steadied over

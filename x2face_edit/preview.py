@@ -22,7 +22,6 @@ from .lock import LandmarkLock, smoothed
 from .model import ModelInfo, X2Face
 from .model.images import to_tensor
 from .model.inference import GridPredictor
-from .occlusion import hidden
 from .outputs import atomic_output, check_output
 from .paint import Paint, PaintOptions, composite, prepare_paint
 from .tracking import track_video
@@ -158,16 +157,12 @@ def preview_frames(model: X2Face, model_info: ModelInfo, paint: Paint, drive: st
         if crop_box is not None:
             face = crop(rgb, crop_box, model.config.resolution)
             points = to_crop_grid(landmarks(rgb, face_box), crop_box) if prepared.lock is not None else None
-            driven = predictor(to_tensor([face]))[0]
-            grid = _locked(prepared.lock, driven, points)
+            grid = _locked(prepared.lock, predictor(to_tensor([face]))[0], points)
             visibility = None
-            if (occlusion := prepared.occlusion) is not None:  # what covers the face, as render treats it
+            if (occlusion := prepared.occlusion) is not None:
                 visibility = occlusion.visibility(face, grid)
-                unseen = hidden(points, visibility) if points is not None else np.zeros(0, bool)
-                if redrive := occlusion.worth_redriving(grid, visibility):
-                    driven = predictor(to_tensor([occlusion.refilled(face, grid, visibility)]))[0]
-                if redrive or unseen.any():
-                    grid = _locked(prepared.lock, driven, None if points is None else np.where(unseen[:, None], np.nan, points))
+                if occlusion.worth_redriving(grid, visibility):  # driven again, as render drives it
+                    grid = _locked(prepared.lock, predictor(to_tensor([occlusion.refilled(face, grid, visibility)]))[0], points)
             composite(painted, crop_box, grid, prepared.layer, visibility=visibility)
         shown.append(PreviewFrame(index, rgb, painted, crop_box))
         if on_frame:
