@@ -171,7 +171,7 @@ def paint_paths(model, clip: Path, track, judged: np.ndarray, lock_modes: list[s
     embedding = embed(model, frames, boxes, face.sidecar.size)
     paths = {}
     for mode in lock_modes:
-        lock = LandmarkLock(embedded_landmarks(model, frames, boxes)) if mode == "landmarks" else None
+        lock = LandmarkLock(embedding.landmarks) if mode == "landmarks" else None
         if placed == "frame":
             dots = dots_from_frame(model, clip, track, judged, reference, lock)
         seen = occlusion_of(model, embedding, frames, boxes, lock) if occlusion == "auto" else None

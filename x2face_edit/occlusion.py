@@ -145,7 +145,7 @@ class Occlusion:
         where the frame is darker than the average's prediction."""
         # NumPy and OpenCV on one frame's cells: PyTorch's small operators, run beside the
         # network's thread, would each start a team of threads competing with it for the cores.
-        on_face = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy()
+        on_face = self._on_face(grid).numpy()
         if on_face.sum() < 16:
             return np.zeros(on_face.shape, np.float32), on_face, np.zeros(on_face.shape, bool)
         faces = self._predictions if without is None else torch.cat([self._predictions[: without + 1], self._predictions[without + 2 :]])
@@ -155,8 +155,7 @@ class Occlusion:
         # One gain per prediction and channel: the median ratio over every other cell of the face
         # in each direction (as robust as all of them, at a quarter of the work).
         sparse = on_face[::2, ::2]
-        ratios = seen[:, ::2, ::2][:, sparse] / np.maximum(predicted[:, :, ::2, ::2][:, :, sparse], 0.02)
-        gains = np.clip(_median(ratios, axis=2), 0.25, 4.0)
+        gains = _gains(seen[:, ::2, ::2][:, sparse], predicted[:, :, ::2, ::2][:, :, sparse])
         differences = seen - gains[..., None, None] * predicted
         blurred = _blurred_planes(np.concatenate([differences[:1].sum(axis=1), np.abs(differences).sum(axis=1)]) / 3, BLUR_CELLS)
         # The texture's local statistics vary slowly (over STRUCTURE_CELLS): compared on cells
@@ -201,11 +200,14 @@ class Occlusion:
         grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
         return torch.from_numpy(np.minimum(visibility, 1 - grown).astype(np.float32))
 
+    def _on_face(self, grid: torch.Tensor) -> torch.Tensor:
+        """(h, w) bool: the central cells of the (h, w, 2) ``grid`` that sample the embedded face."""
+        return self.central & (grid.abs() <= 1).all(dim=-1)
 
     def worth_redriving(self, grid: torch.Tensor, visibility: torch.Tensor) -> bool:
         """Whether ``visibility`` (on the cells of the (h, w, 2) ``grid``) covers from
         ``REDRIVE_SHARE`` to ``REDRIVE_MOST`` of the face's central cells."""
-        on_face = self.central & (grid.abs() <= 1).all(dim=-1)
+        on_face = self._on_face(grid)
         return bool(on_face.any()) and REDRIVE_SHARE <= float((visibility[on_face] < 0.5).float().mean()) < REDRIVE_MOST
 
     def refilled(self, crop: np.ndarray, grid: torch.Tensor, visibility: torch.Tensor) -> np.ndarray:
@@ -215,10 +217,8 @@ class Occlusion:
         predicted = sample(self.face[None], grid[None].float())[0].numpy()
         seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
         shown = visibility.numpy()
-        clear = (self.central & (grid.abs() <= 1).all(dim=-1)).numpy() & (shown > 0.9)
-        gains = np.ones(3, np.float32)
-        if clear.sum() >= 16:
-            gains = np.clip(_median(seen[:, clear] / np.maximum(predicted[:, clear], 0.02), axis=1), 0.25, 4.0)
+        clear = self._on_face(grid).numpy() & (shown > 0.9)
+        gains = _gains(seen[:, clear], predicted[:, clear]) if clear.sum() >= 16 else np.ones(3, np.float32)
         filled = seen * shown + np.clip(gains[:, None, None] * predicted, 0, 1) * (1 - shown)
         return np.round(filled.transpose(1, 2, 0) * 255).astype(np.uint8)
 
@@ -266,6 +266,12 @@ def _once(visibility_of: VisibilityOf, index: int, frame: Frame, grid: torch.Ten
         return known[0]
 
     return value
+
+
+def _gains(seen: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The frame's light against a prediction's: per channel, the median ratio of the (3, N)
+    ``seen`` cells to the (..., 3, N) ``predicted`` ones, within 0.25 and 4."""
+    return np.clip(_median(seen / np.maximum(predicted, 0.02), axis=-1), 0.25, 4.0)
 
 
 def _tolerance_bins(grid: torch.Tensor) -> torch.Tensor:
