@@ -11,7 +11,7 @@ clean clip's render), the same in the covered frames alone, and the frames where
 went unpainted; and what ``auto`` keeps of the paint on the clean clip.
 
     python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object] [--paint discs|features]
-    python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3] [--occluder strand]
+    python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3] [--occluder strand] [--clip CLIP]
 
 ``--paint features`` paints the face's moving parts instead of the discs: lipstick over the
 lips and shadow over the eyes and their lids (placed by the embedded face's landmarks, the
@@ -21,7 +21,9 @@ outlines widened), to judge what talking and blinking do to paint there.
 fastest of ``--repeat`` renders of a synthetic moving face with ``--occlusion off`` and
 ``auto`` (the face's analysis read back from the cache after the first), and the
 throughput lost; with ``--occluder``, of a copy with that occluder in front of the face
-for the middle 40 % of it (where frames partly covered are driven twice).
+for the middle 40 % of it (where frames partly covered are driven twice); with ``--clip``,
+of that real clip instead of the synthetic face, scaled to the size's height and centred
+(as ``render_throughput.py --real`` does).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from render_throughput import real_footage
 
 from x2face_edit.extract import extract, save
 from x2face_edit.model import load_model_with_info
@@ -89,11 +92,14 @@ def painted_layer(layer_path: Path, features: np.ndarray | None = None) -> Paint
     return Paint.read(layer_path)
 
 
-def cost(size: str, frames: int, repeat: int, occluder: str | None) -> None:
+def cost(size: str, frames: int, repeat: int, occluder: str | None, clip: Path | None) -> None:
     width, height = (int(v) for v in size.split("x"))
     model, info = load_model_with_info()
     with tempfile.TemporaryDirectory() as scratch:
-        video = write_moving_face_video(Path(scratch) / "face.mp4", frames, width=width, height=height, face_size=height // 2)
+        if clip is None:
+            video = write_moving_face_video(Path(scratch) / "face.mp4", frames, width=width, height=height, face_size=height // 2)
+        else:
+            video = real_footage(clip, width, height, frames, Path(scratch) / "face.mp4")
         track = track_video(video)
         _, layer_path, _, _ = save(extract(model, info, video, track), Path(scratch) / "face.png", force=True)
         if occluder is not None:
@@ -105,7 +111,7 @@ def cost(size: str, frames: int, repeat: int, occluder: str | None) -> None:
             render(model, info, paint, video, Path(scratch) / "out.mp4", RenderOptions(PaintOptions(occlusion=occlusion), force=True))
             seconds[occlusion] = min(seconds.get(occlusion, np.inf), time.perf_counter() - start)
     off, auto = (frames / seconds[mode] for mode in ("off", "auto"))
-    shown = f"{size}, {frames} frames" + (f", {occluder} in front" if occluder else "")
+    shown = f"{size}, {frames} frames" + (f" of {clip.name}" if clip else "") + (f", {occluder} in front" if occluder else "")
     print(f"{shown}: --occlusion off {off:.1f} frames/s, auto {auto:.1f} frames/s, {1 - auto / off:.1%} of throughput")
 
 
@@ -119,9 +125,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--occluder", choices=OCCLUDERS, help="with --cost: the synthetic face with this occluder in front (as --kinds)")
+    parser.add_argument("--clip", type=Path, help="with --cost: this real clip instead of the synthetic face")
     args = parser.parse_args()
     if args.cost:
-        cost(args.size, args.frames, args.repeat, args.occluder)
+        cost(args.size, args.frames, args.repeat, args.occluder, args.clip)
         return
     model, info = load_model_with_info()
     print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'unpainted':>10}")

@@ -21,7 +21,7 @@ from .lock import Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
 from .occlusion import STEADY_FRAMES, Occlusion, steadied
-from .pipeline import InOrderWorker, read_ahead
+from .pipeline import InOrderWorker, opencv_in_one_thread, read_ahead
 from .tracking import VideoTrack
 from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
 
@@ -45,9 +45,14 @@ def around(frame: Frame, box: np.ndarray, margin: int = 2) -> tuple[np.ndarray, 
 
 
 def face_crop(frame: Frame, box: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` crop of ``box`` from ``frame`` (8-bit RGB), converting only what it reads (``around``)."""
-    pixels, offset = around(frame, box)
-    return crop(pixels, box - np.tile(offset, 2), size)
+    """The ``size`` crop of ``box`` from ``frame`` (8-bit RGB, not to be changed), converting
+    only what it reads (``around``); made once (``Frame.derived``): the network's crop is the
+    matte's, and a frame's crops are all made before it is finished."""
+    key = ("face crop", size, *np.asarray(box, dtype=np.float64).tolist())
+    if (made := frame.derived.get(key)) is None:
+        pixels, offset = around(frame, box)
+        made = frame.derived[key] = crop(pixels, box - np.tile(offset, 2), size)
+    return made
 
 
 def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
@@ -198,7 +203,7 @@ def write_driven(
         for item in driven(predictor, track, decoded, options):
             finish_and_write(*item)
         return
-    with closing(read_ahead(decoded)) as ahead, InOrderWorker() as worker:
+    with closing(read_ahead(decoded)) as ahead, InOrderWorker() as worker, opencv_in_one_thread():
         for item in driven(predictor, track, ahead, options):
             worker.submit(finish_and_write, *item)
 

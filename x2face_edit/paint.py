@@ -238,7 +238,7 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
     frame_grid = at_pixels[:, :2].permute(0, 2, 3, 1)
     warped = sample(layer.unsqueeze(0), frame_grid)[0]
     if visibility is not None:
-        warped = warped * at_pixels[0, 2:].clamp(0, 1)
+        warped.mul_(at_pixels[0, 2:].clamp_(0, 1))
     warped = warped.permute(1, 2, 0).numpy()
     if not (warped[..., 3] > 0).any():
         return None

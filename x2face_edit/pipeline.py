@@ -11,7 +11,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
+
+import cv2
 
 Item = TypeVar("Item")
 
@@ -93,3 +96,16 @@ class InOrderWorker:
             for future in self._pending:
                 future.cancel()
             self._executor.shutdown(wait=True)
+
+
+@contextmanager
+def opencv_in_one_thread() -> Iterator[None]:
+    """OpenCV's own threads off while the stages share the cores: its work here is on
+    small images (a face's crop, the matte's cells), where waking its pool costs more than
+    it saves (benchmarks/README.md). The setting is the process's: restored after."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)

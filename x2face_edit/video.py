@@ -59,6 +59,9 @@ class Frame:
         self._rgb: np.ndarray | None = None
         self._region: tuple[int, int, int, int, np.ndarray] | None = None  # top, bottom, left, right, RGB as decoded
         self._changes: list[tuple[slice, slice, np.ndarray, np.ndarray]] = []  # rows, columns, mask, RGB
+        # What one stage derives from the pixels as decoded and another reuses (the face's crop,
+        # made for the network and read again by the matte), keyed by what it was made of.
+        self.derived: dict[tuple, np.ndarray] = {}
         turned = round(decoded.rotation / 90) % 2
         self.height, self.width = (decoded.width, decoded.height) if turned else (decoded.height, decoded.width)
 
