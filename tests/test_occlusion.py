@@ -8,7 +8,7 @@ from PIL import Image
 
 from x2face_edit.extract import extract, save
 from x2face_edit.model import load_model_with_info
-from x2face_edit.paint import Paint, PaintOptions
+from x2face_edit.paint import Paint, PaintOptions, visibility_matte, warp_paint
 from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import write_moving_face_video, write_occluded_copy
 from x2face_edit.tracking import track_video
@@ -89,6 +89,24 @@ def test_the_matte_is_written_frame_for_frame_and_dark_only_over_the_object(chee
     render(model, info, cheek_paint["paint"], cheek_paint["occluded"], folder / "without_matte_%03d.png", RenderOptions(PaintOptions()))
     written = [sorted(folder.glob(f"{name}_*.png")) for name in ("with_matte", "without_matte")]
     assert len(written[0]) == 60 and [p.read_bytes() for p in written[0]] == [p.read_bytes() for p in written[1]]
+
+
+def test_the_matte_is_what_the_paint_was_multiplied_by_wherever_paint_lands():
+    """Paint washed over the whole embedded face (hair, ears and background too) and a
+    visibility low in patches inside and beyond the face box: the warped paint's alpha with
+    the visibility is its alpha without it times the matte ``--matte`` writes, everywhere."""
+    resolution, shape, crop_box = 32, (120, 160), np.array([30.0, 10.0, 130.0, 110.0])
+    v, u = torch.meshgrid(torch.linspace(-1.1, 1.1, resolution), torch.linspace(-1.1, 1.1, resolution), indexing="ij")
+    grid = torch.stack([u, v], dim=-1)  # the crop a little beyond the embedded face on every side
+    visibility = torch.ones(resolution, resolution)
+    visibility[2:8, 2:10] = 0.0  # beyond the face box (|grid| > 1 / 1.6), still on the embedded face
+    visibility[14:20, 12:18] = 0.3  # inside it
+    layer = torch.ones(4, 64, 64)
+    _, plain = warp_paint(shape, crop_box, grid, layer)
+    (rows, columns), hidden = warp_paint(shape, crop_box, grid, layer, visibility=visibility)
+    matte = visibility_matte(shape, crop_box, grid, visibility)[rows, columns]
+    assert np.abs(hidden[..., 3] - plain[..., 3] * matte).max() < 1e-5
+    assert (matte[plain[..., 3] > 0.5] < 0.05).sum() > 50  # the hidden patches are in the matte, beyond the box too
 
 
 def test_a_matte_that_cannot_be_made_is_one_line(extracted, painted_layer, talking_video, tmp_path):

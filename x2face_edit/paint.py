@@ -19,7 +19,7 @@ from PIL import Image
 from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
 from .embedding import Embedding, embed, rebuild, source_frames
 from .errors import X2FaceError
-from .faces import VOXCELEB_SCALE, crop
+from .faces import crop
 from .guide import is_guide
 from .lock import LandmarkLock
 from .model import X2Face
@@ -238,7 +238,7 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
     frame_grid = at_pixels[:, :2].permute(0, 2, 3, 1)
     warped = sample(layer.unsqueeze(0), frame_grid)[0]
     if visibility is not None:
-        warped.mul_(at_pixels[0, 2:].clamp_(0, 1))
+        warped.mul_(_visible_at(at_pixels[0]))
     warped = warped.permute(1, 2, 0).numpy()
     if not (warped[..., 3] > 0).any():
         return None
@@ -257,8 +257,8 @@ def _pixel_positions(crop_box: np.ndarray, left: int, top: int, right: int, bott
 def visibility_matte(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor, visibility: torch.Tensor) -> np.ndarray:
     """(H, W) float32 in [0, 1] over a frame of ``shape``: the ``visibility`` of the face
     (on the (h, w) cells of the crop's ``grid``, ``Occlusion.visibility``) at each pixel
-    where the grid reaches the face box of the embedded face, 1 elsewhere (its hair and
-    background, which move apart from the face, are not judged there)."""
+    where the grid samples the embedded face, as ``warp_paint`` multiplies the paint by it;
+    1 elsewhere (no paint lands there)."""
     height, width = shape[:2]
     matte = np.ones((height, width), np.float32)
     left, top = max(0, int(np.floor(crop_box[0]))), max(0, int(np.floor(crop_box[1])))
@@ -267,9 +267,15 @@ def visibility_matte(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.T
         return matte
     cells = torch.cat([grid.permute(2, 0, 1).float(), visibility[None].float()])
     at_pixels = sample(cells.unsqueeze(0), _pixel_positions(crop_box, left, top, right, bottom), padding="border")[0]
-    on_face = (at_pixels[:2].abs() <= 1 / VOXCELEB_SCALE).all(dim=0)
-    matte[top:bottom, left:right] = torch.where(on_face, at_pixels[2].clamp(0, 1), torch.ones(())).numpy()
+    matte[top:bottom, left:right] = _visible_at(at_pixels).numpy()
     return matte
+
+
+def _visible_at(at_pixels: torch.Tensor) -> torch.Tensor:
+    """(h, w): from a crop's grid and visibility sampled at frame pixels (3, h, w), the
+    visibility where the grid samples the embedded face, 1 beyond it (no paint lands there)."""
+    on_face = (at_pixels[:2].abs() <= 1).all(dim=0)
+    return torch.where(on_face, at_pixels[2].clamp(0, 1), torch.ones(()))
 
 
 def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
