@@ -4,6 +4,7 @@ and the thread helpers it is built on."""
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,7 @@ from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.images import to_tensor
 from x2face_edit.model.inference import BF16_GRID_TOLERANCE, GridPredictor, InferenceOptions
 from x2face_edit.paint import Paint, PaintOptions
-from x2face_edit.pipeline import InOrderWorker, read_ahead
+from x2face_edit.pipeline import InOrderWorker, opencv_in_one_thread, read_ahead
 from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import write_moving_face_video
 from x2face_edit.tracking import track_video
@@ -50,6 +51,20 @@ def test_read_ahead_stops_producing_when_the_caller_stops():
     time.sleep(0.2)
     assert len(produced) == count <= 10 + 3 + 2
     assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+
+
+def test_opencv_is_given_back_its_threads_when_the_last_of_overlapping_runs_ends():
+    """Two runs that overlap (the studio renders and exports at once), the first to start
+    ending first: OpenCV stays in one thread until the second ends, then has its own back."""
+    before = cv2.getNumThreads()
+    first, second = opencv_in_one_thread(), opencv_in_one_thread()
+    first.__enter__()
+    assert cv2.getNumThreads() == 1
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert cv2.getNumThreads() == 1
+    second.__exit__(None, None, None)
+    assert cv2.getNumThreads() == before
 
 
 def test_in_order_worker_runs_calls_in_order_and_hands_back_their_errors():

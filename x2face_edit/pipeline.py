@@ -98,14 +98,27 @@ class InOrderWorker:
             self._executor.shutdown(wait=True)
 
 
+_opencv_users = 0
+_opencv_before = 0
+_opencv_guard = threading.Lock()
+
+
 @contextmanager
 def opencv_in_one_thread() -> Iterator[None]:
     """OpenCV's own threads off while the stages share the cores: its work here is on
     small images (a face's crop, the matte's cells), where waking its pool costs more than
-    it saves (benchmarks/README.md). The setting is the process's: restored after."""
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+    it saves (benchmarks/README.md). The setting is the process's: taken by the first of
+    runs that overlap (the studio renders and exports at once) and restored by the last."""
+    global _opencv_users, _opencv_before
+    with _opencv_guard:
+        if _opencv_users == 0:
+            _opencv_before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _opencv_users += 1
     try:
         yield
     finally:
-        cv2.setNumThreads(before)
+        with _opencv_guard:
+            _opencv_users -= 1
+            if _opencv_users == 0:
+                cv2.setNumThreads(_opencv_before)
