@@ -75,13 +75,14 @@ def _landmarks_of(track: VideoTrack) -> Callable[[int, Frame], np.ndarray]:
 
 def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame], lock: LandmarkLock | None,
                    stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]],
-                   refilled: Callable[..., np.ndarray | None]) -> Iterator[tuple]:
+                   refilled: Callable[..., np.ndarray | None], considered: range | None = None) -> Iterator[tuple]:
     """``locked_driving_grids`` through ``stage`` (which adds what finishing a frame takes,
     reading ahead as far as its reach), with the frames ``refilled(index, frame, grid,
     *more)`` gives a face crop for (the covered part of the face replaced by what it looks
     like there) driven again on that crop and corrected by ``lock`` again, the corrections
-    of the others reused. The first pass runs in a thread of its own (``read_ahead``): its
-    batches do not wait for the stage's work or for the second pass."""
+    of the others reused; only the frames in ``considered`` (all: None) are offered to
+    ``refilled``. The first pass runs in a thread of its own (``read_ahead``): its batches
+    do not wait for the stage's work or for the second pass."""
     landmarks_of = _landmarks_of(track)
     driven: dict[int, torch.Tensor | None] = {}
     corrections: Corrections = {}
@@ -99,7 +100,7 @@ def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable
         with closing(read_ahead(stage(first))) as staged:
             for index, frame, grid, *more in staged:
                 grid_in = driven.pop(index)
-                if grid is not None and (crop := refilled(index, frame, grid, *more)) is not None:
+                if grid is not None and (considered is None or index in considered) and (crop := refilled(index, frame, grid, *more)) is not None:
                     grid_in = predictor(to_tensor([crop]))[0]
                     corrections.pop(index, None)
                 yield index, (frame, tuple(more)), grid_in
@@ -214,7 +215,10 @@ def driven(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
     lock; ``(index, frame, grid, *more)`` through its stage, frames driven again where it
     says): what ``write_driven`` finishes, all of them (not only ``options.frames``)."""
     if options.stage is not None and options.refilled is not None:
-        return redriven_grids(predictor, track, frames, options.lock, options.stage, options.refilled)
+        # A frame written depends on the second drive of the frames within the lock's reach
+        # of it: those beyond, read for the first pass's lock alone, need not be judged.
+        considered = None if options.frames is None else range(options.frames.start - reach_frames(), options.frames.stop + reach_frames())
+        return redriven_grids(predictor, track, frames, options.lock, options.stage, options.refilled, considered)
     grids = locked_driving_grids(predictor, track, frames, options.lock)
     return grids if options.stage is None else options.stage(grids)
 
