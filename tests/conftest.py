@@ -98,3 +98,41 @@ def painted_layer(tmp_path_factory, extracted) -> Path:
     path = tmp_path_factory.mktemp("paint") / "face.edit.png"
     Image.fromarray(layer).save(path)
     return path
+
+
+SPOKEN_WORDS = "bob met pam at the park"
+SPOKEN_PAUSE = 0.8  # seconds of digital silence before and after the words
+
+
+@pytest.fixture(scope="session")
+def spoken_words(tmp_path_factory) -> Path:
+    """``SPOKEN_WORDS`` said by Debian's espeak-ng, exactly ``SPOKEN_PAUSE`` s of silence on each
+    side, as a 16 kHz WAV (the CI machine installs espeak-ng: its absence fails there)."""
+    import shutil
+    import subprocess
+
+    import av
+    import numpy as np
+
+    from x2face_edit.audio_features import SAMPLE_RATE, load_audio
+
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("X2FACE_EDIT_CI"):
+            pytest.fail("no espeak-ng on PATH (apt-get install -y espeak-ng)")
+        pytest.skip("no espeak-ng on PATH (apt-get install -y espeak-ng)")
+    folder = tmp_path_factory.mktemp("spoken")
+    said = folder / "said.wav"
+    subprocess.run(["espeak-ng", "-w", str(said), SPOKEN_WORDS], check=True)
+    voice = load_audio(said)
+    sounding = np.flatnonzero(np.abs(voice) > 1e-3)
+    pause = np.zeros(int(SPOKEN_PAUSE * SAMPLE_RATE), np.float32)
+    samples = np.concatenate([pause, voice[sounding[0]:sounding[-1] + 1], pause])  # espeak-ng's own silences cut
+    path = folder / "spoken.wav"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=SAMPLE_RATE)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

@@ -202,6 +202,7 @@ def test_audio_picks_the_speakers_own_map_and_keeps_silence_still(tmp_path, tiny
     result = run("audio", silent_source, silence, "-o", tmp_path / "still.mp4", "--model", tiny_model_with_maps, "--size", "64")
     assert result.exit_code == 0, result.output
     assert "the global one (silent_source.mp4 has no sound" in result.output
+    assert "no speech heard in silence.wav (silence, noise or a tone): the mouth stays closed" in result.output
     frames = [f.rgb.astype(int) for f in iter_frames(tmp_path / "still.mp4")]
     assert len(frames) == 25 and max(np.abs(f - frames[0]).mean() for f in frames) < 0.5  # silence: a still face (codec noise aside)
     result = run("audio", talking_source, _tone(tmp_path / "bursts.wav", 1.0, bursts=0.2), "-o", tmp_path / "talk.mp4",
@@ -272,3 +273,26 @@ def test_audio_drives_a_silent_source_with_the_pooled_model(tmp_path, tiny_model
     (tmp_path / "bad.pt").write_bytes(b"x")
     one_line_error(run("audio", source, speech, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps,
                        "--speech-model", tmp_path / "bad.pt"), "not a speech model")
+
+
+def test_audio_reads_a_transcript_with_the_pooled_model(tmp_path, tiny_model_with_maps, spoken_words):
+    model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(4)])
+    model.save(tmp_path / "speech.pt")
+    source = write_moving_face_video(tmp_path / "source.mp4", count=20)
+    common = ("--model", tiny_model_with_maps, "--size", "64")
+    result = run("audio", source, spoken_words, "-o", tmp_path / "said.mp4", *common, "--speech-model", tmp_path / "speech.pt",
+                 "--transcript", "Bob met Pam at the park.")
+    assert result.exit_code == 0, result.output
+    assert "the pooled speech model, reading the transcript's phones aligned to the speech" in result.output
+    assert "no speech heard" not in result.output
+    assert probe(tmp_path / "said.mp4").frame_count == int(np.ceil(len(load_audio(spoken_words)) / 16000 * 25))
+    one_line_error(run("audio", source, spoken_words, "-o", tmp_path / "o.mp4", *common, "--speech-model", tmp_path / "speech.pt",
+                       "--transcript", "Bob met Pam at the parkq"), "not in the pronouncing dictionary: parkq")
+    one_line_error(run("audio", source, spoken_words, "-o", tmp_path / "o.mp4", *common, "--speech-model", tmp_path / "speech.pt",
+                       "--transcript", "bob met pam"), "the transcript (3 words) could not be aligned")  # words missing
+    one_line_error(run("audio", source, spoken_words, "-o", tmp_path / "o.mp4", *common, "--transcript", "bob met pam at the park"),
+                   "a transcript is read by the pooled speech model")
+    result = run("audio", source, spoken_words, "-o", tmp_path / "o.mp4", *common, "--transcript", "bob",
+                 "--audio-map", tiny_model_with_maps.with_suffix(".audio.pt"))
+    assert result.exit_code == 2 and "not by --audio-map" in result.output
+    assert not (tmp_path / "o.mp4").exists()

@@ -97,3 +97,77 @@ def test_fit_speech_says_in_one_line_when_no_clip_talks(tmp_path):
         write_moving_face_video(tmp_path / "videos" / f"person{seed}.mp4", count=30, seed=seed, tone_hz=220)
     one_line_error(run("fit-speech", tmp_path / "videos", "-o", tmp_path / "speech.pt"), "talking clips of several people, got 0")
     assert not (tmp_path / "speech.pt").exists()
+
+
+def test_a_transcript_is_aligned_where_its_words_are_said(spoken_words):
+    from conftest import SPOKEN_PAUSE
+
+    from x2face_edit.audio_features import SAMPLE_RATE, load_audio
+    from x2face_edit.speech import aligned_segments
+
+    samples = load_audio(spoken_words)
+    segments = aligned_segments(samples, "Bob met Pam, at the park!")
+    spoken = [(phone, start, end) for phone, start, end in segments if phone != "SIL"]
+    assert [phone for phone, _, _ in spoken] == "B AA B M EH T P AE M AE T DH AH P AA R K".split()
+    assert abs(spoken[0][1] - SPOKEN_PAUSE) < 0.1 and abs(spoken[-1][2] - (len(samples) / SAMPLE_RATE - SPOKEN_PAUSE)) < 0.15
+    assert all(end <= next_start + 1e-9 for (_, _, end), (_, next_start, _) in zip(segments, segments[1:]))  # in order
+    with pytest.raises(X2FaceError, match="not in the pronouncing dictionary: blorf, xyzzyq"):
+        aligned_segments(samples, "bob xyzzyq met blorf")
+    with pytest.raises(X2FaceError, match="no words"):
+        aligned_segments(samples, " ?! ")
+
+
+def test_speech_opens_the_mouth_on_open_vowels_and_rests_in_the_pauses(spoken_words):
+    """The shipped pooled model on words it never heard, read from a transcript and decoded:
+    at rest in the pauses, open on the open vowels (it does not close the lips on p, b, m
+    between them: benchmarks/README.md, audio_sync.py)."""
+    from conftest import SPOKEN_PAUSE, SPOKEN_WORDS
+
+    from x2face_edit.audio_features import SAMPLE_RATE, load_audio
+    from x2face_edit.model import default_model_path
+    from x2face_edit.speech import aligned_segments, default_speech_path
+
+    model = SpeechModel.load(default_speech_path(default_model_path()))
+    samples = load_audio(spoken_words)
+    seconds = len(samples) / SAMPLE_RATE
+    times = np.arange(int(seconds * 25)) / 25
+    segments = aligned_segments(samples, SPOKEN_WORDS)
+    heard = times - model.lag  # the mouth follows the sound by the model's lag
+    pauses = (heard < SPOKEN_PAUSE - 0.3) | (heard > seconds - SPOKEN_PAUSE + 0.3)  # its context reaches 0.2 s, blurred
+
+    def during(phones: tuple[str, ...], opening: np.ndarray) -> float:
+        """The mean opening while ``phones`` are heard."""
+        inside = np.zeros(len(times), bool)
+        for phone, start, end in segments:
+            inside |= (phone in phones) & (heard >= start - 0.02) & (heard < end + 0.02)
+        return float(opening[inside].mean())
+
+    for transcript in (SPOKEN_WORDS, None):
+        track = SpeechTrack.of(samples, transcript)
+        assert track.heard()
+        opening = (model.predict(track, times, 25) - model.rest()) * model.stretch
+        assert np.abs(opening[pauses]).max() < 0.25 * opening.max() and np.abs(opening[pauses]).mean() < 0.15, transcript
+        assert during(("AA", "AE", "AH"), opening) > 0.5, transcript
+
+
+def test_silence_noise_and_a_tone_are_not_speech():
+    from x2face_edit.audio import speech_heard
+
+    rng = np.random.default_rng(0)
+    time = np.arange(3 * 16000) / 16000
+    for sound in (np.zeros_like(time), 0.1 * rng.standard_normal(len(time)), 0.3 * np.sin(2 * np.pi * 440 * time)):
+        assert not speech_heard(sound.astype(np.float32))
+
+
+def test_long_speech_is_decoded_in_pieces_cut_where_it_is_quiet():
+    from x2face_edit.speech import _pieces
+
+    rate = 16000
+    samples = 0.3 * np.sin(2 * np.pi * 200 * np.arange(75 * rate) / rate)
+    for quiet in (29.0, 60.5):  # the quietest moments near each 30 s
+        samples[int(quiet * rate):int((quiet + 0.05) * rate)] = 0
+    pieces = _pieces(samples)
+    assert pieces[0][0] == 0 and pieces[-1][1] == len(samples) and all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+    cuts = [first / rate for first, _ in pieces[1:]]
+    assert len(cuts) == 2 and 29.0 <= cuts[0] < 29.05 and 60.5 <= cuts[1] < 60.55
+    assert _pieces(samples[: 31 * rate]) == [(0, 31 * rate)]  # short speech: one piece

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +154,12 @@ def is_silent(samples: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(samples ** 2))) < SILENT_RMS
 
 
+def speech_heard(samples: np.ndarray) -> bool:
+    """Whether ``samples`` hold speech: not silent, and pocketsphinx hears phones in them
+    (noise and tones give none; a melody can give some)."""
+    return not is_silent(samples) and SpeechTrack.of(samples).heard()
+
+
 @dataclass
 class PooledMouth:
     """The pooled ``SpeechModel`` given one face's mouth: the opening at rest (silence),
@@ -164,11 +170,15 @@ class PooledMouth:
     rest: float
     spread: float
     motion: np.ndarray
+    transcript: str | None = None  # the words said: aligned to the speech instead of decoding its phones
 
     def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
         """(T,) the mouth opening the speech implies at ``times`` (evenly spaced frames)."""
+        if is_silent(samples):
+            return np.full(len(times), self.rest)
         fps = 1 / float(np.median(np.diff(times))) if len(times) > 1 else 25.0
-        change = (self.model.predict(SpeechTrack.of(samples), times, fps) - self.model.rest()) * self.model.stretch
+        track = SpeechTrack.of(samples, self.transcript)
+        change = (self.model.predict(track, times, fps) - self.model.rest()) * self.model.stretch
         return self.rest + change * self.spread
 
 
@@ -183,15 +193,24 @@ def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source
 
 
 def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[], AudioMap], *, face: int = 0,
-                     speech_model: SpeechModel | None = None) -> tuple[PooledMouth | MouthMap | AudioMap, str]:
+                     speech_model: SpeechModel | None = None, transcript: str | None = None) -> tuple[PooledMouth | MouthMap | AudioMap, str]:
     """The map for ``source`` and a line saying which it is: the speaker's own mouth when
     the source is a video with sound (on held-out speakers it follows their speech as well
     as the pooled model does, or better: benchmarks/README.md, audio_sync.py); else the
     pooled ``speech_model`` where given (phones and loudness, for any speaker), else
     ``global_map()`` (a map fitted on other people's driving vectors moves an unseen
-    speaker's mouth little)."""
+    speaker's mouth little). With a ``transcript`` (the words the speech says) the pooled
+    model reads its phones aligned to the speech, for any source (a talking one keeps its
+    own range of opening)."""
     samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
-    if samples is not None and not is_silent(samples):
+    talking = samples is not None and not is_silent(samples)
+    if transcript is not None:
+        if speech_model is None:
+            raise X2FaceError("a transcript is read by the pooled speech model: none was given or found beside the model (fit-speech makes one)")
+        frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples) if talking else None
+        mouth = replace(pooled_mouth(speech_model, frames, mouth_opening(source.frame_landmarks())), transcript=transcript)
+        return mouth, "audio map: the pooled speech model, reading the transcript's phones aligned to the speech"
+    if talking:
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
         return speaker_mouth_map(frames), f"audio map: the mouth of {source.video.name}, learnt from its own {len(frames.times)} frames and sound"
     if speech_model is not None:
@@ -233,33 +252,49 @@ def speech_vectors(model: X2Face, audio_map: AudioMap, pose_maps: PoseMaps, sour
 
 @dataclass(frozen=True)
 class SpeechOptions:
-    """Frames at ``fps``, ``size`` pixels square; ``force`` overwrites an existing output."""
+    """Frames at ``fps``, ``size`` pixels square; ``force`` overwrites an existing output;
+    ``transcript``, the words the speech says (it is then taken to be speech)."""
 
     fps: float = 25.0
     size: int = 256
     force: bool = False
+    transcript: str | None = None
+
+
+@dataclass(frozen=True)
+class SpokenVideo:
+    """What ``drive_by_audio`` wrote: its number of ``frames``, and whether speech was
+    heard (where none was, the mouth stayed as the map has it in silence)."""
+
+    frames: int
+    speech_heard: bool
 
 
 def drive_by_audio(model: X2Face, audio_map: PooledMouth | MouthMap | AudioMap, pose_maps: PoseMaps, source: SourceFace,
-                   speech: str | Path, out: str | Path, options: SpeechOptions = SpeechOptions()) -> int:
-    """Write the source face speaking ``speech`` (section 4.2), the speech as its sound;
-    return the number of frames. A ``MouthMap`` moves the mouth by landmarks
-    (``speaking_frames``); an ``AudioMap`` gives driving vectors (``speech_vectors``)."""
+                   speech: str | Path, out: str | Path, options: SpeechOptions = SpeechOptions()) -> SpokenVideo:
+    """Write the source face speaking ``speech`` (section 4.2), the speech as its sound. A
+    ``MouthMap`` or ``PooledMouth`` moves the mouth by landmarks (``speaking_frames``); an
+    ``AudioMap`` gives driving vectors (``speech_vectors``). Where no speech is heard
+    (silence, noise, a tone) the face is driven by silence: the mouth stays closed."""
     fps, size, force = options.fps, options.size, options.force
     check_video_output(out, force=force)
     samples = load_audio(speech)
     if len(samples) < SHORTEST_SPEECH * SAMPLE_RATE:
         raise X2FaceError(f"the speech in {Path(speech).name} lasts {len(samples) / SAMPLE_RATE:.2f} s: "
                           f"at least {SHORTEST_SPEECH} s are needed (one feature window)")
+    heard = options.transcript is not None or speech_heard(samples)
+    driving = samples if heard else np.zeros_like(samples)
+    if isinstance(audio_map, PooledMouth) and options.transcript is not None:
+        audio_map = replace(audio_map, transcript=options.transcript)
     frames = max(1, math.ceil(len(samples) / SAMPLE_RATE * fps))
     times = np.arange(frames) / fps
     if isinstance(audio_map, MouthMap | PooledMouth):
-        write_frames(speaking_frames(model, audio_map, pose_maps, source, samples, times, size=size), out, fps=fps,
+        write_frames(speaking_frames(model, audio_map, pose_maps, source, driving, times, size=size), out, fps=fps,
                      size=size, audio_from=speech, force=force)
     else:
-        vectors = speech_vectors(model, audio_map, pose_maps, source, samples, times)
+        vectors = speech_vectors(model, audio_map, pose_maps, source, driving, times)
         generate_video(model, source, vectors, out, fps=fps, size=size, audio_from=speech, force=force)
-    return frames
+    return SpokenVideo(frames, heard)
 
 
 # A talking clip's mouth must vary at least this much (opening std) to teach the mouth.

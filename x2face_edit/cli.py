@@ -750,20 +750,27 @@ def pose(sources, out, yaw, pitch, roll, frames, out_fps, csv_path, count, size,
 @click.option("--speech-model", type=click.Path(path_type=Path),
               help="A pooled speech model from 'fit-speech' (default: MODEL.speech.pt beside the model; without one, the "
                    "speaker's own mouth when SOURCES is a talking video, else the global audio map).")
+@click.option("--transcript", help="The words SPEECH says (English): their phones are aligned to it instead of decoded; "
+                                   "read by the pooled speech model, whatever the source.")
 @click.option("--pose-maps", type=click.Path(path_type=Path), help="Default: MODEL.pose.pt beside the model.")
 @model_option
 @device_option
 @face_option
 @force_option
-def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, pose_maps, model_path, device, face, force) -> None:
+def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, transcript, pose_maps, model_path, device, face,
+          force) -> None:
     """Make the face in SOURCES speak SPEECH (a sound file or a video with sound; paper section 4.2)."""
     from .audio import SpeechOptions, drive_by_audio, source_audio_map
     from .audio_features import load_audio
-    from .speech import SpeechModel, default_speech_path
+    from .speech import SpeechModel, aligned_segments, default_speech_path
     from .video import check_video_output
 
     check_video_output(out, force=force, inputs=(speech, *sources))
-    load_audio(speech)  # a speech file without a readable sound track fails here, before any work
+    samples = load_audio(speech)  # a speech file without a readable sound track fails here, before any work
+    if transcript is not None:
+        if audio_map is not None:
+            raise click.UsageError("--transcript is read by the pooled speech model, not by --audio-map")
+        aligned_segments(samples, transcript)  # words it cannot read fail here, before any work
     model, info = _load(model_path, device)
     pose_map = _maps(info, "pose", pose_maps)
     pooled = None
@@ -771,12 +778,16 @@ def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, p
         pooled = SpeechModel.load(speech_model or default_speech_path(info.path))
     source = _source(model, sources, count, size, face)
     if audio_map is None:
-        speech_map, which = source_audio_map(model, source, lambda: _maps(info, "audio", None), face=face, speech_model=pooled)
+        speech_map, which = source_audio_map(model, source, lambda: _maps(info, "audio", None), face=face, speech_model=pooled,
+                                             transcript=transcript)
     else:
         speech_map, which = _maps(info, "audio", audio_map), f"audio map: {audio_map}"
     click.echo(which)
-    frames = drive_by_audio(model, speech_map, pose_map, source, speech, out, SpeechOptions(fps=out_fps, size=size, force=force))
-    click.echo(f"{frames} frames -> {out}")
+    spoken = drive_by_audio(model, speech_map, pose_map, source, speech, out,
+                            SpeechOptions(fps=out_fps, size=size, force=force, transcript=transcript))
+    if not spoken.speech_heard:
+        click.echo(f"no speech heard in {speech.name} (silence, noise or a tone): the mouth stays closed")
+    click.echo(f"{spoken.frames} frames -> {out}")
 
 
 @main.command("fit-speech")

@@ -15,8 +15,8 @@ them; a face is given back its own range of opening (``SpeechModel.mouth``).
 
 from __future__ import annotations
 
-import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,29 +49,104 @@ CONTEXT = (-0.2, -0.12, -0.06, 0.0, 0.06, 0.12, 0.2)
 # The parts of the features (a model may use some of them: the benchmark's controls).
 PARTS = ("phones", "visemes", "envelope", "activity")
 HOP = 0.01  # pocketsphinx's frame: 10 ms
+DITHER = 1e-4  # of full scale
+DECODED_PIECE, CUT_SEARCH = 30.0, 2.0  # seconds
+VOWELS = frozenset(("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"))
+VOWEL_SHARE = 2.0  # a vowel's time against a consonant's within an aligned word
+# Less speech than this is not speech: pocketsphinx hears a phone or two in a pure tone.
+HEARD_SPEECH = 0.1
 ENVELOPE_BAND = (2.0, 7.0)  # Hz: syllables
 
 
-@functools.cache
-def _decoder():
-    from pocketsphinx import Decoder, get_model_path
-
+def _pocketsphinx(*, phones: bool):
+    """A fresh pocketsphinx decoder of its US-English model (0.1 s to make): of ``phones``,
+    else a word aligner with its pronouncing dictionary. Fresh, because one reused carries
+    its state from one recording into the next (seen after a failed alignment), and results
+    must not depend on what was decoded before."""
+    try:
+        from pocketsphinx import Decoder, get_model_path
+    except ImportError:
+        raise X2FaceError("driving by speech needs pocketsphinx: pip install pocketsphinx==5.1.1") from None
     folder = Path(get_model_path()) / "en-us"
-    return Decoder(hmm=str(folder / "en-us"), allphone=str(folder / "en-us-phone.lm.bin"), lm=None, lw=2.0,
-                   beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+    if phones:
+        return Decoder(hmm=str(folder / "en-us"), allphone=str(folder / "en-us-phone.lm.bin"), lm=None, lw=2.0,
+                       beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+    return Decoder(hmm=str(folder / "en-us"), dict=str(folder / "cmudict-en-us.dict"), lm=None, loglevel="FATAL")
+
+
+def _pcm(samples: np.ndarray) -> bytes:
+    """16-bit samples for pocketsphinx, dithered: on digital silence (exact or near zeros,
+    as synthesised speech and edited tracks have between words) it hears phones or aligns
+    nothing. A fixed noise 80 dB down keeps results the same run to run."""
+    dither = DITHER * np.random.default_rng(0).standard_normal(len(samples))
+    return (np.clip(samples + dither, -1, 1) * 32767).astype(np.int16).tobytes()
 
 
 def phone_segments(samples: np.ndarray) -> list[tuple[str, float, float]]:
-    """The phones pocketsphinx hears in 16 kHz mono ``samples``: (phone, start, end) in seconds."""
-    try:
-        decoder = _decoder()
-    except ImportError:
-        raise X2FaceError("driving by speech needs pocketsphinx: pip install pocketsphinx==5.1.1") from None
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
-    return [(seg.word, seg.start_frame * HOP, (seg.end_frame + 1) * HOP) for seg in decoder.seg()]
+    """The phones pocketsphinx hears in 16 kHz mono ``samples``: (phone, start, end) in
+    seconds. Long speech is decoded in pieces of about ``DECODED_PIECE`` seconds cut at
+    its quietest moments, so memory does not grow with its length."""
+    decoder = _pocketsphinx(phones=True)
+    segments = []
+    for first, last in _pieces(samples):
+        decoder.start_utt()
+        decoder.process_raw(_pcm(samples[first:last]), full_utt=True)
+        decoder.end_utt()
+        offset = first / SAMPLE_RATE
+        segments += [(seg.word, offset + seg.start_frame * HOP, offset + (seg.end_frame + 1) * HOP) for seg in decoder.seg()]
+    return segments
+
+
+def _pieces(samples: np.ndarray) -> list[tuple[int, int]]:
+    """[first, last) sample ranges covering ``samples``, each about ``DECODED_PIECE`` s,
+    cut at the quietest 10 ms within ``CUT_SEARCH`` s of each nominal cut."""
+    hop, piece, search = int(SAMPLE_RATE * HOP), int(SAMPLE_RATE * DECODED_PIECE), int(SAMPLE_RATE * CUT_SEARCH)
+    cuts = [0]
+    while len(samples) - cuts[-1] > piece + search:
+        around = samples[cuts[-1] + piece - search:cuts[-1] + piece + search]
+        energy = (around[: len(around) // hop * hop].reshape(-1, hop) ** 2).sum(axis=1)
+        cuts.append(cuts[-1] + piece - search + int(np.argmin(energy)) * hop)
+    return list(zip(cuts, [*cuts[1:], len(samples)]))
+
+
+def transcript_words(transcript: str) -> list[str]:
+    """The words of ``transcript`` as the pronouncing dictionary spells them (lower case, no
+    punctuation but apostrophes inside words)."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)*", transcript.lower())
+
+
+def aligned_segments(samples: np.ndarray, transcript: str) -> list[tuple[str, float, float]]:
+    """The phones of ``transcript`` where pocketsphinx aligns its words in 16 kHz mono
+    ``samples``: (phone, start, end) in seconds, silence between words included. Each word
+    is found where it is said (pocketsphinx's word alignment); its phones, the dictionary's,
+    share its time, a vowel twice a consonant (pocketsphinx's own phone alignment fails on
+    many recordings). Raises ``X2FaceError`` for words the dictionary lacks, or speech the
+    words cannot be aligned to."""
+    aligner = _pocketsphinx(phones=False)
+    words = transcript_words(transcript)
+    if not words:
+        raise X2FaceError("the transcript has no words")
+    unknown = sorted({word for word in words if aligner.lookup_word(word) is None})
+    if unknown:
+        raise X2FaceError(f"not in the pronouncing dictionary: {', '.join(unknown)} (spell numbers and names as they sound)")
+    aligner.set_align_text(" ".join(words))
+    aligner.start_utt()
+    aligner.process_raw(_pcm(samples), full_utt=True)
+    aligner.end_utt()
+    if aligner.hyp() is None:
+        raise X2FaceError(f"the transcript ({len(words)} words) could not be aligned to the speech: it must hold every word said, in order")
+    segments = []
+    for said in aligner.seg():
+        start, end = said.start_frame * HOP, (said.end_frame + 1) * HOP
+        pronounced = aligner.lookup_word(said.word)
+        if pronounced is None:  # <s>, </s>, <sil>, a noise
+            segments.append(("SIL", start, end))
+            continue
+        phones = pronounced.split()
+        weights = np.array([VOWEL_SHARE if phone in VOWELS else 1.0 for phone in phones])
+        edges = start + (end - start) * np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum()
+        segments += list(zip(phones, edges[:-1].tolist(), edges[1:].tolist()))
+    return segments
 
 
 def _hops(samples: np.ndarray) -> int:
@@ -116,10 +191,15 @@ class SpeechTrack:
     phones: np.ndarray | None = None  # (hops,) int; None: not known (silence where visemes say so)
 
     @classmethod
-    def of(cls, samples: np.ndarray) -> SpeechTrack:
+    def of(cls, samples: np.ndarray, transcript: str | None = None) -> SpeechTrack:
+        """The track of ``samples``: its phones decoded, or ``transcript``'s aligned to it."""
         hops = _hops(samples)
-        segments = phone_segments(samples)
+        segments = phone_segments(samples) if transcript is None else aligned_segments(samples, transcript)
         return cls(viseme_track(segments, hops), loudness_envelope(samples, hops), phone_track(segments, hops))
+
+    def heard(self) -> bool:
+        """Whether any speech is heard (at least ``HEARD_SPEECH`` seconds of speech phones)."""
+        return float((self.visemes != SILENCE).sum()) * HOP >= HEARD_SPEECH
 
     def features(self, times: np.ndarray, parts: tuple[str, ...] = PARTS, context: tuple[float, ...] = CONTEXT) -> np.ndarray:
         """(T, F) what is heard around each time (seconds): at each offset of ``context``,
