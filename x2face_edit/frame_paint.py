@@ -21,8 +21,12 @@ from .paint import CarriedPaint, Paint, PaintOptions, PreparedPaint, carried_fro
 from .tracking import VideoTrack
 from .video import frames_at
 
-# The largest side of the embedded layer that paint made on a frame is carried into: as
-# large as the face's crop in that frame, so that none of the frame's detail is lost.
+# The embedded layer that paint made on a frame is carried into has texels this many times
+# finer than the crop's pixels in that frame, so that none of the frame's detail is lost:
+# carrying into texels and warping back each spread a line over a texel, and at the crop's
+# own size a one-pixel line came back wider and fainter (benchmarks/thin_line.py). Its
+# side is at most MAX_FRAME_LAYER.
+LAYER_OVERSAMPLE = 2
 MAX_FRAME_LAYER = 2048
 
 
@@ -66,7 +70,7 @@ def prepare_frame_paint(model: X2Face, paint: Paint, frame_paints: Sequence[Fram
         placed = [(frame_paint, track.crop_box(frame_paint.index), locked_grid_of(predictor, track, drive, frame_paint.index, lock)[1])
                   for frame_paint in frame_paints]
         largest_crop = max(np.ceil(box[2] - box[0]) for _, box, _ in placed)
-        size = int(min(MAX_FRAME_LAYER, max(paint.sidecar.size, largest_crop)))
+        size = int(min(MAX_FRAME_LAYER, max(paint.sidecar.size, LAYER_OVERSAMPLE * largest_crop)))
         return merged([carried_from_frame(frame_paint.layer, box, grid, size) for frame_paint, box, grid in placed])
 
     return prepare_paint(model, paint, options, layer_of=carried)

@@ -403,7 +403,7 @@ def prepare_paint(model: X2Face, paint: Paint, options: PaintOptions,
         require_paint(layer, paint.edited)
     if options.mode == "generate":
         face = to_tensor([embedding.image])
-        if face.shape[2:] != layer.shape[1:]:  # paint made on a frame: a layer as large as the face's crop there
+        if face.shape[2:] != layer.shape[1:]:  # paint made on a frame: a layer finer than the face's crop there
             face = F.interpolate(face, size=layer.shape[1:], mode="bicubic", align_corners=False).clamp(0, 1)
         painted = (layer[:3] + face[0] * (1 - layer[3:])).permute(1, 2, 0).numpy()
         layer = opaque_layer(np.round(painted * 255).astype(np.uint8))
