@@ -215,8 +215,8 @@ def test_tone_bursts_open_and_close_the_mouth(tmp_path, model):
 
 def test_a_speakers_mouth_follows_their_speech_better_than_shifted_speech(eval_clips, model):
     """Learnt on the first 70 % of a held-out speaker's clip, driven by the sound of the
-    rest: the generated mouth opening follows the real one (benchmarks/audio_sync.py: 0.45),
-    and the same sound 1 s earlier does not (0.04)."""
+    rest: the generated mouth opening follows the real one (0.50 here; issue 26 asks > 0.4),
+    and the same sound 1 s earlier does not (0.01; by > 0.3)."""
     from x2face_edit.audio import speaker_frames, speaker_mouth_map, speaking_frames
     from x2face_edit.source import source_face
 
@@ -230,7 +230,7 @@ def test_a_speakers_mouth_follows_their_speech_better_than_shifted_speech(eval_c
     follows = [np.corrcoef(*_valid(_openings(speaking_frames(model, mouth, _pose_maps(), source, frames.samples,
                                                                 frames.times[late] - shift)), real))[0, 1]
                for shift in (0.0, 1.0)]
-    assert follows[0] > 0.3 and follows[0] > follows[1] + 0.2, follows
+    assert follows[0] > 0.4 and follows[0] > follows[1] + 0.3, follows
 
 
 def _valid(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
