@@ -111,8 +111,8 @@ def spoken_words(tmp_path_factory) -> Path:
     import shutil
     import subprocess
 
-    import av
     import numpy as np
+    from helpers import write_wav
 
     from x2face_edit.audio_features import SAMPLE_RATE, load_audio
 
@@ -127,12 +127,4 @@ def spoken_words(tmp_path_factory) -> Path:
     sounding = np.flatnonzero(np.abs(voice) > 1e-3)
     pause = np.zeros(int(SPOKEN_PAUSE * SAMPLE_RATE), np.float32)
     samples = np.concatenate([pause, voice[sounding[0]:sounding[-1] + 1], pause])  # espeak-ng's own silences cut
-    path = folder / "spoken.wav"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("pcm_s16le", rate=SAMPLE_RATE)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
+    return write_wav(folder / "spoken.wav", samples, SAMPLE_RATE)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import one_line_error, run
+from helpers import one_line_error, run, write_wav
 from test_speech import synthetic_talking_clip
 
 from x2face_edit.audio_features import FEATURE_SIZE, frame_features, load_audio
@@ -181,18 +181,11 @@ def test_audio_command_matches_the_speech(tmp_path, tiny_model_with_maps):
 
 def _tone(path, seconds, rate=16000, bursts=None):
     """A WAV of a 300 Hz tone (silence with ``bursts`` = 0; on and off every ``bursts`` s)."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        time = np.arange(int(seconds * rate)) / rate
-        samples = 0.5 * np.sin(2 * np.pi * 300 * time)
-        if bursts is not None:
-            samples = samples * (np.floor(time / bursts) % 2 == 1) if bursts else samples * 0
-        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        frame.sample_rate = rate
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
+    time = np.arange(int(seconds * rate)) / rate
+    samples = 0.5 * np.sin(2 * np.pi * 300 * time)
+    if bursts is not None:
+        samples = samples * (np.floor(time / bursts) % 2 == 1) if bursts else samples * 0
+    return write_wav(path, samples, rate)
 
 
 def test_audio_picks_the_speakers_own_map_and_keeps_silence_still(tmp_path, tiny_model_with_maps):

@@ -175,8 +175,8 @@ def test_long_speech_is_decoded_in_pieces_cut_where_it_is_quiet():
 
 @pytest.mark.parametrize("rate", [8000, 44100])
 def test_speech_at_another_rate_is_resampled_and_heard_alike(spoken_words, tmp_path, rate):
-    import av
     from conftest import SPOKEN_WORDS
+    from helpers import write_wav
 
     from x2face_edit.audio_features import SAMPLE_RATE, load_audio
     from x2face_edit.speech import aligned_segments
@@ -184,15 +184,7 @@ def test_speech_at_another_rate_is_resampled_and_heard_alike(spoken_words, tmp_p
     samples = load_audio(spoken_words)
     seconds = len(samples) / SAMPLE_RATE
     other = np.interp(np.arange(int(seconds * rate)) / rate, np.arange(len(samples)) / SAMPLE_RATE, samples)
-    path = tmp_path / f"spoken_{rate}.wav"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray((other * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        frame.sample_rate = rate
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    again = load_audio(path)
+    again = load_audio(write_wav(tmp_path / f"spoken_{rate}.wav", other, rate))
     assert abs(len(again) / SAMPLE_RATE - seconds) < 0.02
     assert SpeechTrack.of(again).heard()
     words = [segment for segment in aligned_segments(again, SPOKEN_WORDS) if segment[0] != "SIL"]
