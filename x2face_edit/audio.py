@@ -154,10 +154,14 @@ def is_silent(samples: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(samples ** 2))) < SILENT_RMS
 
 
-def speech_heard(samples: np.ndarray) -> bool:
-    """Whether ``samples`` hold speech: not silent, and pocketsphinx hears phones in them
-    (noise and tones give none; a melody can give some)."""
-    return not is_silent(samples) and SpeechTrack.of(samples).heard()
+def heard_speech(samples: np.ndarray, transcript: str | None = None) -> SpeechTrack | None:
+    """What ``samples`` say, their phones decoded (or ``transcript``'s aligned: then they are
+    taken to be speech unless silent); None where no speech is heard: silent, or pocketsphinx
+    hears no phones in them (noise and tones give none; a melody can give some)."""
+    if is_silent(samples):
+        return None
+    track = SpeechTrack.of(samples, transcript)
+    return track if transcript is not None or track.heard() else None
 
 
 @dataclass
@@ -170,14 +174,16 @@ class PooledMouth:
     rest: float
     spread: float
     motion: np.ndarray
-    transcript: str | None = None  # the words said: aligned to the speech instead of decoding its phones
+    # What the samples it is called with say, where already decoded or aligned
+    # (``drive_by_audio``, which decodes them once to know whether anything is said).
+    heard: SpeechTrack | None = None
 
     def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
         """(T,) the mouth opening the speech implies at ``times`` (evenly spaced frames)."""
         if is_silent(samples):
             return np.full(len(times), self.rest)
         fps = 1 / float(np.median(np.diff(times))) if len(times) > 1 else 25.0
-        track = SpeechTrack.of(samples, self.transcript)
+        track = self.heard if self.heard is not None else SpeechTrack.of(samples)
         change = (self.model.predict(track, times, fps) - self.model.rest()) * self.model.stretch
         return self.rest + change * self.spread
 
@@ -199,16 +205,16 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
     as the pooled model does, or better: benchmarks/README.md, audio_sync.py); else the
     pooled ``speech_model`` where given (phones and loudness, for any speaker), else
     ``global_map()`` (a map fitted on other people's driving vectors moves an unseen
-    speaker's mouth little). With a ``transcript`` (the words the speech says) the pooled
-    model reads its phones aligned to the speech, for any source (a talking one keeps its
-    own range of opening)."""
+    speaker's mouth little). With a ``transcript`` (the words the speech says, which
+    ``drive_by_audio`` aligns to it) the pooled model, for any source (a talking one keeps
+    its own range of opening)."""
     samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
     talking = samples is not None and not is_silent(samples)
     if transcript is not None:
         if speech_model is None:
             raise X2FaceError("a transcript is read by the pooled speech model: none was given or found beside the model (fit-speech makes one)")
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples) if talking else None
-        mouth = replace(pooled_mouth(speech_model, frames, mouth_opening(source.frame_landmarks())), transcript=transcript)
+        mouth = pooled_mouth(speech_model, frames, mouth_opening(source.frame_landmarks()))
         return mouth, "audio map: the pooled speech model, reading the transcript's phones aligned to the speech"
     if talking:
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
@@ -282,10 +288,10 @@ def drive_by_audio(model: X2Face, audio_map: PooledMouth | MouthMap | AudioMap, 
     if len(samples) < SHORTEST_SPEECH * SAMPLE_RATE:
         raise X2FaceError(f"the speech in {Path(speech).name} lasts {len(samples) / SAMPLE_RATE:.2f} s: "
                           f"at least {SHORTEST_SPEECH} s are needed (one feature window)")
-    heard = options.transcript is not None or speech_heard(samples)
-    driving = samples if heard else np.zeros_like(samples)
-    if isinstance(audio_map, PooledMouth) and options.transcript is not None:
-        audio_map = replace(audio_map, transcript=options.transcript)
+    heard = heard_speech(samples, options.transcript)
+    driving = samples if heard is not None else np.zeros_like(samples)
+    if isinstance(audio_map, PooledMouth) and heard is not None:
+        audio_map = replace(audio_map, heard=heard)
     frames = max(1, math.ceil(len(samples) / SAMPLE_RATE * fps))
     times = np.arange(frames) / fps
     if isinstance(audio_map, MouthMap | PooledMouth):
@@ -294,7 +300,7 @@ def drive_by_audio(model: X2Face, audio_map: PooledMouth | MouthMap | AudioMap, 
     else:
         vectors = speech_vectors(model, audio_map, pose_maps, source, driving, times)
         generate_video(model, source, vectors, out, fps=fps, size=size, audio_from=speech, force=force)
-    return SpokenVideo(frames, heard)
+    return SpokenVideo(frames, heard is not None)
 
 
 # A talking clip's mouth must vary at least this much (opening std) to teach the mouth.
