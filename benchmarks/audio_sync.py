@@ -17,8 +17,9 @@ measures on the generated frames with the real one.
 - controls: the pooled model on the sound 1 s earlier, on another clip's sound, and two
   pooled models fitted here on the training clips as the shipped one is but from the
   loudness envelope alone and from voice activity alone;
-- current: the speaker's own log-mel mouth map (``audio.speaker_mouth_map``, what ``audio
-  SRC`` does for a talking source);
+- current: the speaker's own log-mel mouth map (``audio.speaker_mouth_map``);
+- blended: the speaker's own map and the pooled model on the speaker's range, averaged
+  (``audio.blended_mouth``, what ``audio SRC`` does for a talking source);
 - ceiling (video only): X2Face driven by the real test frames' own driving vectors.
 
 Means are Fisher-z means; medians beside them; "long" are the clips with >= 2 s of test.
@@ -36,6 +37,7 @@ import numpy as np
 from x2face_edit.audio import (
     PooledMouth,
     SpeakerFrames,
+    blended_mouth,
     pooled_mouth,
     speaker_frames,
     speaker_mouth_map,
@@ -56,8 +58,8 @@ from x2face_edit.video import probe
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELD_OUT = {line.split("#")[0].strip() for line in (Path(__file__).with_name("held_out_speakers.txt")).read_text().splitlines()} - {""}
 SILENT_RMS, STILL_MOUTH = 1e-3, 0.02
-CURVES = ("pooled", "shifted", "other_sound", "envelope_only", "activity_only", "current")
-VIDEOS = ("pooled", "silent_source", "shifted", "other_sound", "envelope_only", "activity_only", "current", "ceiling")
+CURVES = ("pooled", "shifted", "other_sound", "envelope_only", "activity_only", "current", "blended")
+VIDEOS = ("pooled", "silent_source", "shifted", "other_sound", "envelope_only", "activity_only", "current", "blended", "ceiling")
 LANDMARKS, DETECTOR = LandmarkDetector(), FaceDetector()
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mpg")
 
@@ -105,7 +107,7 @@ def score_clip(model, pose_maps, speech: SpeechModel, controls: dict, clip: Path
     other_times = times % max(0.5, len(other_samples) / 16000 - 0.3)
     mouths = {"pooled": (pooled, samples, times), "silent_source": (silent, samples, times),
               "shifted": (pooled, samples, times - shift), "other_sound": (pooled, other_samples, other_times),
-              "current": (speaker_mouth_map(own), samples, times)}
+              "current": (speaker_mouth_map(own), samples, times), "blended": (blended_mouth(speech, own), samples, times)}
     for name, control in controls.items():
         mouths[name] = (PooledMouth(control, pooled.rest, pooled.spread, pooled.motion), samples, times)
     scores = {"frames": int(test.sum()), "seconds": round(float(times[-1] - times[0]), 2)}

@@ -256,7 +256,7 @@ def test_audio_drives_a_silent_source_with_the_pooled_model(tmp_path, tiny_model
     result = run("audio", source, speech, "-o", tmp_path / "talk.mp4", "--model", tiny_model_with_maps, "--size", "64",
                  "--speech-model", tmp_path / "speech.pt")
     assert result.exit_code == 0, result.output
-    assert "the pooled speech model (phones, loudness), with the speakers' pooled range" in result.output
+    assert "the pooled speech model (phones, loudness, spectrum), with the speakers' pooled range" in result.output
     assert probe(tmp_path / "talk.mp4").frame_count >= 30
     talking = write_moving_face_video(tmp_path / "talking.mp4", count=60, tone_hz=220)
     result = run("audio", talking, speech, "-o", tmp_path / "talk2.mp4", "--model", tiny_model_with_maps, "--size", "64",

@@ -119,7 +119,8 @@ def test_a_transcript_is_aligned_where_its_words_are_said(spoken_words):
 
 def test_speech_opens_the_mouth_on_open_vowels_and_rests_in_the_pauses(spoken_words):
     """The shipped pooled model on words it never heard, read from a transcript and decoded:
-    at rest in the pauses, open on the open vowels (it does not close the lips on p, b, m
+    at rest in the pauses, open on the open vowels (by a third of the speakers' spread:
+    it reads the cepstra of natural voices best; it does not close the lips on p, b, m
     between them: benchmarks/README.md, audio_sync.py)."""
     from conftest import SPOKEN_PAUSE, SPOKEN_WORDS
 
@@ -147,7 +148,25 @@ def test_speech_opens_the_mouth_on_open_vowels_and_rests_in_the_pauses(spoken_wo
         assert track.heard()
         opening = (model.predict(track, times, 25) - model.rest()) * model.stretch
         assert np.abs(opening[pauses]).max() < 0.25 * opening.max() and np.abs(opening[pauses]).mean() < 0.15, transcript
-        assert during(("AA", "AE", "AH"), opening) > 0.5, transcript
+        assert during(("AA", "AE", "AH"), opening) > 0.3, transcript
+
+
+def test_the_cepstra_do_not_hear_the_recording_level_or_the_microphone(spoken_words):
+    """A quiet recording, and one through a brighter microphone (a first-order high-pass
+    tilt), give the same cepstra: each is measured against the recording's own pauses and
+    spread, so what the mouth reads is how the spectrum moves, not the voice's level or colour."""
+    from x2face_edit.audio_features import load_audio
+    from x2face_edit.speech import _hops, normalised_cepstra
+
+    samples = load_audio(spoken_words)
+    pauses = viseme_track(phone_segments(samples), _hops(samples)) == SILENCE
+    heard = normalised_cepstra(samples, pauses)
+    assert np.abs(heard[pauses].mean(axis=0)).max() < 1e-6  # a pause reads as silence, zero
+    tilted = np.concatenate([samples[:1], samples[1:] - 0.7 * samples[:-1]])
+    for changed in (0.1 * samples, tilted):
+        again = normalised_cepstra(changed, pauses)
+        for coefficient in range(heard.shape[1]):
+            assert correlation(again[~pauses, coefficient], heard[~pauses, coefficient]) > 0.9
 
 
 def test_silence_noise_and_a_tone_are_not_speech():

@@ -6,10 +6,10 @@ around each frame, ridge-regularised, and how the speaker's mouth and jaw landma
 as it opens; the face is then driven as ``pose`` turns heads: its landmarks are moved to
 the predicted opening, the driving vector shifted by what moves them so, and the warp
 pinned there. Any other source is driven the same way by the pooled speech model
-(``speech.py``, ``fit-speech``: phones and loudness to the mouth opening, for any speaker)
-where the model has one; else by a map from features straight to driving vectors, fitted
-on many people's tracks (``fit-audio``, the paper's equation 2), which on a speaker it
-never saw moves the mouth little. ``speaker_audio_map`` fits that kind of map on one
+(``speech.py``, ``fit-speech``: phones, loudness and the spectrum's shape to the mouth
+opening, for any speaker) where the model has one; else by a map from features straight to
+driving vectors, fitted on many people's tracks (``fit-audio``, the paper's equation 2),
+which on a speaker it never saw moves the mouth little. ``speaker_audio_map`` fits that kind of map on one
 speaker (kept for comparison in ``benchmarks/audio_sync.py``).
 """
 
@@ -144,9 +144,15 @@ def speaker_mouth_map(frames: SpeakerFrames, *, until: float | None = None, ridg
     with torch.inference_mode():
         fitted = opening(features)[:, 0].numpy()
     stretch = float(openings.std() / fitted.std()) if fitted.std() > 1e-9 else 1.0
+    return MouthMap(opening, stretch, mouth_motion(openings, landmarks))
+
+
+def mouth_motion(openings: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(68, 2) how a speaker's jaw and lip landmarks (``MOUTH_POINTS``) move per unit of
+    their mouth's opening; zero elsewhere."""
     motion = np.zeros((68, 2), np.float32)
     motion[MOUTH_POINTS] = landmark_motion(openings, landmarks)[MOUTH_POINTS]
-    return MouthMap(opening, stretch, motion)
+    return motion
 
 
 def is_silent(samples: np.ndarray) -> bool:
@@ -187,6 +193,65 @@ class PooledMouth:
         change = (self.model.predict(track, times, fps) - self.model.rest()) * self.model.stretch
         return self.rest + change * self.spread
 
+    def hearing(self, heard: SpeechTrack) -> PooledMouth:
+        """The same mouth, told what the samples it will be called with say."""
+        return replace(self, heard=heard)
+
+
+@dataclass
+class BlendedMouth:
+    """A talking source's own ``MouthMap`` and the pooled model on its range (``PooledMouth``)
+    together: each one's opening as a z-score about its mean and spread over the speaker's
+    own frames (``centres``, ``spreads``), the two summed, and the sum (whose spread there is
+    ``mixed_spread``) given the speaker's mean opening and spread (``mean``, ``spread``).
+    They err apart (one reads this voice's spectrum, learnt from seconds of it; the other
+    phones and normalised cepstra, learnt from many voices): on held-out speakers the sum
+    follows the real mouth better than either (benchmarks/README.md, audio_sync.py)."""
+
+    own: MouthMap
+    pooled: PooledMouth
+    centres: tuple[float, float]
+    spreads: tuple[float, float]
+    mixed_spread: float
+    mean: float
+    spread: float
+
+    @property
+    def motion(self) -> np.ndarray:
+        return self.own.motion
+
+    def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """(T,) the mouth opening the speech implies at ``times``."""
+        mixed = _summed_scores((self.own(samples, times), self.pooled(samples, times)), self.centres, self.spreads)
+        return self.mean + self.spread * mixed / self.mixed_spread
+
+    def hearing(self, heard: SpeechTrack) -> BlendedMouth:
+        """The same mouth, told what the samples it will be called with say."""
+        return replace(self, pooled=self.pooled.hearing(heard))
+
+
+def blended_mouth(speech_model: SpeechModel, frames: SpeakerFrames) -> BlendedMouth:
+    """The ``BlendedMouth`` of a talking source: its own map and the pooled model, each
+    measured over the speaker's ``frames`` and their sound."""
+    own, pooled = speaker_mouth_map(frames), pooled_mouth(speech_model, frames, 0.0)
+    heard = (own(frames.samples, frames.times), pooled(frames.samples, frames.times))
+    centres = (float(heard[0].mean()), float(heard[1].mean()))
+    spreads = (_spread(heard[0]), _spread(heard[1]))
+    openings = frames.openings
+    return BlendedMouth(own, pooled, centres, spreads, _spread(_summed_scores(heard, centres, spreads)), float(openings.mean()),
+                        float(openings.std()))
+
+
+def _summed_scores(openings: tuple[np.ndarray, np.ndarray], centres: tuple[float, float], spreads: tuple[float, float]) -> np.ndarray:
+    return sum((values - centre) / spread for values, centre, spread in zip(openings, centres, spreads))
+
+
+def _spread(values: np.ndarray) -> float:
+    return float(values.std()) if values.std() > 1e-9 else 1.0
+
+
+Mouth = MouthMap | PooledMouth | BlendedMouth
+
 
 def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source_opening: float) -> PooledMouth:
     """The pooled model on a face: a talking source's own range and motion (its ``frames``),
@@ -194,20 +259,20 @@ def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source
     if frames is None or len(frames.times) < MIN_SPEAKER_FRAMES:
         return PooledMouth(speech_model, source_opening, speech_model.spread, speech_model.motion)
     openings = frames.openings
-    own = speaker_mouth_map(frames)
-    return PooledMouth(speech_model, float(openings.mean() + speech_model.rest() * openings.std()), float(openings.std()), own.motion)
+    return PooledMouth(speech_model, float(openings.mean() + speech_model.rest() * openings.std()), float(openings.std()),
+                       mouth_motion(openings, frames.landmarks))
 
 
 def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[], AudioMap], *, face: int = 0,
-                     speech_model: SpeechModel | None = None, transcript: str | None = None) -> tuple[PooledMouth | MouthMap | AudioMap, str]:
-    """The map for ``source`` and a line saying which it is: the speaker's own mouth when
-    the source is a video with sound (on held-out speakers it follows their speech as well
-    as the pooled model does, or better: benchmarks/README.md, audio_sync.py); else the
-    pooled ``speech_model`` where given (phones and loudness, for any speaker), else
-    ``global_map()`` (a map fitted on other people's driving vectors moves an unseen
-    speaker's mouth little). With a ``transcript`` (the words the speech says, which
-    ``drive_by_audio`` aligns to it) the pooled model, for any source (a talking one keeps
-    its own range of opening)."""
+                     speech_model: SpeechModel | None = None, transcript: str | None = None) -> tuple[Mouth | AudioMap, str]:
+    """The map for ``source`` and a line saying which it is: when the source is a video with
+    sound, the speaker's own mouth, blended with the pooled ``speech_model`` where given
+    (``blended_mouth``: on held-out speakers the blend follows their speech better than
+    either alone, benchmarks/README.md, audio_sync.py); else the pooled ``speech_model``
+    where given (phones, loudness, spectrum: any speaker), else ``global_map()`` (a map
+    fitted on other people's driving vectors moves an unseen speaker's mouth little). With
+    a ``transcript`` (the words the speech says, which ``drive_by_audio`` aligns to it) the
+    pooled model, for any source (a talking one keeps its own range of opening)."""
     samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
     talking = samples is not None and not is_silent(samples)
     if transcript is not None:
@@ -218,16 +283,19 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
         return mouth, "audio map: the pooled speech model, reading the transcript's phones aligned to the speech"
     if talking:
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
-        return speaker_mouth_map(frames), f"audio map: the mouth of {source.video.name}, learnt from its own {len(frames.times)} frames and sound"
+        learnt = f"audio map: the mouth of {source.video.name}, learnt from its own {len(frames.times)} frames and sound"
+        if speech_model is None:
+            return speaker_mouth_map(frames), learnt
+        return blended_mouth(speech_model, frames), f"{learnt}, blended with the pooled speech model"
     if speech_model is not None:
         mouth = pooled_mouth(speech_model, None, mouth_opening(source.frame_landmarks()))
-        return mouth, "audio map: the pooled speech model (phones, loudness), with the speakers' pooled range"
+        return mouth, "audio map: the pooled speech model (phones, loudness, spectrum), with the speakers' pooled range"
     why = "the source is not a video" if source.video is None else f"{source.video.name} has no sound"
     return global_map(), f"audio map: the global one ({why}; fitted on other people, it moves an unseen speaker's mouth little)"
 
 
 @torch.inference_mode()
-def speaking_frames(model: X2Face, mouth: MouthMap | PooledMouth, pose_maps: PoseMaps, source: SourceFace, samples: np.ndarray,
+def speaking_frames(model: X2Face, mouth: Mouth, pose_maps: PoseMaps, source: SourceFace, samples: np.ndarray,
                     times: np.ndarray, *, size: int = 256, batch: int = 64) -> Iterator[np.ndarray]:
     """The source face saying ``samples`` at ``times``, ``size`` pixels square, frame by
     frame: its jaw and lips moved to the opening the sound implies, the rest as in the
@@ -276,7 +344,7 @@ class SpokenVideo:
     speech_heard: bool
 
 
-def drive_by_audio(model: X2Face, audio_map: PooledMouth | MouthMap | AudioMap, pose_maps: PoseMaps, source: SourceFace,
+def drive_by_audio(model: X2Face, audio_map: Mouth | AudioMap, pose_maps: PoseMaps, source: SourceFace,
                    speech: str | Path, out: str | Path, options: SpeechOptions = SpeechOptions()) -> SpokenVideo:
     """Write the source face speaking ``speech`` (section 4.2), the speech as its sound. A
     ``MouthMap`` or ``PooledMouth`` moves the mouth by landmarks (``speaking_frames``); an
@@ -290,11 +358,11 @@ def drive_by_audio(model: X2Face, audio_map: PooledMouth | MouthMap | AudioMap, 
                           f"at least {SHORTEST_SPEECH} s are needed (one feature window)")
     heard = heard_speech(samples, options.transcript)
     driving = samples if heard is not None else np.zeros_like(samples)
-    if isinstance(audio_map, PooledMouth) and heard is not None:
-        audio_map = replace(audio_map, heard=heard)
+    if isinstance(audio_map, PooledMouth | BlendedMouth) and heard is not None:
+        audio_map = audio_map.hearing(heard)
     frames = max(1, math.ceil(len(samples) / SAMPLE_RATE * fps))
     times = np.arange(frames) / fps
-    if isinstance(audio_map, MouthMap | PooledMouth):
+    if isinstance(audio_map, Mouth):
         write_frames(speaking_frames(model, audio_map, pose_maps, source, driving, times, size=size), out, fps=fps,
                      size=size, audio_from=speech, force=force)
     else:

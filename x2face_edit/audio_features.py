@@ -24,6 +24,7 @@ CONTEXT_HOPS = 20  # 0.2 s
 GROUPS = 5
 FEATURE_SIZE = MEL_BANDS * GROUPS
 LOG_FLOOR = 1e-6
+SPECTRA_BLOCK = 3000  # 30 s of spectra at a time
 
 def load_audio(path: str | Path) -> np.ndarray:
     """The first audio stream of any file PyAV reads, as 16 kHz mono float32 in [-1, 1]."""
@@ -67,9 +68,11 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
     """(hops, MEL_BANDS) log-mel spectrogram; spectrum h covers samples h*HOP to h*HOP+WINDOW."""
     padded = np.concatenate([samples, np.zeros(WINDOW, np.float32)])
     count = max(1, (len(samples) + HOP - 1) // HOP)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP][:count] * np.hanning(WINDOW)
-    power = np.abs(np.fft.rfft(frames, n=512)) ** 2
-    return np.log(power @ mel_filterbank().T + LOG_FLOOR).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP][:count]
+    taper, filters = np.hanning(WINDOW), mel_filterbank().T
+    # In blocks: the spectra of ten minutes at once would hold half a gigabyte.
+    return np.concatenate([np.log(np.abs(np.fft.rfft(windows[first:first + SPECTRA_BLOCK] * taper, n=512)) ** 2 @ filters + LOG_FLOOR)
+                           for first in range(0, count, SPECTRA_BLOCK)]).astype(np.float32)
 
 
 def frame_features(samples: np.ndarray, times: np.ndarray) -> np.ndarray:

@@ -797,7 +797,7 @@ def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, t
               help="A file of clip names (one per line, # comments) never fitted on: the people a benchmark scores.")
 @force_option
 def fit_speech_command(videos: tuple[Path, ...], out: Path, held_out: Path | None, force: bool) -> None:
-    """Fit the pooled speech model (phones and loudness -> mouth opening) on talking VIDEOS (files or folders) of many people."""
+    """Fit the pooled speech model (phones, loudness, spectrum -> mouth opening) on talking VIDEOS (files or folders) of many people."""
     from .audio import fit_speech
     from .prepare import find_videos
 
@@ -810,8 +810,8 @@ def fit_speech_command(videos: tuple[Path, ...], out: Path, held_out: Path | Non
         task = progress.add_task("clips", total=len(chosen))
         model = fit_speech(chosen, out, force=force, on_clip=lambda video, why: progress.update(task, advance=1))
     click.echo(f"{len(model.meta['clips'])} talking clips of {len(chosen)} ({len(found) - len(chosen)} held out), lag "
-               f"{model.lag:+.2f} s, smoothing {model.smoothing:.2f} s, held-out training correlation "
-               f"{model.meta['held_out_score']:.2f} -> {out}")
+               f"{model.lag:+.2f} s, smoothing {model.smoothing:.2f} s, cross-validated training correlation "
+               f"{model.meta['cross_validated_score']:.2f} -> {out}")
 
 
 @main.command("import-official")

@@ -1,12 +1,16 @@
 """Speech as mouth shapes for any speaker: phonetic features and one model pooled over many.
 
-A map from a voice's spectrum to the mouth learns the voice's timbre. What does not depend
-on who speaks is what is said and how loudly: pocketsphinx (BSD; its US-English acoustic
-model and phone language model ship in its wheel) decodes the speech into phones at 10 ms
-resolution, each phone is one of a few mouth shapes (visemes: closed lips p b m, lip on
-teeth f v, rounded uw ow w, open aa ae ah, spread iy ih eh, other sounds, silence), and the
-loudness envelope (2-7 Hz, the rate of syllables) and voice activity add how strongly.
-Each video frame reads them at a few offsets around it (about +-200 ms of context).
+A map from a voice's raw spectrum to the mouth learns the voice's timbre. What does not
+depend on who speaks is what is said and how loudly: pocketsphinx (BSD; its US-English
+acoustic model and phone language model ship in its wheel) decodes the speech into phones
+at 10 ms resolution, each phone is one of a few mouth shapes (visemes: closed lips p b m,
+lip on teeth f v, rounded uw ow w, open aa ae ah, spread iy ih eh, other sounds, silence),
+and the loudness envelope (2-7 Hz, the rate of syllables) and voice activity add how
+strongly. The spectrum's shape (mel cepstra) is kept too, but measured from the
+recording's own pauses and scaled by its spread, so that what stays is how it changes as
+the mouth shapes the sounds (formants move with the jaw and lips, in any language the phone
+decoder misreads), not the voice's own colour, level or microphone. Each video frame reads them at a few offsets around it
+(about +-200 ms of context).
 
 ``SpeechModel`` is a ridge regression from those features to the mouth opening, z-scored
 per clip, fitted on the talking clips of many people with one audio-to-mouth lag chosen on
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio_features import SAMPLE_RATE
+from .audio_features import SAMPLE_RATE, log_mel
 from .errors import X2FaceError
 from .model.modalities import ridge_least_squares
 
@@ -47,7 +51,9 @@ SILENCE = VISEMES.index("silence")
 # Where each frame reads the features, in seconds around it.
 CONTEXT = (-0.2, -0.12, -0.06, 0.0, 0.06, 0.12, 0.2)
 # The parts of the features (a model may use some of them: the benchmark's controls).
-PARTS = ("phones", "visemes", "envelope", "activity")
+PARTS = ("phones", "visemes", "envelope", "activity", "cepstra")
+CEPSTRA = 13  # mel cepstra kept: the spectrum's shape, not the voice's pitch harmonics
+REFERENCE_PAUSE = 0.2  # seconds of pauses that give a recording's silence
 HOP = 0.01  # pocketsphinx's frame: 10 ms
 DITHER = 1e-4  # of full scale
 # Sound with under EMPTY_BAND of its power above NARROW_BAND Hz is band-limited (a telephone's
@@ -82,8 +88,11 @@ def _pcm(samples: np.ndarray) -> bytes:
     on digital silence (exact or near zeros, as synthesised speech and edited tracks have
     between words) it hears phones or aligns nothing. A fixed noise 80 dB down keeps results
     the same run to run."""
-    dither = DITHER * np.random.default_rng(0).standard_normal(len(samples))
-    return (np.clip(band_filled(samples) + dither, -1, 1) * 32767).astype(np.int16).tobytes()
+    return (np.clip(_dithered(band_filled(samples)), -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+def _dithered(samples: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    return samples + DITHER * np.random.default_rng(0).standard_normal(len(samples), dtype=dtype)
 
 
 def band_filled(samples: np.ndarray) -> np.ndarray:
@@ -204,20 +213,39 @@ def loudness_envelope(samples: np.ndarray, hops: int) -> np.ndarray:
     return band / (band.std() + 1e-6)
 
 
+def normalised_cepstra(samples: np.ndarray, pauses: np.ndarray) -> np.ndarray:
+    """(hops, CEPSTRA) the spectrum's shape every 10 ms (mel cepstra of ``log_mel``, the
+    samples dithered as pocketsphinx hears them), each coefficient measured from its mean
+    in the recording's own ``pauses`` (hops where no speech is heard; the whole recording's
+    mean where they last under ``REFERENCE_PAUSE`` s), so a pause reads as zero, silence,
+    whatever the room's noise, and scaled to unit spread over the recording."""
+    spectra = log_mel(_dithered(samples, np.float32))[: len(pauses)]
+    spectra = np.pad(spectra, ((0, len(pauses) - len(spectra)), (0, 0)), mode="edge")
+    bands = spectra.shape[1]
+    cosines = np.cos(np.pi * np.arange(CEPSTRA)[:, None] * (2 * np.arange(bands)[None, :] + 1) / (2 * bands))
+    coefficients = spectra.astype(np.float64) @ cosines.T
+    quiet = coefficients[pauses] if pauses.sum() * HOP >= REFERENCE_PAUSE else coefficients
+    spread = coefficients.std(axis=0)
+    return ((coefficients - quiet.mean(axis=0)) / np.where(spread > 1e-9, spread, 1.0)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class SpeechTrack:
-    """What a recording says every 10 ms: its phone, viseme and loudness envelope."""
+    """What a recording says every 10 ms: its phone, viseme, loudness envelope and
+    normalised cepstra."""
 
     visemes: np.ndarray  # (hops,) int
     envelope: np.ndarray  # (hops,)
     phones: np.ndarray | None = None  # (hops,) int; None: not known (silence where visemes say so)
+    cepstra: np.ndarray | None = None  # (hops, CEPSTRA); None: not known (all zero)
 
     @classmethod
     def of(cls, samples: np.ndarray, transcript: str | None = None) -> SpeechTrack:
         """The track of ``samples``: its phones decoded, or ``transcript``'s aligned to it."""
         hops = _hops(samples)
         segments = phone_segments(samples) if transcript is None else aligned_segments(samples, transcript)
-        return cls(viseme_track(segments, hops), loudness_envelope(samples, hops), phone_track(segments, hops))
+        visemes = viseme_track(segments, hops)
+        return cls(visemes, loudness_envelope(samples, hops), phone_track(segments, hops), normalised_cepstra(samples, visemes == SILENCE))
 
     def heard(self) -> bool:
         """Whether any speech is heard (at least ``HEARD_SPEECH`` seconds of speech phones)."""
@@ -225,7 +253,8 @@ class SpeechTrack:
 
     def features(self, times: np.ndarray, parts: tuple[str, ...] = PARTS, context: tuple[float, ...] = CONTEXT) -> np.ndarray:
         """(T, F) what is heard around each time (seconds): at each offset of ``context``,
-        the viseme (one-hot), the envelope and voice activity, as ``parts`` chooses."""
+        the phone and viseme (one-hot), the envelope, voice activity and the cepstra, as
+        ``parts`` chooses (zero beyond the recording)."""
         columns = []
         for offset in context:
             at = np.round((np.asarray(times) + offset) / HOP).astype(int)
@@ -242,6 +271,9 @@ class SpeechTrack:
                 columns.append(np.where(inside, self.envelope[clipped], 0)[:, None])
             if "activity" in parts:
                 columns.append((visemes != SILENCE).astype(np.float64)[:, None])
+            if "cepstra" in parts:
+                known = self.cepstra if self.cepstra is not None else np.zeros((len(self.visemes), CEPSTRA), np.float32)
+                columns.append(np.where(inside[:, None], known[clipped], 0))
         return np.concatenate(columns, axis=1).astype(np.float32)
 
 
@@ -350,31 +382,35 @@ def fisher_mean(values: list[float]) -> float:
 
 @dataclass(frozen=True)
 class SpeechFitOptions:
-    """Lags and smoothings tried (seconds), chosen on ``held`` of the training clips (every
-    ``held``-th one) before refitting on all; ``ridge``; ``parts`` of the features."""
+    """Lags and smoothings tried (seconds), chosen by cross-validation over ``folds`` of the
+    training clips (every ``folds``-th clip held out in turn) before refitting on all;
+    ``ridge``; ``parts`` of the features."""
 
-    lags: tuple[float, ...] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.24)
+    lags: tuple[float, ...] = (-0.12, -0.08, -0.04, 0.0, 0.04, 0.08, 0.12, 0.16, 0.2)
     smoothings: tuple[float, ...] = (0.0, 0.04, 0.08)
     ridge: float = 0.06
-    held: int = 4
+    folds: int = 4
     parts: tuple[str, ...] = PARTS
 
 
 def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = SpeechFitOptions(), *,
                      motion_points: list[int] | None = None) -> SpeechModel:
-    """The pooled ``SpeechModel`` of ``clips``: the lag and smoothing that predict the
-    held-out training clips best, then the ridge refitted on all of them."""
+    """The pooled ``SpeechModel`` of ``clips``: the lag and smoothing that predict held-out
+    training clips best (each clip held out once), then the ridge refitted on all of them."""
     if len(clips) < 2:
         raise X2FaceError(f"a pooled speech model needs talking clips of several people, got {len(clips)}")
-    held = [c for i, c in enumerate(clips) if i % options.held == 0]
-    fitted_on = [c for i, c in enumerate(clips) if i % options.held != 0]
-    scores = {}
-    for lag in options.lags:
-        weights, bias = fit_ridge(fitted_on, lag, options.parts, options.ridge)
-        model = SpeechModel(weights, bias, lag, 0.0, 0.0, np.zeros((68, 2), np.float32), options.parts)  # scored by correlation: no stretch
-        for smoothing in options.smoothings:
-            model.smoothing = smoothing
-            scores[lag, smoothing] = fisher_mean([correlation(model.predict(c.track, c.times, c.fps), c.openings) for c in held])
+    folds = min(options.folds, len(clips))
+    correlations: dict[tuple[float, float], list[float]] = {(lag, smoothing): [] for lag in options.lags for smoothing in options.smoothings}
+    for fold in range(folds):
+        held = [c for i, c in enumerate(clips) if i % folds == fold]
+        fitted_on = [c for i, c in enumerate(clips) if i % folds != fold]
+        for lag in options.lags:
+            weights, bias = fit_ridge(fitted_on, lag, options.parts, options.ridge)
+            model = SpeechModel(weights, bias, lag, 0.0, 0.0, np.zeros((68, 2), np.float32), options.parts)  # scored by correlation: no stretch
+            for smoothing in options.smoothings:
+                model.smoothing = smoothing
+                correlations[lag, smoothing] += [correlation(model.predict(c.track, c.times, c.fps), c.openings) for c in held]
+    scores = {key: fisher_mean(values) for key, values in correlations.items()}
     lag, smoothing = max(scores, key=lambda key: -np.inf if np.isnan(scores[key]) else scores[key])
     weights, bias = fit_ridge(clips, lag, options.parts, options.ridge)
     spread = float(np.median([np.nanstd(c.openings) for c in clips]))
@@ -383,7 +419,7 @@ def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = Speec
         keep = np.zeros(68, bool)
         keep[motion_points] = True
         motion[~keep] = 0
-    meta = {"clips": [c.name for c in clips], "held_out_score": scores[lag, smoothing],
+    meta = {"clips": [c.name for c in clips], "cross_validated_score": scores[lag, smoothing], "folds": folds,
             "scores": {f"{k[0]:+.2f}s,{k[1]:.2f}s": round(v, 4) for k, v in scores.items()}, "ridge": options.ridge}
     model = SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, 1.0, meta)
     predicted = np.concatenate([model.predict(c.track, c.times, c.fps) for c in clips])
