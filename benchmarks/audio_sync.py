@@ -8,7 +8,9 @@ listed and skipped. The first ``--fraction`` of a clip is the speaker's material
 source face, their range of mouth opening), the rest the test. Each run predicts the
 mouth opening (inner-lip gap / eye distance) over the test part; ``curve`` correlates the
 predicted opening with the real one (dlib on the real frames), ``video`` the opening dlib
-measures on the generated frames with the real one.
+measures on the generated frames with the real one; ``width`` columns do the same for the
+mouth's width (corner to corner / eye distance), which the pooled model predicts apart from
+the opening (``own`` moves the corners only as far as they follow the opening).
 
 - pooled: the pooled speech model (``speech.SpeechModel``, MODEL.speech.pt), the speaker's
   range taken from their material;
@@ -38,6 +40,7 @@ from x2face_edit.audio import (
     PooledMouth,
     SpeakerFrames,
     blended_mouth,
+    mouth_shape,
     pooled_mouth,
     speaker_frames,
     speaker_mouth_map,
@@ -46,7 +49,7 @@ from x2face_edit.audio import (
 )
 from x2face_edit.audio_features import load_audio
 from x2face_edit.embedding import choose_source_frames, embed
-from x2face_edit.faces import FaceDetector, LandmarkDetector, mouth_opening
+from x2face_edit.faces import FaceDetector, LandmarkDetector
 from x2face_edit.model import default_model_path, load_model
 from x2face_edit.model.checkpoint import file_fingerprint
 from x2face_edit.model.modalities import POSE_FORMAT, load_map, maps_path
@@ -60,13 +63,17 @@ HELD_OUT = {line.split("#")[0].strip() for line in (Path(__file__).with_name("he
 SILENT_RMS, STILL_MOUTH = 1e-3, 0.02
 CURVES = ("pooled", "shifted", "other_sound", "envelope_only", "activity_only", "current", "blended")
 VIDEOS = ("pooled", "silent_source", "shifted", "other_sound", "envelope_only", "activity_only", "current", "blended", "ceiling")
+WIDTH_CURVES, WIDTH_VIDEOS = ("pooled",), ("pooled", "silent_source", "current", "blended", "ceiling")
+COLUMNS = ([f"{n}_curve" for n in CURVES] + [f"{n}_video" for n in VIDEOS] + [f"{n}_width_curve" for n in WIDTH_CURVES]
+           + [f"{n}_width_video" for n in WIDTH_VIDEOS])
 LANDMARKS, DETECTOR = LandmarkDetector(), FaceDetector()
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mpg")
 
 
-def opening_of(rgb: np.ndarray) -> float:
+def shape_of(rgb: np.ndarray) -> np.ndarray:
+    """(2,) the opening and width of the mouth dlib finds in ``rgb`` (NaN where none)."""
     found = DETECTOR.detect(rgb)
-    return mouth_opening(LANDMARKS(rgb, found[0])) if len(found) else float("nan")
+    return mouth_shape(LANDMARKS(rgb, found[0])) if len(found) else np.full(2, np.nan)
 
 
 def subset(frames: SpeakerFrames, chosen: np.ndarray) -> SpeakerFrames:
@@ -100,9 +107,10 @@ def score_clip(model, pose_maps, speech: SpeechModel, controls: dict, clip: Path
     material, test = frames.times < cut, frames.times >= cut
     times = frames.times[test]
     truth = real.openings[np.searchsorted(real.times, times)]
+    true_widths = real.widths[np.searchsorted(real.times, times)]
     own = subset(frames, material)
-    pooled = pooled_mouth(speech, own, 0.0)
-    silent = pooled_mouth(speech, None, mouth_opening(source.frame_landmarks()))
+    pooled = pooled_mouth(speech, own)
+    silent = pooled_mouth(speech, None, source.frame_landmarks())
     other_samples = load_audio(other)
     other_times = times % max(0.5, len(other_samples) / 16000 - 0.3)
     mouths = {"pooled": (pooled, samples, times), "silent_source": (silent, samples, times),
@@ -112,13 +120,17 @@ def score_clip(model, pose_maps, speech: SpeechModel, controls: dict, clip: Path
         mouths[name] = (PooledMouth(control, pooled.rest, pooled.spread, pooled.motion), samples, times)
     scores = {"frames": int(test.sum()), "seconds": round(float(times[-1] - times[0]), 2)}
     for name, (mouth, sound, at) in mouths.items():
-        curve = mouth(sound, at)
         if name in CURVES:
-            scores[f"{name}_curve"] = correlation(curve, truth)
-        generated = np.array([opening_of(rgb) for rgb in speaking_frames(model, mouth, pose_maps, source, sound, at)])
-        scores[f"{name}_video"] = correlation(generated, truth)
-    ceiling = np.array([opening_of(rgb) for rgb in generated_frames(model, source, frames.vectors[test])])
-    scores["ceiling_video"] = correlation(ceiling, truth)
+            scores[f"{name}_curve"] = correlation(mouth(sound, at), truth)
+        if name in WIDTH_CURVES:
+            scores[f"{name}_width_curve"] = correlation(mouth.shapes(sound, at)[:, 1], true_widths)
+        generated = np.array([shape_of(rgb) for rgb in speaking_frames(model, mouth, pose_maps, source, sound, at)]).reshape(-1, 2)
+        scores[f"{name}_video"] = correlation(generated[:, 0], truth)
+        if name in WIDTH_VIDEOS:
+            scores[f"{name}_width_video"] = correlation(generated[:, 1], true_widths)
+    ceiling = np.array([shape_of(rgb) for rgb in generated_frames(model, source, frames.vectors[test])]).reshape(-1, 2)
+    scores["ceiling_video"] = correlation(ceiling[:, 0], truth)
+    scores["ceiling_width_video"] = correlation(ceiling[:, 1], true_widths)
     return scores
 
 
@@ -126,7 +138,7 @@ def summary(results: dict) -> dict:
     scored = [s for s in results.values() if "skipped" not in s]
     long = [s for s in scored if s["seconds"] >= 2]
     out = {}
-    for key in [f"{n}_curve" for n in CURVES] + [f"{n}_video" for n in VIDEOS]:
+    for key in COLUMNS:
         out[key] = {"mean": fisher_mean([s[key] for s in scored]), "median": float(np.nanmedian([s[key] for s in scored])),
                     "long_mean": fisher_mean([s[key] for s in long]), "clips": len(scored), "long_clips": len(long)}
     return out
@@ -151,7 +163,7 @@ def main() -> None:
     clips = [clip for clip in clips if clip.suffix in VIDEO_SUFFIXES and probe(clip).has_audio]
     assert not {c.stem for c in clips} & set(speech.meta["clips"]), "a scored clip is one the speech model was fitted on"
     results = {}
-    columns = [f"{n}_curve" for n in CURVES] + [f"{n}_video" for n in VIDEOS]
+    columns = COLUMNS
     print("| clip | test | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 2) + "|")
     for number, clip in enumerate(clips):

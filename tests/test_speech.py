@@ -43,32 +43,53 @@ def test_the_envelope_follows_syllable_rate_loudness():
     assert correlation(envelope[20:180], beat[::160][20:180]) > 0.8
 
 
-def synthetic_talking_clip(seed: int, name: str) -> TalkingClip:
-    """A clip whose mouth opens 40 ms after each open vowel it says (a talking face's lag)."""
+def synthetic_talking_clip(seed: int, name: str, *, widths: bool = False) -> TalkingClip:
+    """A clip whose mouth opens 40 ms after each open vowel it says (a talking face's lag),
+    and, with ``widths``, widens on spread vowels and narrows on rounded ones."""
     rng = np.random.default_rng(seed)
     segments, at = [], 0.0
     while at < 8:
         length = rng.uniform(0.06, 0.2)
-        segments.append((str(rng.choice(["AA", "M", "IY", "F", "SIL", "T"])), at, at + length))
+        segments.append((str(rng.choice(["AA", "M", "IY", "F", "SIL", "T", "UW"])), at, at + length))
         at += length
     visemes = viseme_track(segments, 800)
     times = np.arange(0, 8, 0.04)
     said = visemes[np.clip(np.round((times - 0.04) / 0.01).astype(int), 0, 799)]
-    openings = 0.05 + 0.1 * (said == OPEN) + 0.03 * (said == VISEMES.index("spread")) + rng.normal(0, 0.01, len(times))
+    spread, rounded = said == VISEMES.index("spread"), said == VISEMES.index("rounded")
+    openings = 0.05 + 0.1 * (said == OPEN) + 0.03 * spread + rng.normal(0, 0.01, len(times))
     landmarks = np.zeros((len(times), 68, 2))
     landmarks[:, 57, 1] = openings  # the lower lip moves with the opening
-    return TalkingClip(name, SpeechTrack(visemes, rng.normal(size=800)), times, openings, landmarks, 25.0)
+    width = 0.5 + 0.08 * spread - 0.08 * rounded + 0.03 * (said == OPEN) + rng.normal(0, 0.01, len(times))
+    landmarks[:, 48, 0], landmarks[:, 54, 0] = -width / 2, width / 2  # the corners move with the width
+    return TalkingClip(name, SpeechTrack(visemes, rng.normal(size=800)), times, openings, landmarks, 25.0, width if widths else None)
 
 
 def test_the_pooled_model_learns_the_mouth_and_its_lag_from_several_speakers(tmp_path):
     model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(8)], motion_points=[57])
     unseen = synthetic_talking_clip(99, "unseen")
-    assert correlation(model.predict(unseen.track, unseen.times, 25), unseen.openings) > 0.8
-    assert abs(correlation(model.predict(unseen.track, unseen.times + 0.5, 25), unseen.openings)) < 0.3  # in time, not by chance
-    assert model.motion[57, 1] == pytest.approx(1.0, abs=0.05) and np.abs(np.delete(model.motion, 57, axis=0)).max() == 0
+    assert correlation(model.predict(unseen.track, unseen.times, 25)[:, 0], unseen.openings) > 0.8
+    assert abs(correlation(model.predict(unseen.track, unseen.times + 0.5, 25)[:, 0], unseen.openings)) < 0.3  # in time, not by chance
+    assert model.shapes == ("opening",)  # clips without widths: the opening alone
+    assert model.motion[0, 57, 1] == pytest.approx(1.0, abs=0.05) and np.abs(np.delete(model.motion[0], 57, axis=0)).max() == 0
     model.save(tmp_path / "speech.pt")
     again = SpeechModel.load(tmp_path / "speech.pt")
     assert (again.weights == model.weights).all() and again.lag == model.lag and again.meta["clips"][0] == "s0"
+
+
+def test_the_pooled_model_learns_the_width_apart_from_the_opening(tmp_path):
+    """Clips with widths: the width is predicted (wide on spread vowels, narrow on rounded
+    ones), and its landmark motion moves the corners apart, leaving what the opening moves
+    to the opening's."""
+    model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}", widths=True) for seed in range(8)], motion_points=[48, 54, 57])
+    unseen = synthetic_talking_clip(99, "unseen", widths=True)
+    predicted = model.predict(unseen.track, unseen.times, 25)
+    assert model.shapes == ("opening", "width") and predicted.shape == (len(unseen.times), 2)
+    assert correlation(predicted[:, 0], unseen.openings) > 0.8 and correlation(predicted[:, 1], unseen.widths) > 0.8
+    assert model.motion[1, 54, 0] == pytest.approx(0.5, abs=0.05) and model.motion[1, 48, 0] == pytest.approx(-0.5, abs=0.05)
+    assert abs(model.motion[1, 57, 1]) < 0.05 and abs(model.motion[0, 54, 0]) < 0.05 and model.motion[0, 57, 1] == pytest.approx(1.0, abs=0.05)
+    model.save(tmp_path / "speech.pt")
+    again = SpeechModel.load(tmp_path / "speech.pt")
+    assert (again.weights == model.weights).all() and (again.stretch == model.stretch).all() and again.motion.shape == (2, 68, 2)
 
 
 def test_a_file_that_is_not_a_speech_model_is_refused(tmp_path):
@@ -146,7 +167,7 @@ def test_speech_opens_the_mouth_on_open_vowels_and_rests_in_the_pauses(spoken_wo
     for transcript in (SPOKEN_WORDS, None):
         track = SpeechTrack.of(samples, transcript)
         assert track.heard()
-        opening = (model.predict(track, times, 25) - model.rest()) * model.stretch
+        opening = ((model.predict(track, times, 25) - model.rest()) * model.stretch)[:, 0]
         assert np.abs(opening[pauses]).max() < 0.25 * opening.max() and np.abs(opening[pauses]).mean() < 0.15, transcript
         assert during(("AA", "AE", "AH"), opening) > 0.3, transcript
 

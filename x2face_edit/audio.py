@@ -26,7 +26,7 @@ import torch
 from .audio_features import SAMPLE_RATE, context_features, load_audio
 from .cache import input_fingerprint, remembered
 from .errors import X2FaceError
-from .faces import LandmarkDetector, crop, mouth_opening, to_crop_grid
+from .faces import LandmarkDetector, crop, mouth_opening, mouth_width, to_crop_grid
 from .model import X2Face
 from .model.images import to_tensor
 from .model.modalities import AudioMap, PoseMaps, fit_audio_map
@@ -66,6 +66,16 @@ class SpeakerFrames:
     def openings(self) -> np.ndarray:
         """(N,) each frame's mouth opening (``faces.mouth_opening``)."""
         return np.array([mouth_opening(points) for points in self.landmarks])
+
+    @property
+    def shapes(self) -> np.ndarray:
+        """(N, 2) each frame's ``mouth_shape``."""
+        return np.array([mouth_shape(points) for points in self.landmarks]).reshape(-1, 2)
+
+
+def mouth_shape(landmarks: np.ndarray) -> np.ndarray:
+    """(2,) a face's mouth as ``speech.MOUTH_SHAPES`` lists it: its opening and width."""
+    return np.array([mouth_opening(landmarks), mouth_width(landmarks)])
 
 
 @torch.inference_mode()
@@ -133,6 +143,10 @@ class MouthMap:
         mean = float(self.opening.linear.bias[0])  # the mean opening: features are centred
         return mean + self.stretch * (predicted - mean)
 
+    def displacement(self, samples: np.ndarray, times: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(T, 68, 2) how the face's ``landmarks`` move to say ``samples`` at ``times``."""
+        return (self(samples, times) - mouth_opening(landmarks))[:, None, None] * self.motion[None]
+
 
 def speaker_mouth_map(frames: SpeakerFrames, *, until: float | None = None, ridge: float = MOUTH_RIDGE,
                       offsets: tuple[float, ...] = MOUTH_OFFSETS) -> MouthMap:
@@ -144,14 +158,14 @@ def speaker_mouth_map(frames: SpeakerFrames, *, until: float | None = None, ridg
     with torch.inference_mode():
         fitted = opening(features)[:, 0].numpy()
     stretch = float(openings.std() / fitted.std()) if fitted.std() > 1e-9 else 1.0
-    return MouthMap(opening, stretch, mouth_motion(openings, landmarks))
+    return MouthMap(opening, stretch, mouth_motion(openings[:, None], landmarks)[0])
 
 
-def mouth_motion(openings: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(68, 2) how a speaker's jaw and lip landmarks (``MOUTH_POINTS``) move per unit of
-    their mouth's opening; zero elsewhere."""
-    motion = np.zeros((68, 2), np.float32)
-    motion[MOUTH_POINTS] = landmark_motion(openings, landmarks)[MOUTH_POINTS]
+def mouth_motion(shapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(K, 68, 2) how a speaker's jaw and lip landmarks (``MOUTH_POINTS``) move per unit of
+    each of their (N, K) mouth ``shapes``; zero elsewhere."""
+    motion = np.zeros((shapes.shape[1], 68, 2), np.float32)
+    motion[:, MOUTH_POINTS] = landmark_motion(shapes, landmarks)[:, MOUTH_POINTS]
     return motion
 
 
@@ -172,26 +186,39 @@ def heard_speech(samples: np.ndarray, transcript: str | None = None) -> SpeechTr
 
 @dataclass
 class PooledMouth:
-    """The pooled ``SpeechModel`` given one face's mouth: the opening at rest (silence),
-    how far it moves per unit of the model's z-scored opening (``spread``), and how its jaw
-    and lip landmarks move per unit of opening (``motion``). Called as a ``MouthMap`` is."""
+    """The pooled ``SpeechModel`` given one face's mouth: its shapes at rest (silence; the
+    opening, and the width where the model predicts it: K of them), how far each moves per
+    unit of the model's z-scored shape (``spread``), and how its jaw and lip landmarks move
+    per unit of each (``motion``, (K, 68, 2)). Called as a ``MouthMap`` is."""
 
     model: SpeechModel
-    rest: float
-    spread: float
+    rest: np.ndarray
+    spread: np.ndarray
     motion: np.ndarray
     # What the samples it is called with say, where already decoded or aligned
     # (``drive_by_audio``, which decodes them once to know whether anything is said).
     heard: SpeechTrack | None = None
 
-    def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """(T,) the mouth opening the speech implies at ``times`` (evenly spaced frames)."""
+    def shapes(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """(T, K) the mouth shapes the speech implies at ``times`` (evenly spaced frames)."""
         if is_silent(samples):
-            return np.full(len(times), self.rest)
+            return np.tile(self.rest, (len(times), 1))
         fps = 1 / float(np.median(np.diff(times))) if len(times) > 1 else 25.0
         track = self.heard if self.heard is not None else SpeechTrack.of(samples)
         change = (self.model.predict(track, times, fps) - self.model.rest()) * self.model.stretch
         return self.rest + change * self.spread
+
+    def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """(T,) the mouth opening the speech implies at ``times``."""
+        return self.shapes(samples, times)[:, 0]
+
+    def displacement(self, samples: np.ndarray, times: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(T, 68, 2) how the face's ``landmarks`` move to say ``samples`` at ``times``."""
+        return self.moved_to(self.shapes(samples, times), landmarks)
+
+    def moved_to(self, shapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(T, 68, 2) how ``landmarks`` move for their mouth to take the (T, K) ``shapes``."""
+        return np.tensordot(shapes - mouth_shape(landmarks)[: len(self.rest)], self.motion, axes=1)
 
     def hearing(self, heard: SpeechTrack) -> PooledMouth:
         """The same mouth, told what the samples it will be called with say."""
@@ -203,7 +230,8 @@ class BlendedMouth:
     """A talking source's own ``MouthMap`` and the pooled model on its range (``PooledMouth``)
     together: each one's opening as a z-score about its mean and spread over the speaker's
     own frames (``centres``, ``spreads``), the two summed, and the sum (whose spread there is
-    ``mixed_spread``) given the speaker's mean opening and spread (``mean``, ``spread``).
+    ``mixed_spread``) given the speaker's mean opening and spread (``mean``, ``spread``);
+    the width, where the pooled model predicts it, is the pooled model's.
     They err apart (one reads this voice's spectrum, learnt from seconds of it; the other
     phones and normalised cepstra, learnt from many voices): on held-out speakers the sum
     follows the real mouth better than either (benchmarks/README.md, audio_sync.py)."""
@@ -216,14 +244,20 @@ class BlendedMouth:
     mean: float
     spread: float
 
-    @property
-    def motion(self) -> np.ndarray:
-        return self.own.motion
+    def shapes(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """(T, K) the mouth shapes the speech implies at ``times``."""
+        shapes = self.pooled.shapes(samples, times)
+        mixed = _summed_scores((self.own(samples, times), shapes[:, 0]), self.centres, self.spreads)
+        shapes[:, 0] = self.mean + self.spread * mixed / self.mixed_spread
+        return shapes
 
     def __call__(self, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
         """(T,) the mouth opening the speech implies at ``times``."""
-        mixed = _summed_scores((self.own(samples, times), self.pooled(samples, times)), self.centres, self.spreads)
-        return self.mean + self.spread * mixed / self.mixed_spread
+        return self.shapes(samples, times)[:, 0]
+
+    def displacement(self, samples: np.ndarray, times: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(T, 68, 2) how the face's ``landmarks`` move to say ``samples`` at ``times``."""
+        return self.pooled.moved_to(self.shapes(samples, times), landmarks)
 
     def hearing(self, heard: SpeechTrack) -> BlendedMouth:
         """The same mouth, told what the samples it will be called with say."""
@@ -233,7 +267,7 @@ class BlendedMouth:
 def blended_mouth(speech_model: SpeechModel, frames: SpeakerFrames) -> BlendedMouth:
     """The ``BlendedMouth`` of a talking source: its own map and the pooled model, each
     measured over the speaker's ``frames`` and their sound."""
-    own, pooled = speaker_mouth_map(frames), pooled_mouth(speech_model, frames, 0.0)
+    own, pooled = speaker_mouth_map(frames), pooled_mouth(speech_model, frames)
     heard = (own(frames.samples, frames.times), pooled(frames.samples, frames.times))
     centres = (float(heard[0].mean()), float(heard[1].mean()))
     spreads = (_spread(heard[0]), _spread(heard[1]))
@@ -253,14 +287,16 @@ def _spread(values: np.ndarray) -> float:
 Mouth = MouthMap | PooledMouth | BlendedMouth
 
 
-def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, source_opening: float) -> PooledMouth:
+def pooled_mouth(speech_model: SpeechModel, frames: SpeakerFrames | None, at_rest: np.ndarray | None = None) -> PooledMouth:
     """The pooled model on a face: a talking source's own range and motion (its ``frames``),
-    else the face's opening in its source frame as its rest and the speakers' pooled range."""
+    else the mouth of the face's landmarks ``at_rest`` (its source frame's) as its rest and
+    the speakers' pooled range and motion."""
+    count = len(speech_model.shapes)
     if frames is None or len(frames.times) < MIN_SPEAKER_FRAMES:
-        return PooledMouth(speech_model, source_opening, speech_model.spread, speech_model.motion)
-    openings = frames.openings
-    return PooledMouth(speech_model, float(openings.mean() + speech_model.rest() * openings.std()), float(openings.std()),
-                       mouth_motion(openings, frames.landmarks))
+        return PooledMouth(speech_model, mouth_shape(at_rest)[:count], speech_model.spread, speech_model.motion)
+    shapes = frames.shapes[:, :count]
+    spread = shapes.std(axis=0)
+    return PooledMouth(speech_model, shapes.mean(axis=0) + speech_model.rest() * spread, spread, mouth_motion(shapes, frames.landmarks))
 
 
 def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[], AudioMap], *, face: int = 0,
@@ -279,7 +315,7 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
         if speech_model is None:
             raise X2FaceError("a transcript is read by the pooled speech model: none was given or found beside the model (fit-speech makes one)")
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples) if talking else None
-        mouth = pooled_mouth(speech_model, frames, mouth_opening(source.frame_landmarks()))
+        mouth = pooled_mouth(speech_model, frames, source.frame_landmarks())
         return mouth, "audio map: the pooled speech model, reading the transcript's phones aligned to the speech"
     if talking:
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
@@ -288,7 +324,7 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
             return speaker_mouth_map(frames), learnt
         return blended_mouth(speech_model, frames), f"{learnt}, blended with the pooled speech model"
     if speech_model is not None:
-        mouth = pooled_mouth(speech_model, None, mouth_opening(source.frame_landmarks()))
+        mouth = pooled_mouth(speech_model, None, source.frame_landmarks())
         return mouth, "audio map: the pooled speech model (phones, loudness, spectrum), with the speakers' pooled range"
     why = "the source is not a video" if source.video is None else f"{source.video.name} has no sound"
     return global_map(), f"audio map: the global one ({why}; fitted on other people, it moves an unseen speaker's mouth little)"
@@ -298,12 +334,12 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
 def speaking_frames(model: X2Face, mouth: Mouth, pose_maps: PoseMaps, source: SourceFace, samples: np.ndarray,
                     times: np.ndarray, *, size: int = 256, batch: int = 64) -> Iterator[np.ndarray]:
     """The source face saying ``samples`` at ``times``, ``size`` pixels square, frame by
-    frame: its jaw and lips moved to the opening the sound implies, the rest as in the
-    source frame."""
+    frame: its jaw and lips moved to the mouth the sound implies, the rest as in the source
+    frame."""
     landmarks, vector = source.frame_landmarks(), source.driving_vector(model)
-    change = mouth(samples, times) - mouth_opening(landmarks)
+    displacement = mouth.displacement(samples, times, landmarks)
     for first in range(0, len(times), batch):
-        moved = landmarks[None] + change[first:first + batch, None, None] * mouth.motion[None]
+        moved = landmarks[None] + displacement[first:first + batch]
         grids = grids_moving_landmarks(model, pose_maps, source, vector, landmarks, torch.from_numpy(moved.astype(np.float32)))
         yield from frames_from_grids(source, grids, size)
 
@@ -395,8 +431,8 @@ def talking_clip(video: str | Path, *, face: int = 0, samples: np.ndarray | None
 
     stored = remembered("talking", (input_fingerprint(video), str(face), TALKING_CODE), measure)
     landmarks = stored["landmarks"]
-    openings = np.array([mouth_opening(points) if not np.isnan(points).any() else np.nan for points in landmarks])
-    return TalkingClip(video.stem, SpeechTrack.of(samples), stored["times"], openings, landmarks, float(stored["fps"]))
+    shapes = np.array([mouth_shape(points) if not np.isnan(points).any() else [np.nan, np.nan] for points in landmarks]).reshape(-1, 2)
+    return TalkingClip(video.stem, SpeechTrack.of(samples), stored["times"], shapes[:, 0], landmarks, float(stored["fps"]), shapes[:, 1])
 
 
 def fit_speech(videos: list[Path], out: str | Path, options: SpeechFitOptions = SpeechFitOptions(), *, force: bool = False,

@@ -797,7 +797,7 @@ def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, t
               help="A file of clip names (one per line, # comments) never fitted on: the people a benchmark scores.")
 @force_option
 def fit_speech_command(videos: tuple[Path, ...], out: Path, held_out: Path | None, force: bool) -> None:
-    """Fit the pooled speech model (phones, loudness, spectrum -> mouth opening) on talking VIDEOS (files or folders) of many people."""
+    """Fit the pooled speech model (phones, loudness, spectrum -> mouth opening and width) on talking VIDEOS (files or folders) of many people."""
     from .audio import fit_speech
     from .prepare import find_videos
 

@@ -605,3 +605,9 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     distance do not count."""
     gap = np.linalg.norm(landmarks[[61, 62, 63]].mean(axis=0) - landmarks[[67, 66, 65]].mean(axis=0))
     return float(gap / np.linalg.norm(landmarks[45] - landmarks[36]))
+
+
+def mouth_width(landmarks: np.ndarray) -> float:
+    """How wide the mouth is: from one of dlib's mouth corners to the other (48, 54) over the
+    distance between the outer eye corners (rounded lips narrow it, spread lips widen it)."""
+    return float(np.linalg.norm(landmarks[54] - landmarks[48]) / np.linalg.norm(landmarks[45] - landmarks[36]))

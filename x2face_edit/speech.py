@@ -9,12 +9,13 @@ and the loudness envelope (2-7 Hz, the rate of syllables) and voice activity add
 strongly. The spectrum's shape (mel cepstra) is kept too, but measured from the
 recording's own pauses and scaled by its spread, so that what stays is how it changes as
 the mouth shapes the sounds (formants move with the jaw and lips, in any language the phone
-decoder misreads), not the voice's own colour, level or microphone. Each video frame reads them at a few offsets around it
-(about +-200 ms of context).
+decoder misreads), not the voice's own colour, level or microphone. Each video frame reads
+them at a few offsets around it (about +-200 ms of context).
 
-``SpeechModel`` is a ridge regression from those features to the mouth opening, z-scored
-per clip, fitted on the talking clips of many people with one audio-to-mouth lag chosen on
-them; a face is given back its own range of opening (``SpeechModel.mouth``).
+``SpeechModel`` is a ridge regression from those features to the mouth's opening and width
+(``MOUTH_SHAPES``), each z-scored per clip, fitted on the talking clips of many people with
+one audio-to-mouth lag chosen on them; a face is given back its own range
+(``audio.PooledMouth``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ PARTS = ("phones", "visemes", "envelope", "activity", "cepstra")
 CEPSTRA = 13  # mel cepstra kept: the spectrum's shape, not the voice's pitch harmonics
 REFERENCE_PAUSE = 0.2  # seconds of pauses that give a recording's silence
 HOP = 0.01  # pocketsphinx's frame: 10 ms
+# What the pooled model predicts of the mouth, in this order (faces.mouth_opening, faces.mouth_width).
+MOUTH_SHAPES = ("opening", "width")
 DITHER = 1e-4  # of full scale
 # Sound with under EMPTY_BAND of its power above NARROW_BAND Hz is band-limited (a telephone's
 # band ends at 3.4-4 kHz); BAND_FILL: the noise put there, against the sound's RMS.
@@ -289,38 +292,46 @@ def smoothed(values: np.ndarray, sigma_frames: float) -> np.ndarray:
 
 @dataclass
 class SpeechModel:
-    """The pooled model: ``weights`` and ``bias`` from ``SpeechTrack.features`` (``parts``)
-    read ``lag`` seconds before each frame to the z-scored mouth opening, smoothed over
-    ``smoothing`` seconds; ``stretch`` undoes the ridge's shrinking of its predictions towards
-    the mean (one over their spread on the training clips); ``spread``, the typical standard
-    deviation of a talking mouth's opening (inner-lip gap / eye distance), and ``motion``, how the jaw and lip landmarks
-    move per unit of opening (68, 2 crop-grid units), pooled over the speakers, for faces
-    that never spoke on camera; ``meta``, how it was made."""
+    """The pooled model: ``weights`` (F, K) and ``bias`` (K,) from ``SpeechTrack.features``
+    (``parts``) read ``lag`` seconds before each frame to the first K of ``MOUTH_SHAPES``
+    (the opening, and the width where it was fitted with widths), each z-scored, smoothed
+    over ``smoothing`` seconds; ``stretch`` (K,) undoes the ridge's shrinking of its
+    predictions towards the mean (one over their spread on the training clips); ``spread``
+    (K,), the typical standard deviation of a talking mouth's opening and width (over the
+    eye distance), and ``motion`` (K, 68, 2), how the jaw and lip landmarks move per unit of
+    each (crop-grid units), pooled over the speakers, for faces that never spoke on camera;
+    ``meta``, how it was made."""
 
     weights: np.ndarray
-    bias: float
+    bias: np.ndarray
     lag: float
     smoothing: float
-    spread: float
+    spread: np.ndarray
     motion: np.ndarray
     parts: tuple[str, ...] = PARTS
-    stretch: float = 1.0
+    stretch: np.ndarray = field(default_factory=lambda: np.ones(1))
     meta: dict = field(default_factory=dict)
 
-    def predict(self, track: SpeechTrack, times: np.ndarray, fps: float) -> np.ndarray:
-        """(T,) the z-scored mouth opening the speech implies at ``times`` (a video's frames at ``fps``)."""
-        raw = track.features(np.asarray(times) - self.lag, self.parts) @ self.weights + self.bias
-        return smoothed(raw, self.smoothing * fps)
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        """What it predicts of the mouth (the first of ``MOUTH_SHAPES``)."""
+        return MOUTH_SHAPES[: self.weights.shape[1]]
 
-    def rest(self) -> float:
-        """The z-scored opening the model gives silence."""
+    def predict(self, track: SpeechTrack, times: np.ndarray, fps: float) -> np.ndarray:
+        """(T, K) the z-scored mouth shapes the speech implies at ``times`` (a video's frames at ``fps``)."""
+        raw = track.features(np.asarray(times) - self.lag, self.parts) @ self.weights + self.bias
+        return np.stack([smoothed(column, self.smoothing * fps) for column in raw.T], axis=1)
+
+    def rest(self) -> np.ndarray:
+        """(K,) the z-scored shapes the model gives silence."""
         silent = SpeechTrack(np.full(100, SILENCE), np.zeros(100))
-        return float((silent.features(np.array([0.5]), self.parts) @ self.weights)[0] + self.bias)
+        return (silent.features(np.array([0.5]), self.parts) @ self.weights)[0] + self.bias
 
     def save(self, path: str | Path) -> None:
-        torch.save({"format": SPEECH_FORMAT, "weights": torch.from_numpy(self.weights), "bias": self.bias, "lag": self.lag,
-                    "smoothing": self.smoothing, "spread": self.spread, "motion": torch.from_numpy(self.motion),
-                    "parts": list(self.parts), "stretch": self.stretch, "meta": self.meta}, path)
+        torch.save({"format": SPEECH_FORMAT, "weights": torch.from_numpy(self.weights), "bias": torch.from_numpy(self.bias),
+                    "lag": self.lag, "smoothing": self.smoothing, "spread": torch.from_numpy(self.spread),
+                    "motion": torch.from_numpy(self.motion), "parts": list(self.parts), "stretch": torch.from_numpy(self.stretch),
+                    "meta": self.meta}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> SpeechModel:
@@ -333,14 +344,20 @@ class SpeechModel:
             raise X2FaceError(f"{path.name} is not a speech model (unreadable)") from None
         if not isinstance(stored, dict) or stored.get("format") != SPEECH_FORMAT:
             raise X2FaceError(f"{path.name} is not a speech model")
-        return cls(stored["weights"].numpy(), float(stored["bias"]), float(stored["lag"]), float(stored["smoothing"]),
-                   float(stored["spread"]), stored["motion"].numpy(), tuple(stored["parts"]), float(stored["stretch"]), stored["meta"])
+        def vector(value) -> np.ndarray:  # one number per shape (a model of the opening alone stored plain numbers)
+            return np.atleast_1d(np.asarray(value, dtype=np.float64))
+
+        weights = stored["weights"].numpy()
+        return cls(weights.reshape(len(weights), -1), vector(stored["bias"]), float(stored["lag"]), float(stored["smoothing"]),
+                   vector(stored["spread"]), stored["motion"].numpy().reshape(-1, 68, 2), tuple(stored["parts"]), vector(stored["stretch"]),
+                   stored["meta"])
 
 
 @dataclass(frozen=True)
 class TalkingClip:
-    """One clip's speech and its real mouth: the frames' times and openings (NaN where the
-    face is not found) and, where found, their landmarks (crop grid units)."""
+    """One clip's speech and its real mouth: the frames' times, openings and widths (NaN
+    where the face is not found; widths None where not measured) and, where found, their
+    landmarks (crop grid units)."""
 
     name: str
     track: SpeechTrack
@@ -348,6 +365,12 @@ class TalkingClip:
     openings: np.ndarray
     landmarks: np.ndarray  # (N, 68, 2), NaN where not found
     fps: float
+    widths: np.ndarray | None = None
+
+    def shapes(self, count: int) -> np.ndarray:
+        """(N, count) the first ``count`` of ``MOUTH_SHAPES`` in each frame."""
+        measured = [self.openings] if self.widths is None else [self.openings, self.widths]
+        return np.stack(measured[:count], axis=1)
 
 
 def zscored(values: np.ndarray) -> np.ndarray:
@@ -356,15 +379,17 @@ def zscored(values: np.ndarray) -> np.ndarray:
     return (values - np.nanmean(values)) / (spread if spread > 1e-9 else 1.0)
 
 
-def fit_ridge(clips: list[TalkingClip], lag: float, parts: tuple[str, ...], ridge: float) -> tuple[np.ndarray, float]:
-    """Weights and bias from the features read ``lag`` before each frame to its z-scored opening, over ``clips``."""
+def fit_ridge(clips: list[TalkingClip], lag: float, parts: tuple[str, ...], ridge: float, shapes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(F, shapes) weights and (shapes,) bias from the features read ``lag`` before each
+    frame to its z-scored shapes (the first ``shapes`` of ``MOUTH_SHAPES``), over ``clips``."""
     inputs, targets = [], []
     for clip in clips:
-        valid = ~np.isnan(clip.openings)
+        measured = clip.shapes(shapes)
+        valid = ~np.isnan(measured).any(axis=1)
         inputs.append(clip.track.features(clip.times[valid] - lag, parts))
-        targets.append(zscored(clip.openings)[valid])
-    weights, bias = ridge_least_squares(torch.from_numpy(np.concatenate(inputs)), torch.from_numpy(np.concatenate(targets))[:, None], ridge)
-    return weights[:, 0].numpy().astype(np.float32), float(bias[0])
+        targets.append(np.stack([zscored(column) for column in measured.T], axis=1)[valid])
+    weights, bias = ridge_least_squares(torch.from_numpy(np.concatenate(inputs)), torch.from_numpy(np.concatenate(targets)), ridge)
+    return weights.numpy().astype(np.float32), bias.numpy()
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -395,8 +420,9 @@ class SpeechFitOptions:
 
 def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = SpeechFitOptions(), *,
                      motion_points: list[int] | None = None) -> SpeechModel:
-    """The pooled ``SpeechModel`` of ``clips``: the lag and smoothing that predict held-out
-    training clips best (each clip held out once), then the ridge refitted on all of them."""
+    """The pooled ``SpeechModel`` of ``clips``: the lag and smoothing whose openings predict
+    held-out training clips best (each clip held out once), then the ridge refitted on all of
+    them, to the opening and, where every clip has widths, the width."""
     if len(clips) < 2:
         raise X2FaceError(f"a pooled speech model needs talking clips of several people, got {len(clips)}")
     folds = min(options.folds, len(clips))
@@ -406,40 +432,46 @@ def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = Speec
         fitted_on = [c for i, c in enumerate(clips) if i % folds != fold]
         for lag in options.lags:
             weights, bias = fit_ridge(fitted_on, lag, options.parts, options.ridge)
-            model = SpeechModel(weights, bias, lag, 0.0, 0.0, np.zeros((68, 2), np.float32), options.parts)  # scored by correlation: no stretch
+            model = SpeechModel(weights, bias, lag, 0.0, np.zeros(1), np.zeros((1, 68, 2)), options.parts)  # scored by correlation: no stretch
             for smoothing in options.smoothings:
                 model.smoothing = smoothing
-                correlations[lag, smoothing] += [correlation(model.predict(c.track, c.times, c.fps), c.openings) for c in held]
+                correlations[lag, smoothing] += [correlation(model.predict(c.track, c.times, c.fps)[:, 0], c.openings) for c in held]
     scores = {key: fisher_mean(values) for key, values in correlations.items()}
     lag, smoothing = max(scores, key=lambda key: -np.inf if np.isnan(scores[key]) else scores[key])
-    weights, bias = fit_ridge(clips, lag, options.parts, options.ridge)
-    spread = float(np.median([np.nanstd(c.openings) for c in clips]))
-    motion = np.mean([_motion(c) for c in clips], axis=0).astype(np.float32)
+    shapes = len(MOUTH_SHAPES) if all(c.widths is not None for c in clips) else 1
+    weights, bias = fit_ridge(clips, lag, options.parts, options.ridge, shapes)
+    spread = np.median([np.nanstd(c.shapes(shapes), axis=0) for c in clips], axis=0)
+    motion = np.mean([_motion(c, shapes) for c in clips], axis=0).astype(np.float32)
     if motion_points is not None:
         keep = np.zeros(68, bool)
         keep[motion_points] = True
-        motion[~keep] = 0
+        motion[:, ~keep] = 0
     meta = {"clips": [c.name for c in clips], "cross_validated_score": scores[lag, smoothing], "folds": folds,
             "scores": {f"{k[0]:+.2f}s,{k[1]:.2f}s": round(v, 4) for k, v in scores.items()}, "ridge": options.ridge}
-    model = SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, 1.0, meta)
-    predicted = np.concatenate([model.predict(c.track, c.times, c.fps) for c in clips])
-    model.stretch = float(1 / predicted.std()) if predicted.std() > 1e-9 else 1.0
+    model = SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, np.ones(shapes), meta)
+    spreads = np.concatenate([model.predict(c.track, c.times, c.fps) for c in clips]).std(axis=0)
+    model.stretch = np.where(spreads > 1e-9, 1 / np.maximum(spreads, 1e-9), 1.0)
     return model
 
 
-def landmark_motion(openings: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(68, 2) how (N, 68, 2) ``landmarks`` move per unit of the (N,) mouth ``openings``
-    (least squares; zero where the opening never changes)."""
-    centred = openings - openings.mean()
-    if centred @ centred == 0:
-        return np.zeros((68, 2))
-    return np.tensordot(centred, landmarks - landmarks.mean(axis=0), axes=1) / (centred @ centred)
+def landmark_motion(shapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(K, 68, 2) how (N, 68, 2) ``landmarks`` move per unit of each of the (N, K) mouth
+    ``shapes`` (least squares on all K together, so a width's motion is what the opening's
+    does not explain; zero for a shape that never changes)."""
+    centred = shapes - shapes.mean(axis=0)
+    moving = centred.std(axis=0) > 1e-12
+    motion = np.zeros((shapes.shape[1], 68, 2))
+    if moving.any():
+        moved = (landmarks - landmarks.mean(axis=0)).reshape(len(landmarks), -1)
+        motion[moving] = np.linalg.lstsq(centred[:, moving], moved, rcond=None)[0].reshape(-1, 68, 2)
+    return motion
 
 
-def _motion(clip: TalkingClip) -> np.ndarray:
+def _motion(clip: TalkingClip, shapes: int) -> np.ndarray:
     """``landmark_motion`` of the clip's frames where the face is found."""
-    valid = ~np.isnan(clip.openings)
-    return landmark_motion(clip.openings[valid], clip.landmarks[valid])
+    measured = clip.shapes(shapes)
+    valid = ~np.isnan(measured).any(axis=1)
+    return landmark_motion(measured[valid], clip.landmarks[valid])
 
 
 def default_speech_path(model_path: str | Path) -> Path:
