@@ -262,7 +262,7 @@ def test_audio_drives_a_silent_source_with_the_pooled_model(tmp_path, tiny_model
     result = run("audio", talking, speech, "-o", tmp_path / "talk2.mp4", "--model", tiny_model_with_maps, "--size", "64",
                  "--speech-model", tmp_path / "speech.pt")
     assert result.exit_code == 0, result.output
-    assert "the mouth of talking.mp4, learnt from its own 60 frames" in result.output  # a speaker keeps their own map
+    assert "the mouth of talking.mp4, learnt from its own 60 frames and sound, blended with the pooled speech model" in result.output
     (tmp_path / "bad.pt").write_bytes(b"x")
     one_line_error(run("audio", source, speech, "-o", tmp_path / "o.mp4", "--model", tiny_model_with_maps,
                        "--speech-model", tmp_path / "bad.pt"), "not a speech model")
@@ -289,3 +289,28 @@ def test_audio_reads_a_transcript_with_the_pooled_model(tmp_path, tiny_model_wit
                  "--audio-map", tiny_model_with_maps.with_suffix(".audio.pt"))
     assert result.exit_code == 2 and "not by --audio-map" in result.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_talking_sources_own_mouth_and_the_pooled_model_are_blended(spoken_words):
+    """A speaker whose mouth opens with the loudness of their words: the blend of their own
+    map and the shipped pooled model keeps the speaker's own mean and spread of opening over
+    their frames, follows their mouth at least as well as the weaker of the two, and takes
+    the pooled model's width."""
+    from x2face_edit.audio import SpeakerFrames, blended_mouth, pooled_mouth, speaker_mouth_map
+    from x2face_edit.model import default_model_path
+    from x2face_edit.speech import SpeechModel, correlation, default_speech_path, loudness_envelope
+
+    samples = load_audio(spoken_words)
+    times = np.arange(int(len(samples) / 16000 * 25)) / 25
+    envelope = loudness_envelope(samples, int(np.ceil(len(samples) / 160)))[np.round(times * 100).astype(int)]
+    landmarks = np.zeros((len(times), 68, 2))
+    landmarks[:, 36, 0], landmarks[:, 45, 0] = -1.0, 1.0  # eye corners two units apart
+    landmarks[:, [48, 54], 0] = [-0.4, 0.4]
+    landmarks[:, 65:68, 1] = 0.05 + 0.03 * np.clip(envelope, -1, 2)[:, None]  # the lower lip drops as the voice is loud
+    speaker = SpeakerFrames(times, torch.zeros(len(times), 128), landmarks, samples)
+    speech_model = SpeechModel.load(default_speech_path(default_model_path()))
+    mouth, own, pooled = blended_mouth(speech_model, speaker), speaker_mouth_map(speaker), pooled_mouth(speech_model, speaker)
+    blended, real = mouth(samples, times), speaker.openings
+    assert blended.mean() == pytest.approx(real.mean(), abs=1e-6) and blended.std() == pytest.approx(real.std(), rel=1e-6)
+    assert correlation(blended, real) >= min(correlation(own(samples, times), real), correlation(pooled(samples, times), real)) - 1e-9
+    assert np.allclose(mouth.shapes(samples, times)[:, 1], pooled.shapes(samples, times)[:, 1])

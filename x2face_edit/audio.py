@@ -3,14 +3,15 @@
 When the source is a talking video with its own sound, ``audio`` learns that speaker's
 mouth (``speaker_mouth_map``): how open the mouth is (dlib's inner-lip gap) from the audio
 around each frame, ridge-regularised, and how the speaker's mouth and jaw landmarks move
-as it opens; the face is then driven as ``pose`` turns heads: its landmarks are moved to
-the predicted opening, the driving vector shifted by what moves them so, and the warp
-pinned there. Any other source is driven the same way by the pooled speech model
-(``speech.py``, ``fit-speech``: phones, loudness and the spectrum's shape to the mouth
-opening, for any speaker) where the model has one; else by a map from features straight to
-driving vectors, fitted on many people's tracks (``fit-audio``, the paper's equation 2),
-which on a speaker it never saw moves the mouth little. ``speaker_audio_map`` fits that kind of map on one
-speaker (kept for comparison in ``benchmarks/audio_sync.py``).
+as it opens; with a pooled speech model (``speech.py``, ``fit-speech``: phones, loudness
+and the spectrum's shape to the mouth's opening and width, for any speaker) the two are
+blended (``blended_mouth``). The face is then driven as ``pose`` turns heads: its
+landmarks are moved to the predicted mouth, the driving vector shifted by what moves them
+so, and the warp pinned there. Any other source is driven the same way by the pooled
+speech model where the model has one; else by a map from features straight to driving
+vectors, fitted on many people's tracks (``fit-audio``, the paper's equation 2), which on a
+speaker it never saw moves the mouth little. ``speaker_audio_map`` fits that kind of map on
+one speaker (kept for comparison in ``benchmarks/audio_sync.py``).
 """
 
 from __future__ import annotations
@@ -383,9 +384,9 @@ class SpokenVideo:
 def drive_by_audio(model: X2Face, audio_map: Mouth | AudioMap, pose_maps: PoseMaps, source: SourceFace,
                    speech: str | Path, out: str | Path, options: SpeechOptions = SpeechOptions()) -> SpokenVideo:
     """Write the source face speaking ``speech`` (section 4.2), the speech as its sound. A
-    ``MouthMap`` or ``PooledMouth`` moves the mouth by landmarks (``speaking_frames``); an
-    ``AudioMap`` gives driving vectors (``speech_vectors``). Where no speech is heard
-    (silence, noise, a tone) the face is driven by silence: the mouth stays closed."""
+    ``Mouth`` moves the mouth by landmarks (``speaking_frames``); an ``AudioMap`` gives
+    driving vectors (``speech_vectors``). Where no speech is heard (silence, noise, a tone)
+    the face is driven by silence: the mouth stays closed."""
     fps, size, force = options.fps, options.size, options.force
     check_video_output(out, force=force)
     samples = load_audio(speech)
