@@ -276,9 +276,14 @@ def test_audio_reads_a_transcript_with_the_pooled_model(tmp_path, tiny_model_wit
     result = run("audio", source, spoken_words, "-o", tmp_path / "said.mp4", *common, "--speech-model", tmp_path / "speech.pt",
                  "--transcript", "Bob met Pam at the park.")
     assert result.exit_code == 0, result.output
-    assert "the pooled speech model, reading the transcript's phones aligned to the speech" in result.output
+    assert "the pooled speech model (phones, loudness, spectrum), reading the transcript's phones aligned to the speech" in result.output
     assert "no speech heard" not in result.output
     assert probe(tmp_path / "said.mp4").frame_count == int(np.ceil(len(load_audio(spoken_words)) / 16000 * 25))
+    talking = write_moving_face_video(tmp_path / "talking.mp4", count=60, tone_hz=220)
+    result = run("audio", talking, spoken_words, "-o", tmp_path / "said2.mp4", *common, "--speech-model", tmp_path / "speech.pt",
+                 "--transcript", "Bob met Pam at the park.")
+    assert result.exit_code == 0, result.output
+    assert "learnt from its own 60 frames and sound, blended with the pooled speech model, reading the transcript's phones" in result.output
     one_line_error(run("audio", source, spoken_words, "-o", tmp_path / "o.mp4", *common, "--speech-model", tmp_path / "speech.pt",
                        "--transcript", "Bob met Pam at the parkq"), "not in the pronouncing dictionary: parkq")
     one_line_error(run("audio", source, spoken_words, "-o", tmp_path / "o.mp4", *common, "--speech-model", tmp_path / "speech.pt",

@@ -307,26 +307,22 @@ def source_audio_map(model: X2Face, source: SourceFace, global_map: Callable[[],
     (``blended_mouth``: on held-out speakers the blend follows their speech better than
     either alone, benchmarks/README.md, audio_sync.py); else the pooled ``speech_model``
     where given (phones, loudness, spectrum: any speaker), else ``global_map()`` (a map
-    fitted on other people's driving vectors moves an unseen speaker's mouth little). With
-    a ``transcript`` (the words the speech says, which ``drive_by_audio`` aligns to it) the
-    pooled model, for any source (a talking one keeps its own range of opening)."""
+    fitted on other people's driving vectors moves an unseen speaker's mouth little). A
+    ``transcript`` (the words the speech says, which ``drive_by_audio`` aligns to it) is
+    read by the pooled model, which it then needs."""
+    if transcript is not None and speech_model is None:
+        raise X2FaceError("a transcript is read by the pooled speech model: none was given or found beside the model (fit-speech makes one)")
+    reading = ", reading the transcript's phones aligned to the speech" if transcript is not None else ""
     samples = load_audio(source.video) if source.video is not None and probe(source.video).has_audio else None
-    talking = samples is not None and not is_silent(samples)
-    if transcript is not None:
-        if speech_model is None:
-            raise X2FaceError("a transcript is read by the pooled speech model: none was given or found beside the model (fit-speech makes one)")
-        frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples) if talking else None
-        mouth = pooled_mouth(speech_model, frames, source.frame_landmarks())
-        return mouth, "audio map: the pooled speech model, reading the transcript's phones aligned to the speech"
-    if talking:
+    if samples is not None and not is_silent(samples):
         frames = speaker_frames(model, source.video, face=face, track=source.track, samples=samples)
         learnt = f"audio map: the mouth of {source.video.name}, learnt from its own {len(frames.times)} frames and sound"
         if speech_model is None:
             return speaker_mouth_map(frames), learnt
-        return blended_mouth(speech_model, frames), f"{learnt}, blended with the pooled speech model"
+        return blended_mouth(speech_model, frames), f"{learnt}, blended with the pooled speech model{reading}"
     if speech_model is not None:
         mouth = pooled_mouth(speech_model, None, source.frame_landmarks())
-        return mouth, "audio map: the pooled speech model (phones, loudness, spectrum), with the speakers' pooled range"
+        return mouth, f"audio map: the pooled speech model (phones, loudness, spectrum){reading}, with the speakers' pooled range"
     why = "the source is not a video" if source.video is None else f"{source.video.name} has no sound"
     return global_map(), f"audio map: the global one ({why}; fitted on other people, it moves an unseen speaker's mouth little)"
 
