@@ -92,6 +92,23 @@ def test_the_pooled_model_learns_the_width_apart_from_the_opening(tmp_path):
     assert (again.weights == model.weights).all() and (again.stretch == model.stretch).all() and again.motion.shape == (2, 68, 2)
 
 
+def test_a_speech_model_of_the_opening_alone_still_loads(tmp_path):
+    """A model fitted before the width (one output, stored as plain numbers) predicts the
+    opening as it did."""
+    import torch
+
+    from x2face_edit.speech import SPEECH_FORMAT
+
+    model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(4)])
+    torch.save({"format": SPEECH_FORMAT, "weights": torch.from_numpy(model.weights[:, 0]), "bias": float(model.bias[0]), "lag": model.lag,
+                "smoothing": model.smoothing, "spread": float(model.spread[0]), "motion": torch.from_numpy(model.motion[0]),
+                "parts": list(model.parts), "stretch": float(model.stretch[0]), "meta": model.meta}, tmp_path / "old.pt")
+    old = SpeechModel.load(tmp_path / "old.pt")
+    unseen = synthetic_talking_clip(99, "unseen")
+    assert old.shapes == ("opening",) and old.motion.shape == (1, 68, 2)
+    assert np.allclose(old.predict(unseen.track, unseen.times, 25), model.predict(unseen.track, unseen.times, 25), atol=1e-6)
+
+
 def test_a_file_that_is_not_a_speech_model_is_refused(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(X2FaceError, match="not a speech model"):
