@@ -22,7 +22,9 @@ the opening (``own`` moves the corners only as far as they follow the opening).
 - current: the speaker's own log-mel mouth map (``audio.speaker_mouth_map``);
 - blended: the speaker's own map and the pooled model on the speaker's range, averaged
   (``audio.blended_mouth``, what ``audio SRC`` does for a talking source);
-- ceiling (video only): X2Face driven by the real test frames' own driving vectors.
+- ceiling (video only): X2Face driven by the real test frames' own driving vectors;
+- pooled_whole_curve: the pooled model's curve over the whole clip (it never heard these
+  speakers, so every frame is a test: a steadier figure than the last 30 % alone).
 
 Means are Fisher-z means; medians beside them; "long" are the clips with >= 2 s of test.
 """
@@ -65,7 +67,7 @@ CURVES = ("pooled", "shifted", "other_sound", "envelope_only", "activity_only", 
 VIDEOS = ("pooled", "silent_source", "shifted", "other_sound", "envelope_only", "activity_only", "current", "blended", "ceiling")
 WIDTH_CURVES, WIDTH_VIDEOS = ("pooled",), ("pooled", "silent_source", "current", "blended", "ceiling")
 COLUMNS = ([f"{n}_curve" for n in CURVES] + [f"{n}_video" for n in VIDEOS] + [f"{n}_width_curve" for n in WIDTH_CURVES]
-           + [f"{n}_width_video" for n in WIDTH_VIDEOS])
+           + [f"{n}_width_video" for n in WIDTH_VIDEOS] + ["pooled_whole_curve"])
 LANDMARKS, DETECTOR = LandmarkDetector(), FaceDetector()
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mpg")
 
@@ -118,7 +120,8 @@ def score_clip(model, pose_maps, speech: SpeechModel, controls: dict, clip: Path
               "current": (speaker_mouth_map(own), samples, times), "blended": (blended_mouth(speech, own), samples, times)}
     for name, control in controls.items():
         mouths[name] = (PooledMouth(control, pooled.rest, pooled.spread, pooled.motion), samples, times)
-    scores = {"frames": int(test.sum()), "seconds": round(float(times[-1] - times[0]), 2)}
+    scores = {"frames": int(test.sum()), "seconds": round(float(times[-1] - times[0]), 2),
+              "pooled_whole_curve": correlation(pooled(samples, real.times), real.openings)}
     for name, (mouth, sound, at) in mouths.items():
         if name in CURVES:
             scores[f"{name}_curve"] = correlation(mouth(sound, at), truth)
