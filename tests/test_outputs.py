@@ -1,6 +1,7 @@
 import av
 import numpy as np
 import pytest
+from helpers import write_wav
 
 from x2face_edit.errors import X2FaceError
 from x2face_edit.outputs import atomic_output
@@ -71,14 +72,7 @@ def test_writer_reencodes_audio_the_container_cannot_hold(tmp_path):
     # 16-bit PCM (a .wav, as a speech track would be) is not an MP4 audio codec: it becomes AAC.
     rate, seconds = 16000, 1.5
     wav = tmp_path / "speech.wav"
-    samples = (3000 * np.sin(2 * np.pi * 220 * np.arange(int(rate * seconds)) / rate)).astype(np.int16)
-    with av.open(str(wav), mode="w") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(samples[None], format="s16", layout="mono")
-        frame.sample_rate = rate
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    write_wav(wav, 3000 / 32767 * np.sin(2 * np.pi * 220 * np.arange(int(rate * seconds)) / rate), rate)
     out = tmp_path / "out.mp4"
     with VideoWriter(out, fps=25, width=64, height=64, audio_from=wav) as writer:
         for _ in range(int(25 * seconds)):
