@@ -166,21 +166,20 @@ def main() -> None:
     clips = [clip for clip in clips if clip.suffix in VIDEO_SUFFIXES and probe(clip).has_audio]
     assert not {c.stem for c in clips} & set(speech.meta["clips"]), "a scored clip is one the speech model was fitted on"
     results = {}
-    columns = COLUMNS
-    print("| clip | test | " + " | ".join(columns) + " |")
-    print("|---" * (len(columns) + 2) + "|")
+    print("| clip | test | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
     for number, clip in enumerate(clips):
         other = clips[(number + 1) % len(clips)]
         scores = score_clip(model, pose_maps, speech, controls, clip, other, fraction=args.fraction, shift=args.shift)
         results[clip.name] = scores
         if "skipped" in scores:
-            print(f"| {clip.name} | skipped: {scores['skipped']} |" + " |" * len(columns), flush=True)
+            print(f"| {clip.name} | skipped: {scores['skipped']} |" + " |" * len(COLUMNS), flush=True)
             continue
-        print(f"| {clip.name} | {scores['frames']} ({scores['seconds']} s) | " + " | ".join(f"{scores[c]:.2f}" for c in columns) + " |",
+        print(f"| {clip.name} | {scores['frames']} ({scores['seconds']} s) | " + " | ".join(f"{scores[c]:.2f}" for c in COLUMNS) + " |",
               flush=True)
     totals = summary(results)
     for kind in ("mean", "median", "long_mean"):
-        print(f"| {kind} | | " + " | ".join(f"{totals[c][kind]:.2f}" for c in columns) + " |")
+        print(f"| {kind} | | " + " | ".join(f"{totals[c][kind]:.2f}" for c in COLUMNS) + " |")
     if args.json:
         args.json.write_text(json.dumps({"clips": results, "summary": totals}, indent=1))
 

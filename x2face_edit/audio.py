@@ -64,14 +64,14 @@ class SpeakerFrames:
     samples: np.ndarray  # 16 kHz mono
 
     @property
-    def openings(self) -> np.ndarray:
-        """(N,) each frame's mouth opening (``faces.mouth_opening``)."""
-        return np.array([mouth_opening(points) for points in self.landmarks])
-
-    @property
     def shapes(self) -> np.ndarray:
         """(N, 2) each frame's ``mouth_shape``."""
         return np.array([mouth_shape(points) for points in self.landmarks]).reshape(-1, 2)
+
+    @property
+    def openings(self) -> np.ndarray:
+        """(N,) each frame's mouth opening (``faces.mouth_opening``)."""
+        return self.shapes[:, 0]
 
 
 def mouth_shape(landmarks: np.ndarray) -> np.ndarray:

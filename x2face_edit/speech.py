@@ -95,6 +95,8 @@ def _pcm(samples: np.ndarray) -> bytes:
 
 
 def _dithered(samples: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """``samples`` with the fixed noise ``DITHER`` down, drawn in ``dtype`` (float32 keeps the
+    copy of a long recording small where the spectra are taken)."""
     return samples + DITHER * np.random.default_rng(0).standard_normal(len(samples), dtype=dtype)
 
 
