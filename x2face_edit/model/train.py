@@ -133,7 +133,12 @@ def _from_rank0(value: float, ddp: _Dist, device: torch.device) -> float:
 
 
 def train(config: TrainConfig) -> Path:
-    """Train (or resume) and return the path of the final checkpoint."""
+    """Train (or resume) and return the path of the final checkpoint.
+
+    Started by ``torchrun``, the process group is destroyed before it returns, but
+    DistributedDataParallel keeps gloo's threads alive to the interpreter's exit, whose
+    teardown of them can abort a finished worker: the ``train`` command leaves with
+    ``os._exit`` once this returns, and a program calling this under ``torchrun`` may too."""
     ddp, device = _setup_distributed(config.device)
     try:
         return _train(config, ddp, device)
