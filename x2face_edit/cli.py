@@ -131,15 +131,15 @@ def train(tracks: Path, out_dir: Path, **options) -> None:
 
     For several GPUs: torchrun --nproc_per_node=N -m x2face_edit train TRACKS
     """
-    from .model.train import TrainConfig
+    from .model.train import TrainConfig, launched_by_torchrun
     from .model.train import train as run_training
 
     checkpoint = run_training(TrainConfig(tracks=str(tracks), out_dir=str(out_dir), **options))
     click.echo(f"checkpoint: {checkpoint}")
-    if "RANK" in os.environ:
-        # A torchrun worker. DistributedDataParallel keeps gloo's process group and its
-        # threads alive past destroy_process_group, and their teardown with the interpreter
-        # aborted a finished worker (SIGABRT, no Python frame) about once in a hundred runs
+    if launched_by_torchrun():
+        # DistributedDataParallel keeps gloo's process group and its threads alive past
+        # destroy_process_group, and their teardown with the interpreter aborted a finished
+        # worker (SIGABRT, no Python frame) about once in a hundred runs
         # (pytorch/pytorch#190489). The run is complete and written: leave without it.
         sys.stdout.flush()
         sys.stderr.flush()

@@ -95,8 +95,13 @@ class _Dist:
         return self.rank == 0
 
 
+def launched_by_torchrun() -> bool:
+    """Whether this process is a worker that ``torchrun`` started (it sets ``RANK``)."""
+    return "RANK" in os.environ
+
+
 def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
-    if "RANK" not in os.environ:
+    if not launched_by_torchrun():
         return _Dist(), resolve_device(device_name)
     ddp = _Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
