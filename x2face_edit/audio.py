@@ -66,7 +66,7 @@ class SpeakerFrames:
     @property
     def shapes(self) -> np.ndarray:
         """(N, 2) each frame's ``mouth_shape``."""
-        return np.array([mouth_shape(points) for points in self.landmarks]).reshape(-1, 2)
+        return mouth_shapes(self.landmarks)
 
     @property
     def openings(self) -> np.ndarray:
@@ -77,6 +77,12 @@ class SpeakerFrames:
 def mouth_shape(landmarks: np.ndarray) -> np.ndarray:
     """(2,) a face's mouth as ``speech.MOUTH_SHAPES`` lists it: its opening and width."""
     return np.array([mouth_opening(landmarks), mouth_width(landmarks)])
+
+
+def mouth_shapes(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 2) the ``mouth_shape`` of each of N frames' (68, 2) ``landmarks`` (NaN where a
+    frame has none)."""
+    return np.array([np.full(2, np.nan) if np.isnan(points).any() else mouth_shape(points) for points in landmarks]).reshape(-1, 2)
 
 
 @torch.inference_mode()
@@ -428,7 +434,7 @@ def talking_clip(video: str | Path, *, face: int = 0, samples: np.ndarray | None
 
     stored = remembered("talking", (input_fingerprint(video), str(face), TALKING_CODE), measure)
     landmarks = stored["landmarks"]
-    shapes = np.array([mouth_shape(points) if not np.isnan(points).any() else [np.nan, np.nan] for points in landmarks]).reshape(-1, 2)
+    shapes = mouth_shapes(landmarks)
     return TalkingClip(video.stem, SpeechTrack.of(samples), stored["times"], shapes[:, 0], landmarks, float(stored["fps"]), shapes[:, 1])
 
 
