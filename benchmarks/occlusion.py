@@ -12,7 +12,7 @@ that moved by up to ``NEAR`` pixels (what the matte hid, apart from where the wa
 the paint), and the frames where the face went unpainted; and what ``auto`` keeps of the
 paint on the clean clip.
 
-    python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object] [--paint discs|features]
+    python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object] [--paint discs|features] [--model CKPT]
     python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3] [--occluder strand] [--clip CLIP]
 
 ``--paint features`` paints the face's moving parts instead of the discs: lipstick over the
@@ -133,11 +133,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--occluder", choices=OCCLUDERS, help="with --cost: the synthetic face with this occluder in front (as --kinds)")
     parser.add_argument("--clip", type=Path, help="with --cost: this real clip instead of the synthetic face")
+    parser.add_argument("--model", type=Path, help="checkpoint to judge (default: the shipped model)")
     args = parser.parse_args()
     if args.cost:
         cost(args.size, args.frames, args.repeat, args.occluder, args.clip)
         return
-    model, info = load_model_with_info()
+    model, info = load_model_with_info(args.model)
     print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'near cov.':>10}{'unpainted':>10}")
     with tempfile.TemporaryDirectory() as scratch:
         for clip in args.clips:

@@ -178,3 +178,24 @@ def test_training_stops_at_the_target_loss(tmp_path, synthetic_tracks):
     assert log[-1]["loss"] <= 0.2 < min(r["loss"] for r in log[:-1])
     assert log[-1]["step"] < 500
     assert load_checkpoint(checkpoint)[1]["meta"]["train_loss"] == log[-1]["loss"]
+
+
+def test_training_with_occluders_keeps_the_driving_grid_from_following_them(tmp_path, synthetic_tracks):
+    from x2face_edit.model.data import TrackPairs, load_tracks, tracks_in_split
+    from x2face_edit.model.occluders import occluded
+
+    pairs = TrackPairs(tracks_in_split(load_tracks(synthetic_tracks), "val"), size=64)
+    driving = torch.stack([pairs[i][1] for i in range(len(pairs))])
+    shown = [occluded(driving, 1.0, torch.Generator().manual_seed(seed)) for seed in (7, 8, 9)]
+    moved = {}
+    for share in (0.0, 0.8):
+        run = tmp_path / f"occlude{share}"
+        train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), max_steps=100, optimizer="adam", val_every=1000,
+                          occlude=share, **TINY))
+        model = load_checkpoint(run / "checkpoint.pt")[0].eval()
+        with torch.inference_mode():
+            clean = model.decode(model.driving_vector(driving))
+            # How far an occluder moves the driving grid over the face (the crop's central half).
+            moved[share] = float(np.mean([(model.decode(model.driving_vector(frames)) - clean).norm(dim=-1)[:, 16:48, 16:48].mean()
+                                          for frames in shown]))
+    assert moved[0.8] < 0.85 * moved[0.0], moved

@@ -113,6 +113,9 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
               help="Weight of the landmark correspondence losses (0: photometric only), against the photometric L1.")
 @click.option("--cycle-weight", default=1.0, show_default=True, help="Weight of the round-trip loss E(D(p)) = p.")
 @click.option("--mirror", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Fraction of pairs flipped left-right.")
+@click.option("--occlude", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of driving frames shown with a random occluder pasted over the face, the loss taken against "
+                   "the clean frame: a driving network that reads the face behind a hand or a phone.")
 @click.option("--val-every", default=500, show_default=True, help="Validate (and maybe lower lr) every N steps.")
 @click.option("--plateau-patience", default=3, show_default=True, help="Validations without improvement before lr / 10.")
 @click.option("--checkpoint-every", default=500, show_default=True)

@@ -38,6 +38,7 @@ from .losses import IdentityLosses, correspondence_losses, cycle_loss
 from .metrics import model_l1, round_trip_error
 from .monitor import PICTURE_PAIRS, TrainingLog
 from .networks import ModelConfig, X2Face
+from .occluders import occluded
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -60,6 +61,7 @@ class TrainConfig:
     landmark_weight: float = 1.0  # landmark correspondence through the template (needs prepare's landmarks)
     cycle_weight: float = 1.0  # round trip E(D(p)) = p on each first source's own grids
     mirror: float = 0.5  # fraction of pairs flipped left-right
+    occlude: float = 0.0  # fraction of driving frames shown with a random occluder (the loss still sees them clean)
     driving_only: bool = False  # keep the embedding network (and so embedded faces) as it is
     optimizer: str = "sgd"  # the paper's SGD with momentum, or "adam"
     lr: float | None = None  # default: 1e-3 for stage I, 1e-4 for stage II (the paper's)
@@ -162,6 +164,8 @@ class _Objective:
     landmark_weight: float
     cycle_weight: float
     template: torch.Tensor | None
+    occlude: float = 0.0
+    occluders: torch.Generator | None = None  # draws the occluders, seeded per rank
 
     @property
     def uses_warps(self) -> bool:
@@ -329,7 +333,8 @@ def _data_and_objective(config: TrainConfig, model: X2Face, identity: IdentityLo
         _warn(ddp, f"{config.tracks} has no landmarks (prepared before they were kept): training without the "
                    "landmark losses; re-run 'x2face-edit prepare' on the same folder to add them")
         landmark_weight = 0.0
-    objective = _Objective(identity, config.identity_weight, landmark_weight, config.cycle_weight, model.template())
+    objective = _Objective(identity, config.identity_weight, landmark_weight, config.cycle_weight, model.template(),
+                           config.occlude, torch.Generator().manual_seed(config.seed + ddp.rank))
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
     val_set = TrackPairs(val_tracks, num_sources=config.sources, size=resolution, landmarks=True) if val_tracks else None
     picture_pairs = next(iter(DataLoader(val_set, batch_size=PICTURE_PAIRS)))[:2] if val_set is not None and config.tensorboard else None
@@ -372,9 +377,12 @@ def _losses(trained: torch.nn.Module, model: X2Face, batch: tuple, objective: _O
         model.embedding_encoder.eval()
         model.embedding_decoder.eval()
     count = driving.shape[0]
+    # The network reads the occluded frame and is judged against the clean one, landmarks
+    # included: it learns to drive the face it cannot see from the face it can.
+    shown = occluded(driving, objective.occlude, objective.occluders) if objective.occlude > 0 else driving
     # Stage II drives the same sources by another identity too, in the same forward pass.
     pair_sources = sources if objective.identity is None else torch.cat([sources, sources])
-    pair_driving = driving if objective.identity is None else torch.cat([driving, rest[0]])
+    pair_driving = shown if objective.identity is None else torch.cat([shown, rest[0]])
     outputs = trained(pair_sources, pair_driving.contiguous(memory_format=torch.channels_last), grids=objective.uses_warps)
     generated_all = outputs[0] if objective.uses_warps else outputs
     generated = generated_all[:count]
