@@ -204,12 +204,20 @@ def write_occluded_copy(video: str | Path, face_boxes: np.ndarray, kind: str, ou
                 skin = np.median(rgb[max(y0, 0):y1, max(x0, 0):x1].reshape(-1, 3), axis=0).astype(np.float32)
             alpha = np.zeros(rgb.shape[:2], np.float32)
             if entry[frame.index] > 0:
-                colour, alpha = _occluder(rgb.shape, kind, boxes[frame.index], float(entry[frame.index]), skin)
-                rgb = np.clip(rgb * (1 - alpha[..., None]) + colour * alpha[..., None], 0, 255).astype(np.uint8)
+                rgb, alpha = occluded_picture(rgb, kind, boxes[frame.index], skin, float(entry[frame.index]))
             if masks is not None:
                 masks.append(alpha > 0.5)
             writer.write(rgb)
     return Path(out)
+
+
+def occluded_picture(rgb: np.ndarray, kind: str, face_box: np.ndarray, skin: np.ndarray,
+                     entry: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """``rgb`` (H, W, 3 uint8) with a ``kind`` occluder over the face in ``face_box``
+    (x0, y0, x1, y1), ``entry`` of the way in (1: in place), a hand of colour ``skin``;
+    and the occluder's (H, W) alpha in [0, 1]."""
+    colour, alpha = _occluder(rgb.shape, kind, face_box, entry, skin)
+    return np.clip(rgb * (1 - alpha[..., None]) + colour * alpha[..., None], 0, 255).astype(np.uint8), alpha
 
 
 def _write_tone(path: Path, hz: float, seconds: float, rate: int = 16000) -> None:
