@@ -366,6 +366,9 @@ def main() -> None:
         return
     clips = args.clips or sorted(p for p in EVAL_CLIPS.iterdir() if p.suffix in {".mp4", ".mov"})
     models = args.model or [default_model_path()]
+    # Models are named by their file's stem, or by their path where two stems are the same.
+    stems = [path.stem for path in models]
+    names = {path: path.stem if stems.count(path.stem) == 1 else str(path.with_suffix("")) for path in models}
     locks = args.lock or ["landmarks", "none"]
     rows = []
     header = f"{'clip':<44}{'method':<34}{'mean':>7}{'jitter':>8}{'cheeks+forehead':>17}{'offset':>8}{'round trip':>11}"
@@ -390,9 +393,9 @@ def main() -> None:
             except JudgeBlind as error:  # a face too small for MediaPipe: nothing to judge against
                 blind = error
                 break
-            print(f"{clean.name:<44}{model_path.stem}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
+            print(f"{clean.name:<44}{names[model_path]}: dlib finds {'a' if face_found else 'NO'} face in the embedded face", flush=True)
             for mode, path in paths.items():
-                clip_rows.append({"method": f"{model_path.stem} lock={mode}", "placed": args.placed, "occlusion": args.occlusion,
+                clip_rows.append({"method": f"{names[model_path]} lock={mode}", "placed": args.placed, "occlusion": args.occlusion,
                                   "round_trip": trip,
                                   "embedded_face_found": face_found,
                                   **scores(path, judge["judged"], judge["iod"], covered)})

@@ -116,6 +116,9 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
 @click.option("--occlude", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Fraction of driving frames shown with a random occluder pasted over the face, the loss taken against "
                    "the clean frame: a driving network that reads the face behind a hand or a phone.")
+@click.option("--driving-only", is_flag=True,
+              help="Train the driving network alone: the embedding network, and so every embedded face (and paint on "
+                   "one), stays as it is.")
 @click.option("--val-every", default=500, show_default=True, help="Validate (and maybe lower lr) every N steps.")
 @click.option("--plateau-patience", default=3, show_default=True, help="Validations without improvement before lr / 10.")
 @click.option("--checkpoint-every", default=500, show_default=True)
