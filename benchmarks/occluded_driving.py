@@ -23,17 +23,24 @@ import torch.nn.functional as F
 
 from x2face_edit.faces import VOXCELEB_SCALE
 from x2face_edit.model import default_model_path, load_checkpoint
+from x2face_edit.model.checkpoint import read_checkpoint
 from x2face_edit.model.data import TrackPairs, load_tracks
+from x2face_edit.model.landmarks import inter_ocular
 from x2face_edit.synthetic import OCCLUDERS, occluded_picture
 
 BESIDE_PIXELS = 4
 
 
+def face_margin(size: int) -> int:
+    """Pixels between a crop of ``size`` and the face box it was enlarged from."""
+    return int(size * (1 - 1 / VOXCELEB_SCALE) / 2)
+
+
 def occluded_crops(driving: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The (N, 3, S, S) crops with a ``kind`` occluder in place, and its (N, S, S) masks."""
     size = driving.shape[-1]
-    margin = size * (1 - 1 / VOXCELEB_SCALE) / 2
-    box = np.array([margin, margin, size - margin, size - margin])
+    margin = face_margin(size)
+    box = np.array([margin, margin, size - margin, size - margin], np.float64)
     centre = slice(int(size * 0.3), int(size * 0.7))
     crops, masks = [], []
     for picture in driving:
@@ -52,8 +59,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=96)
     args = parser.parse_args()
     models = args.model or [default_model_path()]
-    first = load_checkpoint(models[0])[0]
-    pairs = TrackPairs(load_tracks(args.tracks), size=first.config.resolution, landmarks=True)
+    resolution = read_checkpoint(models[0])["config"]["resolution"]
+    pairs = TrackPairs(load_tracks(args.tracks), size=resolution, landmarks=True)
     torch.manual_seed(0)
     frames, landmarks = [], []
     for index in torch.randperm(len(pairs)).tolist():
@@ -63,10 +70,10 @@ def main() -> None:
             landmarks.append(points)
         if len(frames) == args.frames:
             break
-    driving, eyes = torch.stack(frames), torch.stack(landmarks)
-    eye_distance = (eyes[:, 45] - eyes[:, 36]).norm(dim=-1)  # grid units
+    driving = torch.stack(frames)
+    eye_distance = inter_ocular(torch.stack(landmarks))  # grid units
     size = driving.shape[-1]
-    margin = int(size * (1 - 1 / VOXCELEB_SCALE) / 2)
+    margin = face_margin(size)
     face = torch.zeros(size, size, dtype=torch.bool)
     face[margin:size - margin, margin:size - margin] = True
     occluded = {kind: occluded_crops(driving, kind) for kind in OCCLUDERS}
