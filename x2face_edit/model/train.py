@@ -164,8 +164,7 @@ class _Objective:
     landmark_weight: float
     cycle_weight: float
     template: torch.Tensor | None
-    occlude: float = 0.0
-    occluders: torch.Generator | None = None  # draws the occluders, seeded per rank
+    occluders: torch.Generator | None = None  # draws train --occlude's occluders, seeded per rank
 
     @property
     def uses_warps(self) -> bool:
@@ -334,7 +333,7 @@ def _data_and_objective(config: TrainConfig, model: X2Face, identity: IdentityLo
                    "landmark losses; re-run 'x2face-edit prepare' on the same folder to add them")
         landmark_weight = 0.0
     objective = _Objective(identity, config.identity_weight, landmark_weight, config.cycle_weight, model.template(),
-                           config.occlude, torch.Generator().manual_seed(config.seed + ddp.rank))
+                           torch.Generator().manual_seed(config.seed + ddp.rank))
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
     val_set = TrackPairs(val_tracks, num_sources=config.sources, size=resolution, landmarks=True) if val_tracks else None
     picture_pairs = next(iter(DataLoader(val_set, batch_size=PICTURE_PAIRS)))[:2] if val_set is not None and config.tensorboard else None
@@ -379,7 +378,7 @@ def _losses(trained: torch.nn.Module, model: X2Face, batch: tuple, objective: _O
     count = driving.shape[0]
     # The network reads the occluded frame and is judged against the clean one, landmarks
     # included: it learns to drive the face it cannot see from the face it can.
-    shown = occluded(driving, objective.occlude, objective.occluders) if objective.occlude > 0 else driving
+    shown = occluded(driving, config.occlude, objective.occluders) if config.occlude > 0 else driving
     # Stage II drives the same sources by another identity too, in the same forward pass.
     pair_sources = sources if objective.identity is None else torch.cat([sources, sources])
     pair_driving = shown if objective.identity is None else torch.cat([shown, rest[0]])
