@@ -199,3 +199,37 @@ def test_training_with_occluders_keeps_the_driving_grid_from_following_them(tmp_
             moved[share] = float(np.mean([(model.decode(model.driving_vector(frames)) - clean).norm(dim=-1)[:, 16:48, 16:48].mean()
                                           for frames in shown]))
     assert moved[0.8] < 0.85 * moved[0.0], moved
+
+
+def test_an_anchor_keeps_clean_grids_while_occluders_are_learnt(tmp_path, synthetic_tracks):
+    from x2face_edit.model.data import TrackPairs, load_tracks, tracks_in_split
+    from x2face_edit.model.occluders import occluded
+
+    pairs = TrackPairs(tracks_in_split(load_tracks(synthetic_tracks), "val"), size=64)
+    driving = torch.stack([pairs[i][1] for i in range(len(pairs))])
+    shown = [occluded(driving, 1.0, torch.Generator().manual_seed(seed)) for seed in (7, 8, 9)]
+    base = tmp_path / "base"
+    train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(base), max_steps=80, optimizer="adam", val_every=1000, **TINY))
+    tuned = {}
+    for anchor in (None, str(base / "checkpoint.pt")):
+        run = tmp_path / f"anchor{anchor is not None}"
+        train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), init=str(base / "checkpoint.pt"), max_steps=60,
+                          optimizer="adam", val_every=1000, occlude=0.8, driving_only=True, anchor=anchor, anchor_weight=30,
+                          **TINY))
+        tuned[anchor is not None] = load_checkpoint(run / "checkpoint.pt")[0].eval()
+
+    def grids(model, frames):
+        return model.decode(model.driving_vector(frames))
+
+    def apart(a, b):  # over the face: the crop's central half
+        return float((a - b).norm(dim=-1)[:, 16:48, 16:48].mean())
+
+    with torch.inference_mode():
+        reference = load_checkpoint(base / "checkpoint.pt")[0].eval()
+        clean = grids(reference, driving)
+        drift = {anchored: apart(grids(model, driving), clean) for anchored, model in tuned.items()}
+        # How far an occluder moves each model's grid from its own grid of the clean frame.
+        moved = {name: np.mean([apart(grids(model, frames), grids(model, driving)) for frames in shown])
+                 for name, model in (("base", reference), ("anchored", tuned[True]))}
+    assert drift[True] < 0.7 * drift[False], drift
+    assert moved["anchored"] < 0.85 * moved["base"], (moved, drift)

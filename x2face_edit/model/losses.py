@@ -74,6 +74,14 @@ def cycle_loss(embedding_grid: torch.Tensor, driving_grid: torch.Tensor) -> torc
     return _robust_mean(error, region, CYCLE_BETA)
 
 
+def anchor_loss(driving_grid: torch.Tensor, anchor_grid: torch.Tensor) -> torch.Tensor:
+    """How far the driving grids (B, H, W, 2) lie from another model's grids of the same
+    clean frames over the face (the crop's central half), robust as the round trip is."""
+    height, width = driving_grid.shape[1:3]
+    region = central_region(height, width, device=driving_grid.device).expand(driving_grid.shape[0], -1, -1)
+    return _robust_mean(driving_grid.float() - anchor_grid.float(), region, CYCLE_BETA)
+
+
 class IdentityLosses(nn.Module):
     """The paper's two stage-II content losses, on a frozen identity network.
 

@@ -34,7 +34,7 @@ from .data import TrackPairs, load_tracks, track_landmarks, tracks_in_split
 from .identity import load_identity_net
 from .inference import resolve_device
 from .landmarks import symmetric_template
-from .losses import IdentityLosses, correspondence_losses, cycle_loss
+from .losses import IdentityLosses, anchor_loss, correspondence_losses, cycle_loss
 from .metrics import model_l1, round_trip_error
 from .monitor import PICTURE_PAIRS, TrainingLog
 from .networks import ModelConfig, X2Face
@@ -63,6 +63,8 @@ class TrainConfig:
     mirror: float = 0.5  # fraction of pairs flipped left-right
     occlude: float = 0.0  # fraction of driving frames shown with a random occluder (the loss still sees them clean)
     driving_only: bool = False  # keep the embedding network (and so embedded faces) as it is
+    anchor: str | None = None  # a checkpoint whose grids of the clean frames the driving grids are held to
+    anchor_weight: float = 10.0
     optimizer: str = "sgd"  # the paper's SGD with momentum, or "adam"
     lr: float | None = None  # default: 1e-3 for stage I, 1e-4 for stage II (the paper's)
     momentum: float = 0.9
@@ -165,10 +167,11 @@ class _Objective:
     cycle_weight: float
     template: torch.Tensor | None
     occluders: torch.Generator | None = None  # draws train --occlude's occluders, seeded per rank
+    anchor: X2Face | None = None  # train --anchor's model, frozen
 
     @property
     def uses_warps(self) -> bool:
-        return self.landmark_weight > 0 or self.cycle_weight > 0
+        return self.landmark_weight > 0 or self.cycle_weight > 0 or self.anchor is not None
 
 
 @dataclass
@@ -306,6 +309,16 @@ def _starting_model(config: TrainConfig, checkpoint_path: Path) -> tuple[X2Face,
     return X2Face(ModelConfig(config.resolution, config.width)), None
 
 
+def _anchor(config: TrainConfig, model: X2Face, device: torch.device) -> X2Face | None:
+    if config.anchor is None:
+        return None
+    anchor = load_checkpoint(config.anchor, device=device)[0].eval().requires_grad_(False)
+    if anchor.config.resolution != model.config.resolution:
+        raise X2FaceError(f"--anchor {config.anchor} is a {anchor.config.resolution}-pixel model; "
+                          f"this run trains a {model.config.resolution}-pixel one")
+    return anchor
+
+
 def _identity_losses(config: TrainConfig, device: torch.device) -> IdentityLosses | None:
     if config.stage not in (1, 2):
         raise X2FaceError(f"stage must be 1 or 2, got {config.stage}")
@@ -333,7 +346,7 @@ def _data_and_objective(config: TrainConfig, model: X2Face, identity: IdentityLo
                    "landmark losses; re-run 'x2face-edit prepare' on the same folder to add them")
         landmark_weight = 0.0
     objective = _Objective(identity, config.identity_weight, landmark_weight, config.cycle_weight, model.template(),
-                           torch.Generator().manual_seed(config.seed + ddp.rank))
+                           torch.Generator().manual_seed(config.seed + ddp.rank), _anchor(config, model, device))
     val_tracks = tracks_in_split(tracks, "val", config.split_seed)
     val_set = TrackPairs(val_tracks, num_sources=config.sources, size=resolution, landmarks=True) if val_tracks else None
     picture_pairs = next(iter(DataLoader(val_set, batch_size=PICTURE_PAIRS)))[:2] if val_set is not None and config.tensorboard else None
@@ -395,10 +408,17 @@ def _losses(trained: torch.nn.Module, model: X2Face, batch: tuple, objective: _O
             embedding_grids, driving_grid, source_landmarks, driving_landmarks, objective.template.to(device))
     if objective.cycle_weight > 0:
         terms["cycle"] = cycle_loss(embedding_grids[:, 0], source_driving_grid)
+    if objective.anchor is not None:
+        # What the anchor reads on the clean frame is what the trained network must read on
+        # the frame it is shown: clean frames keep their grids, occluded ones gain them.
+        with torch.no_grad():
+            anchor_grid = objective.anchor.decode(objective.anchor.driving_vector(driving))
+        terms["anchor"] = anchor_loss(driving_grid, anchor_grid)
     loss = (terms["photometric"]
             + objective.identity_weight * (terms.get("content", 0) + terms.get("identity", 0) / 10)
             + objective.landmark_weight * (terms.get("landmarks_driving", 0) + terms.get("landmarks_embedding", 0))
-            + objective.cycle_weight * terms.get("cycle", 0))
+            + objective.cycle_weight * terms.get("cycle", 0)
+            + config.anchor_weight * terms.get("anchor", 0))
     return {"loss": loss, **terms}, count
 
 
