@@ -213,7 +213,7 @@ def test_an_anchor_keeps_clean_grids_while_occluders_are_learnt(tmp_path, synthe
     tuned = {}
     for anchor in (None, str(base / "checkpoint.pt")):
         run = tmp_path / f"anchor{anchor is not None}"
-        train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), init=str(base / "checkpoint.pt"), max_steps=60,
+        train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(run), init=str(base / "checkpoint.pt"), max_steps=60, lr=1e-4,
                           optimizer="adam", val_every=1000, occlude=0.8, driving_only=True, anchor=anchor, anchor_weight=30,
                           **TINY))
         tuned[anchor is not None] = load_checkpoint(run / "checkpoint.pt")[0].eval()
@@ -231,5 +231,5 @@ def test_an_anchor_keeps_clean_grids_while_occluders_are_learnt(tmp_path, synthe
         # How far an occluder moves each model's grid from its own grid of the clean frame.
         moved = {name: np.mean([apart(grids(model, frames), grids(model, driving)) for frames in shown])
                  for name, model in (("base", reference), ("anchored", tuned[True]))}
-    assert drift[True] < 0.7 * drift[False], drift
-    assert moved["anchored"] < 0.85 * moved["base"], (moved, drift)
+    assert drift[True] < 0.5 * drift[False], drift
+    assert moved["anchored"] < 0.75 * moved["base"], (moved, drift)

@@ -388,6 +388,11 @@ def _losses(trained: torch.nn.Module, model: X2Face, batch: tuple, objective: _O
     if config.driving_only:  # BatchNorm statistics are weights too: keep them
         model.embedding_encoder.eval()
         model.embedding_decoder.eval()
+    if objective.anchor is not None:
+        # The anchor is held in eval mode, so the trained network is too: what it is held
+        # to in training is then what it gives in use (batch statistics drift the grids).
+        model.driving_encoder.eval()
+        model.driving_decoder.eval()
     count = driving.shape[0]
     # The network reads the occluded frame and is judged against the clean one, landmarks
     # included: it learns to drive the face it cannot see from the face it can.
