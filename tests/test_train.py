@@ -180,13 +180,34 @@ def test_training_stops_at_the_target_loss(tmp_path, synthetic_tracks):
     assert load_checkpoint(checkpoint)[1]["meta"]["train_loss"] == log[-1]["loss"]
 
 
-def test_training_with_occluders_keeps_the_driving_grid_from_following_them(tmp_path, synthetic_tracks):
+def _driving_and_occluded(synthetic_tracks):
+    """The validation identity's driving crops, and three copies each with occluders over
+    every crop."""
     from x2face_edit.model.data import TrackPairs, load_tracks, tracks_in_split
     from x2face_edit.model.occluders import occluded
 
     pairs = TrackPairs(tracks_in_split(load_tracks(synthetic_tracks), "val"), size=64)
     driving = torch.stack([pairs[i][1] for i in range(len(pairs))])
-    shown = [occluded(driving, 1.0, torch.Generator().manual_seed(seed)) for seed in (7, 8, 9)]
+    return driving, [occluded(driving, 1.0, torch.Generator().manual_seed(seed)) for seed in (7, 8, 9)]
+
+
+def _grids(model, frames):
+    return model.decode(model.driving_vector(frames))
+
+
+def _apart(a, b):
+    """Mean distance between two grids over the face (the crop's central half)."""
+    return float((a - b).norm(dim=-1)[:, 16:48, 16:48].mean())
+
+
+def _moved_by_occluders(model, driving, shown):
+    """How far occluders move ``model``'s grid from its own grid of the clean frames."""
+    clean = _grids(model, driving)
+    return float(np.mean([_apart(_grids(model, frames), clean) for frames in shown]))
+
+
+def test_training_with_occluders_keeps_the_driving_grid_from_following_them(tmp_path, synthetic_tracks):
+    driving, shown = _driving_and_occluded(synthetic_tracks)
     moved = {}
     for share in (0.0, 0.8):
         run = tmp_path / f"occlude{share}"
@@ -194,20 +215,12 @@ def test_training_with_occluders_keeps_the_driving_grid_from_following_them(tmp_
                           occlude=share, **TINY))
         model = load_checkpoint(run / "checkpoint.pt")[0].eval()
         with torch.inference_mode():
-            clean = model.decode(model.driving_vector(driving))
-            # How far an occluder moves the driving grid over the face (the crop's central half).
-            moved[share] = float(np.mean([(model.decode(model.driving_vector(frames)) - clean).norm(dim=-1)[:, 16:48, 16:48].mean()
-                                          for frames in shown]))
+            moved[share] = _moved_by_occluders(model, driving, shown)
     assert moved[0.8] < 0.85 * moved[0.0], moved
 
 
 def test_an_anchor_keeps_clean_grids_while_occluders_are_learnt(tmp_path, synthetic_tracks):
-    from x2face_edit.model.data import TrackPairs, load_tracks, tracks_in_split
-    from x2face_edit.model.occluders import occluded
-
-    pairs = TrackPairs(tracks_in_split(load_tracks(synthetic_tracks), "val"), size=64)
-    driving = torch.stack([pairs[i][1] for i in range(len(pairs))])
-    shown = [occluded(driving, 1.0, torch.Generator().manual_seed(seed)) for seed in (7, 8, 9)]
+    driving, shown = _driving_and_occluded(synthetic_tracks)
     base = tmp_path / "base"
     train(TrainConfig(tracks=str(synthetic_tracks), out_dir=str(base), max_steps=80, optimizer="adam", val_every=1000, **TINY))
     tuned = {}
@@ -218,18 +231,10 @@ def test_an_anchor_keeps_clean_grids_while_occluders_are_learnt(tmp_path, synthe
                           **TINY))
         tuned[anchor is not None] = load_checkpoint(run / "checkpoint.pt")[0].eval()
 
-    def grids(model, frames):
-        return model.decode(model.driving_vector(frames))
-
-    def apart(a, b):  # over the face: the crop's central half
-        return float((a - b).norm(dim=-1)[:, 16:48, 16:48].mean())
-
     with torch.inference_mode():
         reference = load_checkpoint(base / "checkpoint.pt")[0].eval()
-        clean = grids(reference, driving)
-        drift = {anchored: apart(grids(model, driving), clean) for anchored, model in tuned.items()}
-        # How far an occluder moves each model's grid from its own grid of the clean frame.
-        moved = {name: np.mean([apart(grids(model, frames), grids(model, driving)) for frames in shown])
-                 for name, model in (("base", reference), ("anchored", tuned[True]))}
+        clean = _grids(reference, driving)
+        drift = {anchored: _apart(_grids(model, driving), clean) for anchored, model in tuned.items()}
+        moved = {name: _moved_by_occluders(model, driving, shown) for name, model in (("base", reference), ("anchored", tuned[True]))}
     assert drift[True] < 0.5 * drift[False], drift
     assert moved["anchored"] < 0.75 * moved["base"], (moved, drift)
