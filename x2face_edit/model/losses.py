@@ -66,20 +66,22 @@ def central_region(height: int, width: int, *, device: torch.device | None = Non
     return (grid.abs() <= half_side).all(-1)
 
 
+def _over_face(error: torch.Tensor) -> torch.Tensor:
+    """The robust mean of a (B, H, W, 2) error field over the central region of the crop."""
+    region = central_region(*error.shape[1:3], device=error.device).expand(error.shape[:3])
+    return _robust_mean(error, region, CYCLE_BETA)
+
+
 def cycle_loss(embedding_grid: torch.Tensor, driving_grid: torch.Tensor) -> torch.Tensor:
     """Robust mean round-trip error over the central region of the crop, for grids
     (B, H, W, 2) that a frame gave as source and as driving frame."""
-    error = round_trip(embedding_grid, driving_grid)
-    region = central_region(*error.shape[1:3], device=error.device).expand(error.shape[:3])
-    return _robust_mean(error, region, CYCLE_BETA)
+    return _over_face(round_trip(embedding_grid, driving_grid))
 
 
 def anchor_loss(driving_grid: torch.Tensor, anchor_grid: torch.Tensor) -> torch.Tensor:
     """How far the driving grids (B, H, W, 2) lie from another model's grids of the same
     clean frames over the face (the crop's central half), robust as the round trip is."""
-    height, width = driving_grid.shape[1:3]
-    region = central_region(height, width, device=driving_grid.device).expand(driving_grid.shape[0], -1, -1)
-    return _robust_mean(driving_grid.float() - anchor_grid.float(), region, CYCLE_BETA)
+    return _over_face(driving_grid.float() - anchor_grid.float())
 
 
 class IdentityLosses(nn.Module):
