@@ -121,7 +121,7 @@ def prepare(videos: Path, out_dir: Path, size: int, sample_fps: float, min_frame
                    "one), stays as it is.")
 @click.option("--anchor", type=click.Path(exists=True, dir_okay=False),
               help="Hold the driving grids to this checkpoint's grids of the clean frames (with --occlude: learn to read "
-                   "the face behind an occluder without changing how clean footage is followed).")
+                   "the face behind an occluder while clean frames are held to that model's grids).")
 @click.option("--anchor-weight", default=10.0, show_default=True, help="Weight of --anchor's term against the photometric L1.")
 @click.option("--val-every", default=500, show_default=True, help="Validate (and maybe lower lr) every N steps.")
 @click.option("--plateau-patience", default=3, show_default=True, help="Validations without improvement before lr / 10.")
