@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, replace
+from functools import cache
 from itertools import takewhile
 from pathlib import Path
 
@@ -17,13 +18,23 @@ import torch
 
 from .errors import X2FaceError
 from .faces import LandmarkDetector, crop, to_crop_grid
-from .lock import Corrections, LandmarkLock, locked_grids, reach_frames
+from .lock import CORRECT_EVERY, Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
-from .occlusion import STEADY_FRAMES, Occlusion, steadied
+from .occlusion import PARTLY_COVERED, STEADY_FRAMES, Occlusion, steadied
 from .pipeline import InOrderWorker, opencv_in_one_thread, read_ahead
 from .tracking import VideoTrack
 from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
+
+# Under an occluder dlib's landmarks are dragged with it (its shape model stretches the whole
+# face, not only the points covered), and the lock pulls the warp after them. A frame the
+# matte shows partly covered has its landmarks read instead on the frame with the covered part
+# filled by the face as its driven grid, corrected as the frame before was, places it: a chain
+# from the last clear frame (placed by the frame's own first-pass grid, which the occluder
+# moved, the fill would lead dlib astray in turn). The chain starts anew every CHAIN_FRAMES
+# frames, so that what a frame depends on is bounded (a chunk on a render farm reads back at
+# most that far; benchmarks/README.md).
+CHAIN_FRAMES = 24
 
 
 @dataclass(frozen=True)
@@ -64,25 +75,78 @@ def locked_driving_grids(predictor: GridPredictor, track: VideoTrack, frames: It
 
 def _landmarks_of(track: VideoTrack) -> Callable[[int, Frame], np.ndarray]:
     """What gives frame ``index``'s landmarks of its followed face, in its crop's grid coordinates."""
-    detector = LandmarkDetector()
+    landmarks_in = _landmarks_in(track)
 
     def landmarks_of(index: int, frame: Frame) -> np.ndarray:
-        pixels, offset = around(frame, track.crop_box(index))
-        return to_crop_grid(detector(pixels, track.face_boxes[index] - np.tile(offset, 2)) + offset, track.crop_box(index))
+        return landmarks_in(index, *around(frame, track.crop_box(index)))
 
     return landmarks_of
 
 
-def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame], lock: LandmarkLock | None,
-                   stage: Callable[[Iterator[tuple[int, Frame, torch.Tensor | None]]], Iterator[tuple]],
-                   refilled: Callable[..., np.ndarray | None], considered: range | None = None) -> Iterator[tuple]:
-    """``locked_driving_grids`` through ``stage`` (which adds what finishing a frame takes,
-    reading ahead as far as its reach), with the frames ``refilled(index, frame, grid,
-    *more)`` gives a face crop for (the covered part of the face replaced by what it looks
-    like there) driven again on that crop and corrected by ``lock`` again, the corrections
-    of the others reused; only the frames in ``considered`` (all: None) are offered to
-    ``refilled``. The first pass runs in a thread of its own (``read_ahead``): its batches
-    do not wait for the stage's work or for the second pass."""
+def _landmarks_in(track: VideoTrack) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
+    """What gives frame ``index``'s landmarks of its followed face, in its crop's grid
+    coordinates, from the pixels around it and their offset in the frame (``around``)."""
+    detector = LandmarkDetector()
+
+    def landmarks_in(index: int, pixels: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        return to_crop_grid(detector(pixels, track.face_boxes[index] - np.tile(offset, 2)) + offset, track.crop_box(index))
+
+    return landmarks_in
+
+
+class _LandmarkChain:
+    """Where a frame is partly covered, its landmarks read on the frame with the covered part
+    filled as its driven grid, corrected as the frame before was, places the face
+    (``CHAIN_FRAMES``); the correction they give is put in ``corrections`` for the second
+    pass's lock. ``follow`` every frame in order."""
+
+    def __init__(self, lock: LandmarkLock, track: VideoTrack, filled: Callable[..., tuple[np.ndarray, np.ndarray] | None],
+                 corrections: Corrections) -> None:
+        self.lock, self.filled, self.corrections = lock, filled, corrections
+        self.landmarks_in = _landmarks_in(track)
+        self.cuts = set(track.cuts)
+        self.last: tuple[int, torch.Tensor | None, float] | None = None  # a frame's index, its correction and trust
+
+    def follow(self, index: int, frame: Frame, locked: torch.Tensor | None, driven: torch.Tensor | None, more: tuple) -> None:
+        """Frame ``index`` with its first pass's ``locked`` grid and the ``driven`` one the
+        second pass corrects (None: the face is lost), and what the stage added."""
+        last, self.last = self.last, None
+        if locked is None or driven is None:
+            return
+        chained = last is not None and last[0] == index - 1 and index % CHAIN_FRAMES != 0 and index not in self.cuts
+        placed = locked
+        if chained and last[1] is not None:
+            placed = self.lock.apply(driven, last[1] * last[2])
+        if (view := self.filled(index, frame, locked, placed, *more)) is None:
+            # In view: the first pass's correction, or between corrected frames the one before's.
+            made = self.corrections.get(index, last[1:] if chained else None)
+            self.last = None if made is None else (index, *made)
+            return
+        correction, trust = self.lock.correction(driven, self.landmarks_in(index, *view))
+        if index % CORRECT_EVERY == 0:
+            self.corrections[index] = correction, trust
+        self.last = index, correction, trust
+
+    def skip(self) -> None:
+        """A frame not followed: the chain starts anew after it."""
+        self.last = None
+
+
+def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame], options: DrivingOptions,
+                   considered: range | None = None) -> Iterator[tuple]:
+    """``locked_driving_grids`` (corrected by ``options.lock``) through ``options.stage``
+    (which adds what finishing a frame takes, reading ahead as far as its reach), with the
+    frames ``options.refilled(index, frame, grid, *more)`` gives a face crop for (the covered
+    part of the face replaced by what it looks like there) driven again on that crop and
+    corrected by the lock again, the corrections of the others reused; only the frames in
+    ``considered`` (all: None) are offered to ``refilled``. With ``options.filled(index,
+    frame, grid, placed, *more)`` (the pixels around a partly covered frame's face, and their
+    offset, with the covered part filled as the grid ``placed`` carries the face; None where
+    nothing covers it), those frames' landmarks are read there, through a chain of frames
+    (``CHAIN_FRAMES``); with ``options.seen_again(index, frame, grid, *more)``, what finishing
+    a frame takes is made anew for its final grid. The first pass runs in a thread of its own
+    (``read_ahead``): its batches do not wait for the stage's work or for the second pass."""
+    lock, stage, refilled, seen_again = options.lock, options.stage, options.refilled, options.seen_again
     landmarks_of = _landmarks_of(track)
     driven: dict[int, torch.Tensor | None] = {}
     corrections: Corrections = {}
@@ -95,21 +159,25 @@ def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable
     first = remembered(driving_grids(predictor, track, frames))
     if lock is not None:
         first = locked_grids(first, lock, landmarks_of, cuts=track.cuts, made=corrections)
+    chain = None if lock is None or options.filled is None else _LandmarkChain(lock, track, options.filled, corrections)
 
     def again() -> Iterator[tuple[int, tuple[Frame, tuple], torch.Tensor | None]]:
         with closing(read_ahead(stage(first))) as staged:
             for index, frame, grid, *more in staged:
                 grid_in = driven.pop(index)
-                if grid is not None and (considered is None or index in considered) and (crop := refilled(index, frame, grid, *more)) is not None:
+                offered = considered is None or index in considered
+                if grid is not None and offered and (crop := refilled(index, frame, grid, *more)) is not None:
                     grid_in = predictor(to_tensor([crop]))[0]
                     corrections.pop(index, None)
+                if chain is not None:
+                    chain.follow(index, frame, grid, grid_in, tuple(more)) if offered else chain.skip()
                 yield index, (frame, tuple(more)), grid_in
 
     second = again()
     if lock is not None:
         second = locked_grids(second, lock, lambda index, packed: landmarks_of(index, packed[0]), cuts=track.cuts, known=corrections)
     for index, (frame, more), grid in second:
-        yield index, frame, grid, *more
+        yield index, frame, grid, *(more if seen_again is None else seen_again(index, frame, grid, *more))
 
 
 def locked_grid_of(predictor: GridPredictor, track: VideoTrack, drive: str | Path, index: int,
@@ -168,6 +236,13 @@ class DrivingOptions:
     # ``refilled(index, frame, grid, *more)``, where given with a stage, re-drives the frames
     # it gives a crop for (``redriven_grids``): a frame then depends on the lock's reach twice.
     refilled: Callable[..., np.ndarray | None] | None = None
+    # ``filled(index, frame, grid, placed, *more)``, where given with ``refilled``, gives the
+    # pixels a partly covered frame's landmarks are read on (``redriven_grids``): a frame then
+    # depends on the frames back to where the chain starts (``CHAIN_FRAMES``).
+    filled: Callable[..., tuple[np.ndarray, np.ndarray] | None] | None = None
+    # ``seen_again(index, frame, grid, *more)``, where given with ``refilled``, gives anew what
+    # the stage added, for the grid the frame is finished with (``redriven_grids``).
+    seen_again: Callable[..., tuple] | None = None
 
 
 def write_driven(
@@ -196,7 +271,7 @@ def write_driven(
 
     decoded = iter_frames(drive, fps=float(track.info.fps), deep=writer.encoding.deep)
     if frames is not None:
-        read = frames_read_for(frames, predictor.batch, options.stage_reach + (reach_frames() if options.refilled else 0))
+        read = frames_read_for(considered_for(frames, options) if options.refilled else frames, predictor.batch, options.stage_reach)
         decoded = takewhile(lambda f: f.index < read.stop, iter_frames_from(drive, read.start, track.times, fps=float(track.info.fps),
                                                                            deep=writer.encoding.deep))
 
@@ -215,10 +290,8 @@ def driven(predictor: GridPredictor, track: VideoTrack, frames: Iterable[Frame],
     lock; ``(index, frame, grid, *more)`` through its stage, frames driven again where it
     says): what ``write_driven`` finishes, all of them (not only ``options.frames``)."""
     if options.stage is not None and options.refilled is not None:
-        # A frame written depends on the second drive of the frames within the lock's reach
-        # of it: those beyond, read for the first pass's lock alone, need not be judged.
-        considered = None if options.frames is None else range(options.frames.start - reach_frames(), options.frames.stop + reach_frames())
-        return redriven_grids(predictor, track, frames, options.lock, options.stage, options.refilled, considered)
+        considered = None if options.frames is None else considered_for(options.frames, options)
+        return redriven_grids(predictor, track, frames, options, considered)
     grids = locked_driving_grids(predictor, track, frames, options.lock)
     return grids if options.stage is None else options.stage(grids)
 
@@ -228,7 +301,10 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
     (``occlusion``'s of its face crop, steadied over time; None without occlusion or where
     the face is lost), and with the frames whose face is partly covered
     (``Occlusion.worth_redriving``) driven again on their crop refilled with the prediction
-    (``Occlusion.refilled``): what covers the face then no longer moves the warp beside it."""
+    (``Occlusion.refilled``): what covers the face then no longer moves the warp beside it.
+    A partly covered frame's landmarks are read with the covered part filled
+    (``Occlusion.filled_in_frame``, ``CHAIN_FRAMES``), and its visibility judged again on the
+    grid it is finished with, the lesser of the two kept (``PARTLY_COVERED``)."""
     def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
         if grid is None or occlusion is None:
             return None
@@ -239,8 +315,40 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
             return None
         return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
 
+    def filled(index: int, frame: Frame, grid: torch.Tensor, placed: torch.Tensor,
+               steady: Callable[[], torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray] | None:
+        if occlusion is None or (visibility := steady()) is None or occlusion.covered_share(grid, visibility) < PARTLY_COVERED:
+            return None
+        box = track.crop_box(index)
+        pixels, offset = around(frame, box)
+        return occlusion.filled_in_frame(pixels, offset, box, face_crop(frame, box, grid.shape[0]), placed, visibility), offset
+
+    def seen_again(index: int, frame: Frame, grid: torch.Tensor | None, steady: Callable[[], torch.Tensor | None]) -> tuple:
+        @cache
+        def visibility() -> torch.Tensor | None:
+            first = steady()
+            if occlusion is None or first is None or grid is None or occlusion.covered_share(grid, first) < PARTLY_COVERED:
+                return first
+            # Hidden where either judgement finds the face covered: judged on the final grid
+            # alone, a hand the first judgement found is missed in some frames.
+            return torch.minimum(first, occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid))
+
+        return (visibility,)
+
     return replace(options, stage=lambda items: steadied(items, visibility_of, track.cuts), stage_reach=STEADY_FRAMES,
-                   refilled=None if occlusion is None else refilled)
+                   refilled=None if occlusion is None else refilled, filled=None if occlusion is None else filled,
+                   seen_again=None if occlusion is None else seen_again)
+
+
+def considered_for(frames: range, options: DrivingOptions) -> range:
+    """The frames a run that writes ``frames`` offers for a second drive: those whose second
+    drive the written frames depend on, within the lock's reach of them, and, with
+    ``options.filled``, back to where the landmark chain of the first of them starts; those
+    beyond, read for the first pass's lock alone, need not be judged."""
+    start = max(0, frames.start - reach_frames())
+    if options.filled is not None and options.lock is not None:
+        start -= start % CHAIN_FRAMES
+    return range(start, frames.stop + reach_frames())
 
 
 def frames_read_for(frames: range, batch: int, stage_reach: int = 0) -> range:

@@ -81,6 +81,13 @@ STEADY_FRAMES = 1
 # REDRIVE_MOST: beyond it the prediction would drive more of the warp than the frame does.
 # On clean footage few frames reach the least (benchmarks/README.md).
 REDRIVE_SHARE, REDRIVE_MOST = 0.04, 0.4
+# A frame with at least PARTLY_COVERED of the face's central cells covered, however much, has
+# its landmarks read with the covered part filled by the prediction (dlib's are dragged by an
+# occluder: ``Occlusion.filled_in_frame``, ``driving.CHAIN_FRAMES``), and its matte judged
+# again on the grid it is finished with, the paint hidden where either judgement finds the
+# face covered (the first pass's grid, moved by the occluder, places the prediction the matte
+# compares the frame with less well).
+PARTLY_COVERED = 0.04
 # The cells whose statistics describe the face: the central part of the crop (the crop is
 # the face box enlarged 1.6x).
 FACE_REACH = 0.55
@@ -216,23 +223,54 @@ class Occlusion:
         values = grid.numpy()
         return self.central.numpy() & (np.abs(values[..., 0]) <= 1) & (np.abs(values[..., 1]) <= 1)
 
+    def covered_share(self, grid: torch.Tensor, visibility: torch.Tensor) -> float:
+        """The share of the face's central cells that ``visibility`` (on the cells of the
+        (h, w, 2) ``grid``) shows covered (0 where no cell samples the face)."""
+        on_face = self._on_face(grid)
+        return float((visibility.numpy()[on_face] < 0.5).mean()) if on_face.any() else 0.0
+
     def worth_redriving(self, grid: torch.Tensor, visibility: torch.Tensor) -> bool:
         """Whether ``visibility`` (on the cells of the (h, w, 2) ``grid``) covers from
         ``REDRIVE_SHARE`` to ``REDRIVE_MOST`` of the face's central cells."""
-        on_face = self._on_face(grid)
-        return bool(on_face.any()) and REDRIVE_SHARE <= float((visibility.numpy()[on_face] < 0.5).mean()) < REDRIVE_MOST
+        return REDRIVE_SHARE <= self.covered_share(grid, visibility) < REDRIVE_MOST
 
     def refilled(self, crop: np.ndarray, grid: torch.Tensor, visibility: torch.Tensor) -> np.ndarray:
         """The frame's face ``crop`` (h, w, 3 uint8) with what covers the face replaced by the
         clean embedded face carried by its (h, w, 2) driving ``grid``, in the frame's light
         (one gain per channel, from the cells clearly seen), blended by ``visibility``."""
-        predicted = sample(self.face[None], grid[None].float())[0].numpy()
         seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
         shown = visibility.numpy()
+        filled = seen * shown + self._predicted_in_light(seen, grid, shown) * (1 - shown)
+        return np.round(filled.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+    def filled_in_frame(self, pixels: np.ndarray, offset: np.ndarray, crop_box: np.ndarray, crop: np.ndarray,
+                        grid: torch.Tensor, visibility: torch.Tensor) -> np.ndarray:
+        """``refilled`` at the frame's own resolution: ``pixels`` (H, W, 3 uint8, the frame's
+        from ``offset`` (x, y)) with what ``visibility`` (on the cells of ``crop_box``'s face
+        ``crop`` at the (h, w, 2) ``grid``'s resolution) covers replaced by the face as
+        ``grid`` carries it; every pixel it does not cover is the frame's own."""
+        seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
+        shown = visibility.numpy()
+        planes = np.concatenate([self._predicted_in_light(seen, grid, shown), (1 - shown)[None]]).transpose(1, 2, 0)
+        height, width = pixels.shape[:2]
+        cells_high, cells_wide = shown.shape
+        # Each pixel's centre in the crop's cells (``faces.to_crop_grid``, then as ``grid_sample`` reads a grid).
+        xs = (offset[0] + np.arange(width) + 0.5 - crop_box[0]) / (crop_box[2] - crop_box[0]) * cells_wide - 0.5
+        ys = (offset[1] + np.arange(height) + 0.5 - crop_box[1]) / (crop_box[3] - crop_box[1]) * cells_high - 0.5
+        map_x, map_y = (np.ascontiguousarray(v, dtype=np.float32) for v in np.meshgrid(xs, ys))
+        carried = cv2.remap(np.ascontiguousarray(planes, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # beyond the crop: nothing hidden
+        hidden = carried[..., 3:]
+        filled = pixels * (1 - hidden) + carried[..., :3] * 255 * hidden
+        return np.round(filled).astype(np.uint8)
+
+    def _predicted_in_light(self, seen: np.ndarray, grid: torch.Tensor, shown: np.ndarray) -> np.ndarray:
+        """(3, h, w) the clean embedded face carried by ``grid``, in the light of the frame's
+        ``seen`` cells (one gain per channel, from the cells ``shown`` clearly)."""
+        predicted = sample(self.face[None], grid[None].float())[0].numpy()
         clear = self._on_face(grid) & (shown > 0.9)
         gains = _gains(seen[:, clear], predicted[:, clear]) if clear.sum() >= 16 else np.ones(3, np.float32)
-        filled = seen * shown + np.clip(gains[:, None, None] * predicted, 0, 1) * (1 - shown)
-        return np.round(filled.transpose(1, 2, 0) * 255).astype(np.uint8)
+        return np.clip(gains[:, None, None] * predicted, 0, 1)
 
 
 def steadied(items: Iterable[tuple[int, Frame, torch.Tensor | None]], visibility_of: VisibilityOf,
