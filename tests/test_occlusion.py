@@ -272,7 +272,8 @@ def test_an_open_mouth_and_a_blink_keep_their_paint_and_what_covers_them_does_no
 def test_a_much_covered_face_is_refilled_with_its_prediction_in_the_frames_light():
     """Where a printed cup covers the cheek of a frame lit 20 % darker than the embedded
     face, the crop the network is driven with again shows the cheek as the embedded face
-    has it, darkened as the frame is; everything the matte sees is left as it was. A frame
+    has it, darkened as the frame is (at the crop's resolution, and at the frame's where
+    dlib reads it); everything the matte sees is left as it was. A frame
     with nothing in front is not driven again, nor one whose face is mostly covered (the
     prediction would drive more of it than the frame)."""
     from x2face_edit.occlusion import Occlusion
@@ -290,6 +291,15 @@ def test_a_much_covered_face_is_refilled_with_its_prediction_in_the_frames_light
     assert np.abs(refilled[inside] - dim[inside]).mean() < 4, np.abs(refilled[inside] - dim[inside]).mean()
     assert np.abs(covered[inside].astype(int) - dim[inside]).mean() > 60  # the cup itself is far from the face
     assert np.array_equal(refilled[seen], covered[seen])
+    # The same at the frame's own resolution (twice the crop's here), where dlib reads it.
+    def doubled(picture):
+        return cv2.resize(picture, (256, 256), interpolation=cv2.INTER_NEAREST)
+
+    filled = occlusion.filled_in_frame(doubled(covered), np.zeros(2), np.array([0, 0, 256, 256.0]), covered, grid, visibility).astype(int)
+    inside_doubled = (slice(116, 156), slice(56, 108))
+    assert np.abs(filled[inside_doubled] - doubled(dim)[inside_doubled]).mean() < 6
+    clear = doubled(cv2.erode(seen.astype(np.uint8), np.ones((3, 3), np.uint8))).astype(bool)
+    assert np.array_equal(filled[clear], doubled(covered)[clear].astype(int))
     mostly = dim
     for top, left in ((14, 14), (14, 64), (58, 14), (58, 64)):
         mostly = _with_printed_cup(mostly, top, left)
