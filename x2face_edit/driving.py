@@ -169,8 +169,10 @@ def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable
                 if grid is not None and offered and (crop := refilled(index, frame, grid, *more)) is not None:
                     grid_in = predictor(to_tensor([crop]))[0]
                     corrections.pop(index, None)
-                if chain is not None:
-                    chain.follow(index, frame, grid, grid_in, tuple(more)) if offered else chain.skip()
+                if chain is not None and offered:
+                    chain.follow(index, frame, grid, grid_in, tuple(more))
+                elif chain is not None:
+                    chain.skip()
                 yield index, (frame, tuple(more)), grid_in
 
     second = again()
