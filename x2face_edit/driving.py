@@ -21,7 +21,7 @@ from .faces import LandmarkDetector, crop, to_crop_grid
 from .lock import CORRECT_EVERY, Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
-from .occlusion import PARTLY_COVERED, STEADY_FRAMES, Occlusion, steadied
+from .occlusion import STEADY_FRAMES, Occlusion, steadied
 from .pipeline import InOrderWorker, opencv_in_one_thread, read_ahead
 from .tracking import VideoTrack
 from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
@@ -306,7 +306,7 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
     (``Occlusion.refilled``): what covers the face then no longer moves the warp beside it.
     A partly covered frame's landmarks are read with the covered part filled
     (``Occlusion.filled_in_frame``, ``CHAIN_FRAMES``), and its visibility judged again on the
-    grid it is finished with, the lesser of the two kept (``PARTLY_COVERED``)."""
+    grid it is finished with, the lesser of the two kept (``Occlusion.partly_covered``)."""
     def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
         if grid is None or occlusion is None:
             return None
@@ -319,7 +319,7 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
 
     def filled(index: int, frame: Frame, grid: torch.Tensor, placed: torch.Tensor,
                steady: Callable[[], torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray] | None:
-        if occlusion is None or (visibility := steady()) is None or occlusion.covered_share(grid, visibility) < PARTLY_COVERED:
+        if occlusion is None or (visibility := steady()) is None or not occlusion.partly_covered(grid, visibility):
             return None
         box = track.crop_box(index)
         pixels, offset = around(frame, box)
@@ -329,7 +329,7 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
         @cache
         def visibility() -> torch.Tensor | None:
             first = steady()
-            if occlusion is None or first is None or grid is None or occlusion.covered_share(grid, first) < PARTLY_COVERED:
+            if occlusion is None or first is None or grid is None or not occlusion.partly_covered(grid, first):
                 return first
             # Hidden where either judgement finds the face covered: judged on the final grid
             # alone, a hand the first judgement found is missed in some frames.

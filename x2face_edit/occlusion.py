@@ -229,6 +229,11 @@ class Occlusion:
         on_face = self._on_face(grid)
         return float((visibility.numpy()[on_face] < 0.5).mean()) if on_face.any() else 0.0
 
+    def partly_covered(self, grid: torch.Tensor, visibility: torch.Tensor) -> bool:
+        """Whether ``visibility`` (on the cells of the (h, w, 2) ``grid``) covers at least
+        ``PARTLY_COVERED`` of the face's central cells."""
+        return self.covered_share(grid, visibility) >= PARTLY_COVERED
+
     def worth_redriving(self, grid: torch.Tensor, visibility: torch.Tensor) -> bool:
         """Whether ``visibility`` (on the cells of the (h, w, 2) ``grid``) covers from
         ``REDRIVE_SHARE`` to ``REDRIVE_MOST`` of the face's central cells."""
