@@ -256,18 +256,32 @@ class Occlusion:
         ``grid`` carries it; every pixel it does not cover is the frame's own."""
         seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
         shown = visibility.numpy()
+        filled = pixels.copy()
+        if (hidden_cells := np.argwhere(shown < 1)).size == 0:
+            return filled
         planes = np.concatenate([self._predicted_in_light(seen, grid, shown), (1 - shown)[None]]).transpose(1, 2, 0)
         height, width = pixels.shape[:2]
         cells_high, cells_wide = shown.shape
-        # Each pixel's centre in the crop's cells (``faces.to_crop_grid``, then as ``grid_sample`` reads a grid).
-        xs = (offset[0] + np.arange(width) + 0.5 - crop_box[0]) / (crop_box[2] - crop_box[0]) * cells_wide - 0.5
-        ys = (offset[1] + np.arange(height) + 0.5 - crop_box[1]) / (crop_box[3] - crop_box[1]) * cells_high - 0.5
-        map_x, map_y = (np.ascontiguousarray(v, dtype=np.float32) for v in np.meshgrid(xs, ys))
-        carried = cv2.remap(np.ascontiguousarray(planes, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # beyond the crop: nothing hidden
-        hidden = carried[..., 3:]
-        filled = pixels * (1 - hidden) + carried[..., :3] * 255 * hidden
-        return np.round(filled).astype(np.uint8)
+        # Each pixel's centre in the crop's cells (``faces.to_crop_grid``, then as ``grid_sample``
+        # reads a grid): x = scale x (offset + column + 0.5 - the box's left) - 0.5, rows alike.
+        scale = np.array([cells_wide / (crop_box[2] - crop_box[0]), cells_high / (crop_box[3] - crop_box[1])])
+        start = (offset + 0.5 - crop_box[:2]) * scale - 0.5
+        xs, ys = start[0] + scale[0] * np.arange(width), start[1] + scale[1] * np.arange(height)
+        # Only pixels within a cell of a covered one can be changed (the interpolation's reach).
+        (first_row, first_column), (last_row, last_column) = hidden_cells.min(axis=0) - 1, hidden_cells.max(axis=0) + 1
+        rows = np.flatnonzero((ys > first_row) & (ys < last_row))
+        columns = np.flatnonzero((xs > first_column) & (xs < last_column))
+        if rows.size == 0 or columns.size == 0:
+            return filled
+        block = slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
+        to_cells = np.array([[scale[0], 0, xs[columns[0]]], [0, scale[1], ys[rows[0]]]])
+        carried = cv2.warpAffine(np.ascontiguousarray(planes, dtype=np.float32), to_cells, (columns.size, rows.size),
+                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=0)  # beyond the crop: nothing hidden
+        region = pixels[block].astype(np.float32)
+        region += (carried[..., :3] * 255 - region) * carried[..., 3:]
+        filled[block] = np.rint(region).astype(np.uint8)
+        return filled
 
     def _predicted_in_light(self, seen: np.ndarray, grid: torch.Tensor, shown: np.ndarray) -> np.ndarray:
         """(3, h, w) the clean embedded face carried by ``grid``, in the light of the frame's

@@ -236,10 +236,9 @@ def warp_paint(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.Tensor,
         cells = torch.cat([cells, visibility[None].float()])
     at_pixels = sample(cells.unsqueeze(0), positions, padding="border")
     frame_grid = at_pixels[:, :2].permute(0, 2, 3, 1)
-    warped = sample(layer.unsqueeze(0), frame_grid)[0]
+    warped = sample(layer.unsqueeze(0), frame_grid)[0].permute(1, 2, 0).numpy()
     if visibility is not None:
-        warped.mul_(_visible_at(at_pixels[0]))
-    warped = warped.permute(1, 2, 0).numpy()
+        warped *= _visible_at(at_pixels[0].numpy())[..., None]
     if not (warped[..., 3] > 0).any():
         return None
     return (slice(top, bottom), slice(left, right)), warped
@@ -267,15 +266,17 @@ def visibility_matte(shape: tuple[int, ...], crop_box: np.ndarray, grid: torch.T
         return matte
     cells = torch.cat([grid.permute(2, 0, 1).float(), visibility[None].float()])
     at_pixels = sample(cells.unsqueeze(0), _pixel_positions(crop_box, left, top, right, bottom), padding="border")[0]
-    matte[top:bottom, left:right] = _visible_at(at_pixels).numpy()
+    matte[top:bottom, left:right] = _visible_at(at_pixels.numpy())
     return matte
 
 
-def _visible_at(at_pixels: torch.Tensor) -> torch.Tensor:
+def _visible_at(at_pixels: np.ndarray) -> np.ndarray:
     """(h, w): from a crop's grid and visibility sampled at frame pixels (3, h, w), the
-    visibility where the grid samples the embedded face, 1 beyond it (no paint lands there)."""
-    on_face = (at_pixels[:2].abs() <= 1).all(dim=0)
-    return torch.where(on_face, at_pixels[2].clamp(0, 1), torch.ones(()))
+    visibility where the grid samples the embedded face, 1 beyond it (no paint lands there).
+    In NumPy: PyTorch's operators, run beside the network's thread, would each start a team
+    of threads competing with it for the cores."""
+    on_face = (np.abs(at_pixels[0]) <= 1) & (np.abs(at_pixels[1]) <= 1)
+    return np.where(on_face, np.clip(at_pixels[2], 0, 1), np.float32(1))
 
 
 def composite(frame: np.ndarray, crop_box: np.ndarray, grid: torch.Tensor, layer: torch.Tensor,
