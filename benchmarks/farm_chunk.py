@@ -1,7 +1,7 @@
 """What a render-farm chunk costs beside its share of a whole render (issue 30's target:
 a 50-frame chunk of a 60 s 1080p video at most 1.5x 50 frames' share).
 
-    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50] [--decode-sources] [--sequence]
+    python benchmarks/farm_chunk.py [--seconds 60] [--size 1920x1080] [--chunk 50] [--starts 0 700 1450] [--decode-sources] [--sequence]
 
 A synthetic video of the moving astronaut (``synthetic.moving_face_motion``, the face a
 quarter of the frame's width) is written, its embedded face extracted and painted with a
@@ -9,7 +9,7 @@ disc, the face analysed once with the embedded face's source frames (``tracking.
 what ``analyse`` writes); then, with the analysis read back as every chunk does (``render
 --analysis``; ``--decode-sources``: without the source frames, each render decoding them
 from the video as before) and the model loaded once, the whole video is rendered, and
-chunks at its start, middle and end, to H.264 (``--sequence``: the shot is a PNG sequence,
+chunks at its start, middle and end (or at ``--starts``), to H.264 (``--sequence``: the shot is a PNG sequence,
 as farms are given plates, rendered to PNG sequences).
 Printed: seconds, and each chunk's time over its share (whole time x chunk / frames).
 """
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--chunk", type=int, default=50)
+    parser.add_argument("--starts", type=int, nargs="*", help="the chunks' first frames (default: the start, middle and end)")
     parser.add_argument("--decode-sources", action="store_true", help="each render decodes the source frames itself")
     parser.add_argument("--sequence", action="store_true", help="the shot as a PNG sequence, rendered to PNG sequences")
     args = parser.parse_args()
@@ -81,7 +82,7 @@ def main() -> None:
         share = whole * args.chunk / frames
         print(f"{width}x{height}, {frames} frames: whole render {whole:.1f} s ({frames / whole:.1f} frames/s), "
               f"a {args.chunk}-frame share {share:.2f} s")
-        for first in (0, frames // 2 - args.chunk // 2, frames - args.chunk):
+        for first in args.starts or (0, frames // 2 - args.chunk // 2, frames - args.chunk):
             seconds = timed(f"chunk_{first}{suffix}", (first, first + args.chunk - 1))
             print(f"chunk {first}-{first + args.chunk - 1}: {seconds:.2f} s, {seconds / share:.2f}x its share", flush=True)
 

@@ -32,9 +32,10 @@ from .video import Frame, VideoWriter, eight_bit, iter_frames, iter_frames_from
 # filled by the face as its driven grid, corrected as the frame before was, places it: a chain
 # from the last clear frame (placed by the frame's own first-pass grid, which the occluder
 # moved, the fill would lead dlib astray in turn). The chain starts anew every CHAIN_FRAMES
-# frames, so that what a frame depends on is bounded (a chunk on a render farm reads back at
-# most that far; benchmarks/README.md).
-CHAIN_FRAMES = 24
+# frames, so that what a frame depends on is bounded, at the frames the lock's reach before a
+# multiple of CHAIN_FRAMES: a render-farm chunk that starts at such a multiple (25, 50, 100
+# frames a chunk) reads back no further than the lock needs (``considered_for``).
+CHAIN_FRAMES = 25
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class _LandmarkChain:
         last, self.last = self.last, None
         if locked is None or driven is None:
             return
-        chained = last is not None and last[0] == index - 1 and index % CHAIN_FRAMES != 0 and index not in self.cuts
+        chained = last is not None and last[0] == index - 1 and not chain_starts_at(index) and index not in self.cuts
         placed = locked
         if chained and last[1] is not None:
             placed = self.lock.apply(driven, last[1] * last[2])
@@ -347,10 +348,15 @@ def considered_for(frames: range, options: DrivingOptions) -> range:
     drive the written frames depend on, within the lock's reach of them, and, with
     ``options.filled``, back to where the landmark chain of the first of them starts; those
     beyond, read for the first pass's lock alone, need not be judged."""
-    start = max(0, frames.start - reach_frames())
+    start = frames.start - reach_frames()
     if options.filled is not None and options.lock is not None:
-        start -= start % CHAIN_FRAMES
-    return range(start, frames.stop + reach_frames())
+        start -= frames.start % CHAIN_FRAMES  # back to the chain's start (``chain_starts_at``)
+    return range(max(0, start), frames.stop + reach_frames())
+
+
+def chain_starts_at(index: int) -> bool:
+    """Whether the landmark chain starts anew at frame ``index`` (``CHAIN_FRAMES``)."""
+    return (index + reach_frames()) % CHAIN_FRAMES == 0
 
 
 def frames_read_for(frames: range, batch: int, stage_reach: int = 0) -> range:
