@@ -115,9 +115,9 @@ class _LandmarkChain:
         if locked is None or driven is None:
             return
         chained = last is not None and last[0] == index - 1 and not chain_starts_at(index) and index not in self.cuts
-        placed = locked
-        if chained and last[1] is not None:
-            placed = self.lock.apply(driven, last[1] * last[2])
+        def placed() -> torch.Tensor:
+            return self.lock.apply(driven, last[1] * last[2]) if chained and last[1] is not None else locked
+
         if (view := self.filled(index, frame, locked, placed, *more)) is None:
             # In view: the first pass's correction, or between corrected frames the one before's.
             made = self.corrections.get(index, last[1:] if chained else None)
@@ -142,7 +142,7 @@ def redriven_grids(predictor: GridPredictor, track: VideoTrack, frames: Iterable
     corrected by the lock again, the corrections of the others reused; only the frames in
     ``considered`` (all: None) are offered to ``refilled``. With ``options.filled(index,
     frame, grid, placed, *more)`` (the pixels around a partly covered frame's face, and their
-    offset, with the covered part filled as the grid ``placed`` carries the face; None where
+    offset, with the covered part filled as the grid ``placed()`` carries the face; None where
     nothing covers it), those frames' landmarks are read there, through a chain of frames
     (``CHAIN_FRAMES``); with ``options.seen_again(index, frame, grid, *more)``, what finishing
     a frame takes is made anew for its final grid. The first pass runs in a thread of its own
@@ -240,8 +240,9 @@ class DrivingOptions:
     # it gives a crop for (``redriven_grids``): a frame then depends on the lock's reach twice.
     refilled: Callable[..., np.ndarray | None] | None = None
     # ``filled(index, frame, grid, placed, *more)``, where given with ``refilled``, gives the
-    # pixels a partly covered frame's landmarks are read on (``redriven_grids``): a frame then
-    # depends on the frames back to where the chain starts (``CHAIN_FRAMES``).
+    # pixels a partly covered frame's landmarks are read on, the face placed by the grid
+    # ``placed()`` gives (``redriven_grids``): a frame then depends on the frames back to where
+    # the chain starts (``CHAIN_FRAMES``).
     filled: Callable[..., tuple[np.ndarray, np.ndarray] | None] | None = None
     # ``seen_again(index, frame, grid, *more)``, where given with ``refilled``, gives anew what
     # the stage added, for the grid the frame is finished with (``redriven_grids``).
@@ -318,13 +319,13 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
             return None
         return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
 
-    def filled(index: int, frame: Frame, grid: torch.Tensor, placed: torch.Tensor,
+    def filled(index: int, frame: Frame, grid: torch.Tensor, placed: Callable[[], torch.Tensor],
                steady: Callable[[], torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray] | None:
         if occlusion is None or (visibility := steady()) is None or not occlusion.partly_covered(grid, visibility):
             return None
         box = track.crop_box(index)
         pixels, offset = around(frame, box)
-        return occlusion.filled_in_frame(pixels, offset, box, face_crop(frame, box, grid.shape[0]), placed, visibility), offset
+        return occlusion.filled_in_frame(pixels, offset, box, face_crop(frame, box, grid.shape[0]), placed(), visibility), offset
 
     def seen_again(index: int, frame: Frame, grid: torch.Tensor | None, steady: Callable[[], torch.Tensor | None]) -> tuple:
         @cache
