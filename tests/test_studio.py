@@ -229,8 +229,24 @@ def test_requests_without_the_token_or_outside_the_folders_are_refused(studio):
     assert status == 400 and "not an image" in json.loads(body)["error"]
     small = io.BytesIO()
     Image.new("RGBA", (16, 16)).save(small, format="PNG")
-    status, body = _post(server, "/api/paint", page_state.token, small.getvalue())
-    assert status == 400 and "512x512" in json.loads(body)["error"]
+    status, body = _post(server, "/api/paint?frame=3", page_state.token, small.getvalue())
+    assert status == 400 and "320x240 PNG, got a 16x16" in json.loads(body)["error"]
+
+
+def test_paint_on_an_embedded_face_not_extracted_yet_is_one_line(tmp_path):
+    video = write_moving_face_video(tmp_path / "clip.mp4", count=10)
+    page = Studio(video, studio_work(), StudioOptions())
+    server = serve(page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        layer = io.BytesIO()
+        Image.new("RGBA", (512, 512)).save(layer, format="PNG")
+        status, body = _post(server, "/api/paint", page.token, layer.getvalue())
+        assert status == 400 and "not extracted yet" in json.loads(body)["error"]
+        assert not page.face_layer.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_studio_command_refuses_a_missing_video(tmp_path):

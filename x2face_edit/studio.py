@@ -176,7 +176,9 @@ class Studio:
             image.load()
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise X2FaceError(f"the paint is not an image ({error})") from None
-        expected = Image.open(self.canvas(frame)).size
+        if not (canvas := self.canvas(frame)).is_file():
+            raise X2FaceError("the embedded face is not extracted yet: paint on it when extract is done, or on a frame")
+        expected = Image.open(canvas).size
         if image.format != "PNG" or image.size != expected:
             raise X2FaceError(f"the paint must be a {expected[0]}x{expected[1]} PNG, got a {image.size[0]}x{image.size[1]} {image.format}")
         with atomic_output(layer, force=True) as partial:  # whole or not at all: the CLI may be reading it
