@@ -152,3 +152,26 @@ def test_the_farm_example_renders_the_shot_in_chunks_as_a_whole(shot, tmp_path):
     names = sorted(p.name for p in whole.iterdir())
     assert names == sorted(p.name for p in (tmp_path / "out").iterdir())
     assert all((whole / n).read_bytes() == (tmp_path / "out" / n).read_bytes() for n in names)
+
+
+def test_a_chunk_at_a_multiple_of_25_frames_reads_back_only_as_far_as_the_lock_reaches():
+    """With the matte on, a chunk's frames depend on the landmark chain back to where it last
+    started anew; it starts anew the lock's reach before every multiple of ``CHAIN_FRAMES``,
+    so a farm's chunks of 25, 50 or 100 frames read no further back than the lock needs."""
+    import torch
+
+    from x2face_edit.driving import CHAIN_FRAMES, DrivingOptions, chain_starts_at, considered_for
+    from x2face_edit.lock import LandmarkLock, reach_frames
+
+    lock = LandmarkLock(torch.rand(68, 2) - 0.5)
+    matte_on = DrivingOptions(lock=lock, filled=lambda *_: None)
+    assert CHAIN_FRAMES == 25
+    for first in (0, 25, 50, 700, 725, 1450):
+        considered = considered_for(range(first, first + 50), matte_on)
+        assert considered == range(max(0, first - reach_frames()), first + 50 + reach_frames())
+    # Elsewhere the chunk goes back to the chain's last start before the lock's reach, and no further.
+    considered = considered_for(range(60, 110), matte_on)
+    assert chain_starts_at(considered.start)
+    assert not any(chain_starts_at(index) for index in range(considered.start + 1, 60 - reach_frames() + 1))
+    # Without the chain (no matte), the lock's reach alone.
+    assert considered_for(range(60, 110), DrivingOptions(lock=lock)) == range(60 - reach_frames(), 110 + reach_frames())
