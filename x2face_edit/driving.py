@@ -115,6 +115,7 @@ class _LandmarkChain:
         if locked is None or driven is None:
             return
         chained = last is not None and last[0] == index - 1 and not chain_starts_at(index) and index not in self.cuts
+
         def placed() -> torch.Tensor:
             return self.lock.apply(driven, last[1] * last[2]) if chained and last[1] is not None else locked
 
