@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,21 @@ def studio(tmp_path_factory):
     """A studio serving a fresh video of a moving face (no embedded face yet: the page
     has it extracted), in a thread of this process."""
     folder = tmp_path_factory.mktemp("studio")
-    video = write_moving_face_video(folder / "clip.mp4", count=40, fps=25, tone_hz=330)
+    with _served(write_moving_face_video(folder / "clip.mp4", count=40, fps=25, tone_hz=330)) as served:
+        yield served
+
+
+@contextmanager
+def _served(video: Path):
+    """A studio of ``video`` and its server, serving in a thread of this process."""
     page = Studio(video, studio_work(), StudioOptions())
     server = serve(page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield page, server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield page, server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -234,19 +243,12 @@ def test_requests_without_the_token_or_outside_the_folders_are_refused(studio):
 
 
 def test_paint_on_an_embedded_face_not_extracted_yet_is_one_line(tmp_path):
-    video = write_moving_face_video(tmp_path / "clip.mp4", count=10)
-    page = Studio(video, studio_work(), StudioOptions())
-    server = serve(page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with _served(write_moving_face_video(tmp_path / "clip.mp4", count=10)) as (page, server):
         layer = io.BytesIO()
         Image.new("RGBA", (512, 512)).save(layer, format="PNG")
         status, body = _post(server, "/api/paint", page.token, layer.getvalue())
         assert status == 400 and "not extracted yet" in json.loads(body)["error"]
         assert not page.face_layer.exists()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_studio_command_refuses_a_missing_video(tmp_path):
