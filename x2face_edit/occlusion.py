@@ -255,11 +255,11 @@ class Occlusion:
         from ``offset`` (x, y)) with what ``visibility`` (on the cells of ``crop_box``'s face
         ``crop`` at the (h, w, 2) ``grid``'s resolution) covers replaced by the face as
         ``grid`` carries it; every pixel it does not cover is the frame's own."""
-        seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
         shown = visibility.numpy()
         filled = pixels.copy()
         if (hidden_cells := np.argwhere(shown < 1)).size == 0:
             return filled
+        seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
         planes = np.concatenate([self._predicted_in_light(seen, grid, shown), (1 - shown)[None]]).transpose(1, 2, 0)
         height, width = pixels.shape[:2]
         cells_high, cells_wide = shown.shape
