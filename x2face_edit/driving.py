@@ -315,14 +315,18 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
             return None
         return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
 
+    steadying = replace(options, stage=lambda items: steadied(items, visibility_of, track.cuts), stage_reach=STEADY_FRAMES)
+    if occlusion is None:
+        return steadying
+
     def refilled(index: int, frame: Frame, grid: torch.Tensor, steady: Callable[[], torch.Tensor | None]) -> np.ndarray | None:
-        if occlusion is None or (visibility := steady()) is None or not occlusion.worth_redriving(grid, visibility):
+        if (visibility := steady()) is None or not occlusion.worth_redriving(grid, visibility):
             return None
         return occlusion.refilled(face_crop(frame, track.crop_box(index), grid.shape[0]), grid, visibility)
 
     def filled(index: int, frame: Frame, grid: torch.Tensor, placed: Callable[[], torch.Tensor],
                steady: Callable[[], torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray] | None:
-        if occlusion is None or (visibility := steady()) is None or not occlusion.partly_covered(grid, visibility):
+        if (visibility := steady()) is None or not occlusion.partly_covered(grid, visibility):
             return None
         box = track.crop_box(index)
         pixels, offset = around(frame, box)
@@ -332,7 +336,7 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
         @cache
         def visibility() -> torch.Tensor | None:
             first = steady()
-            if occlusion is None or first is None or grid is None or not occlusion.partly_covered(grid, first):
+            if first is None or grid is None or not occlusion.partly_covered(grid, first):
                 return first
             # Hidden where either judgement finds the face covered: judged on the final grid
             # alone, a hand the first judgement found is missed in some frames.
@@ -340,9 +344,7 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
 
         return (visibility,)
 
-    return replace(options, stage=lambda items: steadied(items, visibility_of, track.cuts), stage_reach=STEADY_FRAMES,
-                   refilled=None if occlusion is None else refilled, filled=None if occlusion is None else filled,
-                   seen_again=None if occlusion is None else seen_again)
+    return replace(steadying, refilled=refilled, filled=filled, seen_again=seen_again)
 
 
 def considered_for(frames: range, options: DrivingOptions) -> range:
