@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
 import av
@@ -62,8 +63,10 @@ class VideoTrack:
     person: np.ndarray | None = None  # the followed face's mean descriptor (FaceDescriber)
     cuts: tuple[int, ...] = ()  # the frames that begin a new shot (shot_cuts)
 
-    @property
+    @cached_property
     def found(self) -> np.ndarray:
+        """(frames,) bool: where the face is followed (made once: frames ask for it every
+        time their box is wanted, and a long video's would cost as many passes over it)."""
         return ~np.isnan(self.face_boxes[:, 0])
 
     def crop_box(self, index: int) -> np.ndarray | None:
