@@ -184,7 +184,7 @@ def test_the_source_frames_teach_where_the_face_changes_by_itself():
 
     face, grid, moving_mouth = _still_and_moving_face()
     plain = Occlusion.of(face, 128)
-    learnt = plain.learnt([(moving_mouth(), grid) for _ in range(3)])
+    learnt = plain.learnt([(moving_mouth(), grid, None) for _ in range(3)])
     frame = moving_mouth(0.1)
     patch = (slice(62, 84), slice(34, 56))
     frame[patch] = (face[patch] * 0.9).astype(np.uint8)
@@ -193,6 +193,32 @@ def test_the_source_frames_teach_where_the_face_changes_by_itself():
     mouth_kept = (learnt.visibility(frame, grid)[88:104, 50:78] >= 0.5).float().mean().item()
     assert hidden["learnt"] > 0.8 and hidden["plain"] < 0.5, hidden
     assert mouth_kept > 0.9, mouth_kept
+
+
+def test_the_black_beyond_the_frames_edge_hides_nothing():
+    """A tight shot's crop reaches past the frame's edge, where ``crop`` shows black: that is
+    not something in front of the face, so the paint above the edge stays, while a cup
+    crossing the edge is still hidden, and the cells beyond the edge repeat those within."""
+    from x2face_edit.faces import cells_in_frame
+    from x2face_edit.occlusion import Occlusion
+
+    face, grid, moving_mouth = _still_and_moving_face()
+    occlusion = Occlusion.of(face, 128).learnt([(moving_mouth(), grid, None) for _ in range(3)])
+    # A 128-pixel frame's box from (0, 0) reaching 28 pixels past its bottom edge.
+    in_frame = cells_in_frame(np.array([0.0, 0.0, 128.0, 128.0]), 128, 100, 128)
+    assert in_frame[:100].all() and not in_frame[100:].any()
+    frame = face.copy()
+    frame[100:] = 0
+    above_the_edge = (slice(84, 100), slice(20, 108))
+    judged_blind = occlusion.visibility(frame, grid)
+    assert (judged_blind[above_the_edge] < 0.5).float().mean().item() > 0.03  # the black eats the paint above it
+    knowing = occlusion.visibility(frame, grid, in_frame)
+    assert (knowing[above_the_edge] >= 0.5).all()
+    cup = _with_printed_cup(face, 76, 34)
+    cup[100:] = 0
+    covered = occlusion.visibility(cup, grid, in_frame)
+    assert (covered[80:100, 38:90] < 0.5).float().mean().item() > 0.95
+    assert torch.equal(covered[100:], covered[99:100].expand(28, -1))
 
 
 def _with_printed_cup(face: np.ndarray, top: int, left: int) -> np.ndarray:
@@ -219,7 +245,7 @@ def test_where_the_sources_disagree_a_frame_like_one_of_them_keeps_its_paint():
         return moved
 
     average = ((face.astype(np.float32) + turned(face)) / 2).round().astype(np.uint8)
-    views = [(face, grid), (turned(face), grid)]
+    views = [(face, grid, None), (turned(face), grid, None)]
     judged = {"the average": Occlusion.of(average, 128).learnt(views),
               "the sources": Occlusion.of(average, 128, sources=[face, turned(face)]).learnt(views)}
     cheek = (slice(20, 110), slice(14, 64))

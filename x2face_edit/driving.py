@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import X2FaceError
-from .faces import LandmarkDetector, crop, to_crop_grid
+from .faces import LandmarkDetector, cells_in_frame, crop, to_crop_grid
 from .lock import CORRECT_EVERY, Corrections, LandmarkLock, locked_grids, reach_frames
 from .model.images import to_tensor
 from .model.inference import GridPredictor
@@ -310,10 +310,14 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
     A partly covered frame's landmarks are read with the covered part filled
     (``Occlusion.filled_in_frame``, ``CHAIN_FRAMES``), and its visibility judged again on the
     grid it is finished with, the lesser of the two kept (``Occlusion.partly_covered``)."""
+    def seen(index: int, frame: Frame, grid: torch.Tensor) -> torch.Tensor:
+        box, size = track.crop_box(index), grid.shape[0]
+        return occlusion.visibility(face_crop(frame, box, size), grid, cells_in_frame(box, size, frame.height, frame.width))
+
     def visibility_of(index: int, frame: Frame, grid: torch.Tensor | None) -> torch.Tensor | None:
         if grid is None or occlusion is None:
             return None
-        return occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid)
+        return seen(index, frame, grid)
 
     steadying = replace(options, stage=lambda items: steadied(items, visibility_of, track.cuts), stage_reach=STEADY_FRAMES)
     if occlusion is None:
@@ -340,7 +344,7 @@ def seeing(occlusion: Occlusion | None, track: VideoTrack, options: DrivingOptio
                 return first
             # Hidden where either judgement finds the face covered: judged on the final grid
             # alone, a hand the first judgement found is missed in some frames.
-            return torch.minimum(first, occlusion.visibility(face_crop(frame, track.crop_box(index), grid.shape[0]), grid))
+            return torch.minimum(first, seen(index, frame, grid))
 
         return (visibility,)
 

@@ -313,6 +313,20 @@ def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(small, crop_matrix(moved, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def cells_in_frame(box: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+    """(size, size) bool: the pixels of a ``size`` crop of ``box`` (``crop``) made from a
+    frame of ``height`` x ``width`` alone, none of the black beyond its edges mixed in (each
+    crop pixel reads the frame over its own extent, or a frame pixel either side where it is
+    smaller than one)."""
+    def within(start: float, end: float, limit: int) -> np.ndarray:
+        step = (end - start) / size
+        centres = start + (np.arange(size) + 0.5) * step
+        reach = max(step, 1.0) / 2
+        return (centres - reach >= -1e-6) & (centres + reach <= limit + 1e-6)
+
+    return within(box[1], box[3], height)[:, None] & within(box[0], box[2], width)[None, :]
+
+
 def box_distance(a: np.ndarray, b: np.ndarray) -> float:
     """How far apart two boxes are, in units of their mean side; inf if their sizes differ
     by more than half (then they are not the same face at nearly the same time)."""

@@ -120,22 +120,27 @@ class Occlusion:
         moving = None if landmarks is None else torch.from_numpy(_moving_parts(landmarks.numpy(), resolution))[None]
         return cls(faces[0], central, moving=moving, sources=faces[1:] if len(sources) else None)
 
-    def learnt(self, views: list[tuple[np.ndarray, torch.Tensor]]) -> Occlusion:
-        """This occlusion with its tolerance learnt from ``views`` (crop, grid) of frames where
-        nothing covers the face (the embedded face's sources, in the order of ``sources``):
+    def learnt(self, views: list[tuple[np.ndarray, torch.Tensor, np.ndarray | None]]) -> Occlusion:
+        """This occlusion with its tolerance learnt from ``views`` (crop, grid, the crop's cells
+        within the frame or None: all, as ``visibility`` takes them) of frames where nothing
+        covers the face (the embedded face's sources, in the order of ``sources``):
         per place on the embedded face, the median over the views of the most it disagrees
         there (its sharp features are where the warp's small misplacements disagree most).
         Each view is judged without its own picture, as a frame the sources do not include."""
         per_view = []
         own = self.sources is not None and len(self.sources) == len(views)
-        for number, (crop, grid) in enumerate(views):
-            disagreement = torch.from_numpy(self._disagreement(crop, grid, self._carried(grid)[0], without=number if own else None)[0])
+        for number, (crop, grid, in_frame) in enumerate(views):
+            disagreement = torch.from_numpy(self._disagreement(crop, grid, self._carried(grid)[0], in_frame,
+                                                               without=number if own else None)[0])
             # A render's grid misplaces the face by up to a cell against this one (its lock is
             # smoothed over time): what a cell's neighbours disagree, it may too.
-            disagreement = F.max_pool2d(disagreement[None, None], 3, 1, 1)[0, 0]
+            disagreement = F.max_pool2d(disagreement[None, None], 3, 1, 1)[0, 0].reshape(-1)
             ids = torch.from_numpy(_tolerance_bins(grid.numpy()).reshape(-1))
+            if in_frame is not None:  # beyond the frame a source shows nothing of the face
+                kept = torch.from_numpy(in_frame.reshape(-1))
+                ids, disagreement = ids[kept], disagreement[kept]
             unseen = torch.full((TOLERANCE_BINS ** 2,), float("nan"))
-            per_view.append(unseen.scatter_reduce(0, ids, disagreement.reshape(-1), "amax", include_self=False))
+            per_view.append(unseen.scatter_reduce(0, ids, disagreement, "amax", include_self=False))
         if not per_view:
             return self
         tolerance = torch.stack(per_view).nanmedian(dim=0).values.view(TOLERANCE_BINS, TOLERANCE_BINS)
@@ -156,15 +161,16 @@ class Occlusion:
         count = len(planes) - (0 if self.moving is None else 2)
         return planes[:count].reshape(-1, 3, *planes.shape[1:]), None if self.moving is None else planes[count:]
 
-    def _disagreement(self, crop: np.ndarray, grid: torch.Tensor, predicted: np.ndarray,
+    def _disagreement(self, crop: np.ndarray, grid: torch.Tensor, predicted: np.ndarray, in_frame: np.ndarray | None = None,
                       without: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(h, w) disagreement of the frame's face ``crop`` (h, w, 3 uint8) with the prediction
         it agrees with best, place by place (of the (P, 3, h, w) ``predicted`` ones, carried by
-        its (h, w, 2) driving ``grid``; leaving out source number ``without``); the (h, w) bool
-        cells on the face; and those where the frame is darker than the average's prediction."""
+        its (h, w, 2) driving ``grid``; leaving out source number ``without``; the crop's cells
+        ``in_frame`` alone, where given); the (h, w) bool cells on the face (and in the frame);
+        and those where the frame is darker than the average's prediction."""
         # NumPy and OpenCV on one frame's cells: PyTorch's small operators, run beside the
         # network's thread, would each start a team of threads competing with it for the cores.
-        on_face = self._on_face(grid)
+        on_face = self._on_face(grid) if in_frame is None else self._on_face(grid) & in_frame
         if on_face.sum() < 16:
             return np.zeros(on_face.shape, np.float32), on_face, np.zeros(on_face.shape, bool)
         if without is not None:
@@ -174,6 +180,10 @@ class Occlusion:
         # in each direction (as robust as all of them, at a quarter of the work).
         sparse = on_face[::2, ::2]
         gains = _gains(seen[:, ::2, ::2][:, sparse], predicted[:, :, ::2, ::2][:, :, sparse])
+        if in_frame is not None and not in_frame.all():
+            # Beyond the frame's edge the crop is black, not something in front of the face:
+            # shown there as the average predicts it, in the frame's light, it disagrees with nothing.
+            seen = np.where(in_frame, seen, gains[0][:, None, None] * predicted[0])
         differences = seen - gains[..., None, None] * predicted
         blurred = _blurred_planes(np.concatenate([differences[:1].sum(axis=1), np.abs(differences).sum(axis=1)]) / 3, BLUR_CELLS)
         # The texture's local statistics vary slowly (over STRUCTURE_CELLS): compared on cells
@@ -183,11 +193,13 @@ class Occlusion:
         disagreement = np.min(blurred[1:] + STRUCTURE * structure, axis=0)
         return disagreement, on_face, blurred[0] < 0
 
-    def visibility(self, crop: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
+    def visibility(self, crop: np.ndarray, grid: torch.Tensor, in_frame: np.ndarray | None = None) -> torch.Tensor:
         """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
-        face crop at that resolution is ``crop`` (h, w, 3 uint8)."""
+        face crop at that resolution is ``crop`` (h, w, 3 uint8); where only the (h, w) bool
+        cells ``in_frame`` lie within the frame (``faces.cells_in_frame``; None: all), each
+        beyond it takes the visibility of the nearest within."""
         predicted, moving_parts = self._carried(grid)
-        disagreement, on_face, darker = self._disagreement(crop, grid, predicted)
+        disagreement, on_face, darker = self._disagreement(crop, grid, predicted, in_frame)
         if on_face.sum() < 16:
             return torch.ones(grid.shape[:2])
         typical = disagreement[on_face]
@@ -217,7 +229,8 @@ class Occlusion:
             surrounded = _from_surroundings(visibility, moving & on_face, on_face & ~moving)
             visibility = np.where(eyes & darker, np.minimum(visibility, surrounded), surrounded)
         grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
-        return torch.from_numpy(np.minimum(visibility, 1 - grown).astype(np.float32))
+        visibility = np.minimum(visibility, 1 - grown).astype(np.float32)
+        return torch.from_numpy(visibility if in_frame is None else _edges_repeated(visibility, in_frame))
 
     def _on_face(self, grid: torch.Tensor) -> np.ndarray:
         """(h, w) bool: the central cells of the (h, w, 2) ``grid`` that sample the embedded face."""
@@ -383,6 +396,17 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
         reached[pieces[inside]] = True
         grown |= reached[pieces]
     return grown
+
+
+def _edges_repeated(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """(h, w) ``values`` with the cells outside the rectangle of ``kept`` (h, w bool) cells
+    given those of the nearest cell within it."""
+    rows, columns = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
+    if rows.size == 0:
+        return values
+    height, width = values.shape
+    inner = values[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    return np.pad(inner, ((rows[0], height - rows[-1] - 1), (columns[0], width - columns[-1] - 1)), mode="edge")
 
 
 def _blurred_image(values: np.ndarray, sigma: float) -> np.ndarray:

@@ -19,7 +19,7 @@ from PIL import Image
 from .choices import LOCK_MODES, MODES, OCCLUSION_MODES
 from .embedding import Embedding, embed, rebuild, source_frames
 from .errors import X2FaceError
-from .faces import crop
+from .faces import cells_in_frame, crop
 from .guide import is_guide
 from .lock import LandmarkLock
 from .model import X2Face
@@ -422,17 +422,18 @@ def occlusion_of(model: X2Face, embedding: Embedding, frames: list[np.ndarray], 
 
 @torch.inference_mode()
 def clear_views(model: X2Face, frames: list[np.ndarray], boxes: list[np.ndarray], landmarks: tuple[np.ndarray, ...],
-                lock: LandmarkLock | None) -> list[tuple[np.ndarray, torch.Tensor]]:
+                lock: LandmarkLock | None) -> list[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
     """The face as the source ``frames`` show it where nothing covers it: each frame's crop
-    of its box at the model's resolution and its driving grid, corrected by ``lock`` by the
-    frame's ``landmarks`` (crop grid coordinates) as a render corrects a frame's."""
+    of its box at the model's resolution, its driving grid, corrected by ``lock`` by the
+    frame's ``landmarks`` (crop grid coordinates) as a render corrects a frame's, and the
+    crop's cells within the frame (``Occlusion.learnt``'s views)."""
     resolution = model.config.resolution
     crops = [crop(frame, box, resolution) for frame, box in zip(frames, boxes)]
     device = next(model.parameters()).device
     grids = model.decode(model.driving_vector(to_tensor(crops).to(device))).float().cpu()
     views = []
-    for face, grid, points in zip(crops, grids, landmarks):
+    for frame, box, face, grid, points in zip(frames, boxes, crops, grids, landmarks):
         if lock is not None and (correction := lock.correction(grid, points)[0]) is not None:
             grid = lock.apply(grid, correction)
-        views.append((face, grid))
+        views.append((face, grid, cells_in_frame(box, resolution, *frame.shape[:2])))
     return views

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import X2FaceError
-from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, crop, to_crop_grid, voxceleb_box
+from .faces import SAME_PERSON, FaceDescriber, FaceDetector, LandmarkDetector, cells_in_frame, crop, to_crop_grid, voxceleb_box
 from .frame_paint import FrameEdit, prepare_frame_paint, read_frame_paints
 from .lock import LandmarkLock, smoothed
 from .model import ModelInfo, X2Face
@@ -160,7 +160,7 @@ def preview_frames(model: X2Face, model_info: ModelInfo, paint: Paint, drive: st
             grid = _locked(prepared.lock, predictor(to_tensor([face]))[0], points)
             visibility = None
             if (occlusion := prepared.occlusion) is not None:
-                visibility = occlusion.visibility(face, grid)
+                visibility = occlusion.visibility(face, grid, cells_in_frame(crop_box, model.config.resolution, *rgb.shape[:2]))
                 if occlusion.worth_redriving(grid, visibility):  # driven again, as render drives it
                     grid = _locked(prepared.lock, predictor(to_tensor([occlusion.refilled(face, grid, visibility)]))[0], points)
             composite(painted, crop_box, grid, prepared.layer, visibility=visibility)
