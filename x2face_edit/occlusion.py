@@ -21,7 +21,9 @@ median absolute deviation, within ``FLOOR`` and ``CEILING``). An occluder's flat
 crossing the features, do not: each region found covered is grown, in the frame itself,
 through the flat cells of its own colour (``_grown_over_flat``). The matte is computed on
 the grid's cells (the model's resolution across the crop) and interpolated at the frame's
-pixels with the paint.
+pixels with the paint. Where a tight shot's crop reaches past the frame's edge it shows
+black there, which is no evidence of anything: those cells are not judged
+(``faces.cells_in_frame``).
 """
 
 from __future__ import annotations
