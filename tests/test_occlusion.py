@@ -211,7 +211,7 @@ def test_the_black_beyond_the_frames_edge_hides_nothing():
     frame[100:] = 0
     above_the_edge = (slice(84, 100), slice(20, 108))
     judged_blind = occlusion.visibility(frame, grid)
-    assert (judged_blind[above_the_edge] < 0.5).float().mean().item() > 0.03  # the black eats the paint above it
+    assert (judged_blind[96:100, 20:108] < 0.5).float().mean().item() > 0.03  # the black eats the paint above it
     knowing = occlusion.visibility(frame, grid, in_frame)
     assert (knowing[above_the_edge] >= 0.5).all()
     cup = _with_printed_cup(face, 76, 34)
@@ -219,6 +219,27 @@ def test_the_black_beyond_the_frames_edge_hides_nothing():
     covered = occlusion.visibility(cup, grid, in_frame)
     assert (covered[80:100, 38:90] < 0.5).float().mean().item() > 0.95
     assert torch.equal(covered[100:], covered[99:100].expand(28, -1))
+
+
+def test_a_strand_of_hair_hides_itself_not_the_face_beside_it():
+    """The disagreement is blurred (single cells at sharp features must not count), which
+    spreads a thin dark strand's over the forehead either side of it: the cells at its edge
+    whose own colour agrees with the face are shown again, while a patch in the face's own
+    tone (a hand), whose edge looks like the patch, stays hidden."""
+    from x2face_edit.occlusion import Occlusion
+
+    face, grid, moving_mouth = _still_and_moving_face()
+    occlusion = Occlusion.of(face, 128).learnt([(moving_mouth(), grid, None) for _ in range(3)])
+    strand = face.copy()
+    strand[30:33, 24:104] = 40  # three cells wide, across the forehead
+    seen = occlusion.visibility(strand, grid)
+    assert (seen[30:33, 40:90] < 0.5).float().mean().item() > 0.95
+    beside = torch.cat([seen[28:30, 40:90], seen[33:35, 40:90]])
+    assert (beside >= 0.5).float().mean().item() > 0.55  # 0.31 with the blur's whole reach
+    patch = (slice(62, 84), slice(34, 56))
+    hand = moving_mouth(0.1)
+    hand[patch] = (face[patch] * 0.9).astype(np.uint8)
+    assert (occlusion.visibility(hand, grid)[patch] < 0.5).float().mean().item() > 0.9
 
 
 def _with_printed_cup(face: np.ndarray, top: int, left: int) -> np.ndarray:

@@ -67,6 +67,13 @@ TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.
 # (each RGB channel, in [0, 1]) of the region's median colour whose local standard deviation
 # (over FLAT_CELLS, a Gaussian's sigma) is below FLAT.
 GROW_SEED, GROW_CELLS, GROW_TONE, FLAT, FLAT_CELLS = 0.3, 10, 0.02, 0.015, 1.5
+# The blur spreads what a thin occluder (a strand of hair) disagrees over the face beside it:
+# a covered region's cells within TRIM_CELLS of its edge are shown where their own colour
+# agrees with the prediction (unblurred, below TRIM_AGREEMENT of where covering starts) and
+# lies further than TRIM_APART (in some RGB channel, in [0, 1]) from the region's own colour;
+# the edge of a hand in the face's own tone looks like the hand and stays covered
+# (``_edges_trimmed``).
+TRIM_CELLS, TRIM_AGREEMENT, TRIM_APART = 2, 0.5, 0.08
 # The face's own moving parts (``_moving_parts``): the outlines of the eyes and lips scaled
 # about their centres, (across, down) by EYE_SCALE (the lids sweep the eye's own height) and
 # LIP_SCALE. What the frame shows there changes by itself (blinks, teeth, the tongue) more
@@ -164,17 +171,19 @@ class Occlusion:
         return planes[:count].reshape(-1, 3, *planes.shape[1:]), None if self.moving is None else planes[count:]
 
     def _disagreement(self, crop: np.ndarray, grid: torch.Tensor, predicted: np.ndarray, in_frame: np.ndarray | None = None,
-                      without: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      without: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(h, w) disagreement of the frame's face ``crop`` (h, w, 3 uint8) with the prediction
         it agrees with best, place by place (of the (P, 3, h, w) ``predicted`` ones, carried by
         its (h, w, 2) driving ``grid``; leaving out source number ``without``; the crop's cells
         ``in_frame`` alone, where given); the (h, w) bool cells on the face (and in the frame);
-        and those where the frame is darker than the average's prediction."""
+        those where the frame is darker than the average's prediction; and each cell's own
+        colour disagreement (unblurred, with the prediction it agrees with best)."""
         # NumPy and OpenCV on one frame's cells: PyTorch's small operators, run beside the
         # network's thread, would each start a team of threads competing with it for the cores.
         on_face = self._on_face(grid) if in_frame is None else self._on_face(grid) & in_frame
         if on_face.sum() < 16:
-            return np.zeros(on_face.shape, np.float32), on_face, np.zeros(on_face.shape, bool)
+            nothing = np.zeros(on_face.shape, np.float32)
+            return nothing, on_face, np.zeros(on_face.shape, bool), nothing
         if without is not None:
             predicted = np.concatenate([predicted[: without + 1], predicted[without + 2 :]])
         seen = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255
@@ -187,13 +196,14 @@ class Occlusion:
             # shown there as the average predicts it, in the frame's light, it disagrees with nothing.
             seen = np.where(in_frame, seen, gains[0][:, None, None] * predicted[0])
         differences = seen - gains[..., None, None] * predicted
-        blurred = _blurred_planes(np.concatenate([differences[:1].sum(axis=1), np.abs(differences).sum(axis=1)]) / 3, BLUR_CELLS)
+        colour = np.abs(differences).sum(axis=1) / 3
+        blurred = _blurred_planes(np.concatenate([differences[:1].sum(axis=1) / 3, colour]), BLUR_CELLS)
         # The texture's local statistics vary slowly (over STRUCTURE_CELLS): compared on cells
         # twice as large, then interpolated back.
         halved = _halved(np.concatenate([seen.sum(axis=0, keepdims=True), predicted.sum(axis=1)]) / 3)
         structure = _doubled(_structure_mismatch(halved[0], halved[1:], STRUCTURE_CELLS / 2), on_face.shape)
         disagreement = np.min(blurred[1:] + STRUCTURE * structure, axis=0)
-        return disagreement, on_face, blurred[0] < 0
+        return disagreement, on_face, blurred[0] < 0, colour.min(axis=0)
 
     def visibility(self, crop: np.ndarray, grid: torch.Tensor, in_frame: np.ndarray | None = None) -> torch.Tensor:
         """(h, w) in [0, 1] on the cells of the (h, w, 2) driving ``grid`` of a frame whose
@@ -201,7 +211,7 @@ class Occlusion:
         cells ``in_frame`` lie within the frame (``faces.cells_in_frame``; None: all), each
         beyond it takes the visibility of the nearest within."""
         predicted, moving_parts = self._carried(grid)
-        disagreement, on_face, darker = self._disagreement(crop, grid, predicted, in_frame)
+        disagreement, on_face, darker, own = self._disagreement(crop, grid, predicted, in_frame)
         if on_face.sum() < 16:
             return torch.ones(grid.shape[:2])
         typical = disagreement[on_face]
@@ -224,7 +234,7 @@ class Occlusion:
             # the prediction failed (a model that has not learnt this face), not the face
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
-        visibility = 1 - np.clip((disagreement - start) / RAMP, 0, 1)
+        visibility = _edges_trimmed(1 - np.clip((disagreement - start) / RAMP, 0, 1), own < TRIM_AGREEMENT * start, crop)
         if moving_parts is not None:
             lips, eyes = moving_parts > 0.5
             moving = lips | eyes
@@ -398,6 +408,25 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
         reached[pieces[inside]] = True
         grown |= reached[pieces]
     return grown
+
+
+def _edges_trimmed(visibility: np.ndarray, agrees: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """``visibility`` (h, w) with the cells of each covered region within ``TRIM_CELLS`` of its
+    edge shown where they ``agree`` (h, w bool: their own colour with the prediction) and their
+    colour in the frame's face ``crop`` (h, w, 3 uint8) is not the region's own
+    (``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
+    covered = (visibility < 0.5).astype(np.uint8)
+    edge = (cv2.distanceTransform(covered, cv2.DIST_L2, 3) <= TRIM_CELLS) & (covered > 0) & agrees
+    if not edge.any():
+        return visibility
+    _, regions = cv2.connectedComponents(covered, connectivity=8)
+    colour = _blurred_image(crop.astype(np.float32) / 255, 1.0)
+    for region in np.unique(regions[edge]):
+        inside = regions == region
+        rest = inside & ~edge
+        tone = np.median(colour[rest if rest.any() else inside], axis=0)
+        edge &= ~(inside & (np.abs(colour - tone).max(axis=2) < TRIM_APART))
+    return np.where(edge, np.float32(1), visibility)
 
 
 def _edges_repeated(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
