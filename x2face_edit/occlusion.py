@@ -19,11 +19,14 @@ against the frame's own spread of disagreement over the face (median + ``SPREAD`
 median absolute deviation, within ``FLOOR`` and ``CEILING``). An occluder's flat inside
 (a palm over a smooth cheek of the same tone) agrees with the prediction; its edges,
 crossing the features, do not: each region found covered is grown, in the frame itself,
-through the flat cells of its own colour (``_grown_over_flat``). The matte is computed on
-the grid's cells (the model's resolution across the crop) and interpolated at the frame's
-pixels with the paint. Where a tight shot's crop reaches past the frame's edge it shows
-black there, which is no evidence of anything: those cells are not judged
-(``faces.cells_in_frame``).
+through the flat cells of its own colour (``_grown_over_flat``). The disagreement is blurred
+over a cell, so that single cells at sharp features do not count; at a covered region's
+edge, a cell whose own colour agrees with the face (and is not the region's) is shown
+again (``_edges_trimmed``): a strand of hair hides itself, not the face beside it. The
+matte is computed on the grid's cells (the model's resolution across the crop) and
+interpolated at the frame's pixels with the paint. Where a tight shot's crop reaches past
+the frame's edge it shows black there, which is no evidence of anything: those cells are
+not judged (``faces.cells_in_frame``).
 """
 
 from __future__ import annotations
