@@ -416,20 +416,25 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
 def _edges_trimmed(visibility: np.ndarray, agrees: np.ndarray, crop: np.ndarray) -> np.ndarray:
     """``visibility`` (h, w) with the cells of each covered region within ``TRIM_CELLS`` of its
     edge shown where they ``agree`` (h, w bool: their own colour with the prediction) and their
-    colour in the frame's face ``crop`` (h, w, 3 uint8) is not the region's own
-    (``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
-    covered = (visibility < 0.5).astype(np.uint8)
-    edge = (cv2.distanceTransform(covered, cv2.DIST_L2, 3) <= TRIM_CELLS) & (covered > 0) & agrees
+    colour in the frame's face ``crop`` (h, w, 3 uint8) is not the region's own (its other
+    cells' median, ``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
+    covered = visibility < 0.5
+    edge = (cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3) <= TRIM_CELLS) & covered & agrees
     if not edge.any():
         return visibility
-    _, regions = cv2.connectedComponents(covered, connectivity=8)
-    colour = _blurred_image(crop.astype(np.float32) / 255, 1.0)
-    for region in np.unique(regions[edge]):
-        inside = regions == region
-        rest = inside & ~edge
-        tone = np.median(colour[rest if rest.any() else inside], axis=0)
-        edge &= ~(inside & (np.abs(colour - tone).max(axis=2) < TRIM_APART))
-    return np.where(edge, np.float32(1), visibility)
+    regions = cv2.connectedComponents(covered.astype(np.uint8), connectivity=8)[1].reshape(-1)
+    colour = _blurred_image(crop.astype(np.float32) / 255, 1.0).reshape(-1, 3)
+    edge_cells = np.flatnonzero(edge)
+    rest_cells = np.flatnonzero(covered.reshape(-1) & ~edge.reshape(-1))
+    edge_regions, rest_regions = regions[edge_cells], regions[rest_cells]
+    tones = np.zeros((int(regions.max()) + 1, 3), np.float32)
+    for region in np.unique(edge_regions):
+        members = rest_cells[rest_regions == region]
+        tones[region] = np.median(colour[members if members.size else edge_cells[edge_regions == region]], axis=0)
+    unlike = np.abs(colour[edge_cells] - tones[edge_regions]).max(axis=1) >= TRIM_APART
+    trimmed = visibility.copy()
+    trimmed.reshape(-1)[edge_cells[unlike]] = 1
+    return trimmed
 
 
 def _edges_repeated(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
