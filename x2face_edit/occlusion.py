@@ -427,14 +427,28 @@ def _edges_trimmed(visibility: np.ndarray, agrees: np.ndarray, crop: np.ndarray)
     edge_cells = np.flatnonzero(edge)
     rest_cells = np.flatnonzero(covered.reshape(-1) & ~edge.reshape(-1))
     edge_regions, rest_regions = regions[edge_cells], regions[rest_cells]
-    tones = np.zeros((int(regions.max()) + 1, 3), np.float32)
-    for region in np.unique(edge_regions):
-        members = rest_cells[rest_regions == region]
-        tones[region] = np.median(colour[members if members.size else edge_cells[edge_regions == region]], axis=0)
+    count = int(regions.max()) + 1
+    bare = np.bincount(rest_regions, minlength=count) == 0  # a region all edge (a thin one): its tone from its edge
+    members = np.concatenate([rest_cells, edge_cells[bare[edge_regions]]])
+    tones = _medians_by_group(colour[members], regions[members], count)
     unlike = np.abs(colour[edge_cells] - tones[edge_regions]).max(axis=1) >= TRIM_APART
     trimmed = visibility.copy()
     trimmed.reshape(-1)[edge_cells[unlike]] = 1
     return trimmed
+
+
+def _medians_by_group(values: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
+    """(count, C): the median (as ``np.median``: of an even number, the mean of the two middle
+    values) of the (N, C) ``values`` in each of ``count`` ``groups`` (N ints); 0 where empty."""
+    sizes = np.bincount(groups, minlength=count)
+    starts = np.cumsum(sizes) - sizes
+    filled = sizes > 0
+    lower, upper = (starts + (sizes - 1) // 2)[filled], (starts + sizes // 2)[filled]
+    medians = np.zeros((count, values.shape[1]), values.dtype)
+    for channel in range(values.shape[1]):
+        ordered = values[np.lexsort((values[:, channel], groups)), channel]
+        medians[filled, channel] = (ordered[lower] + ordered[upper]) / 2
+    return medians
 
 
 def _edges_repeated(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
