@@ -224,8 +224,8 @@ def test_the_black_beyond_the_frames_edge_hides_nothing():
 def test_a_strand_of_hair_hides_itself_not_the_face_beside_it():
     """The disagreement is blurred (single cells at sharp features must not count), which
     spreads a thin dark strand's over the forehead either side of it: the cells at its edge
-    whose own colour agrees with the face are shown again, while a patch in the face's own
-    tone (a hand), whose edge looks like the patch, stays hidden."""
+    whose own colour agrees with the face, beyond a cell's margin, are shown again, while a
+    patch in the face's own tone (a hand), whose edge looks like the patch, stays hidden."""
     from x2face_edit.occlusion import Occlusion
 
     face, grid, moving_mouth = _still_and_moving_face()
@@ -234,8 +234,8 @@ def test_a_strand_of_hair_hides_itself_not_the_face_beside_it():
     strand[30:33, 24:104] = 40  # three cells wide, across the forehead
     seen = occlusion.visibility(strand, grid)
     assert (seen[30:33, 40:90] < 0.5).float().mean().item() > 0.95
-    beside = torch.cat([seen[28:30, 40:90], seen[33:35, 40:90]])
-    assert (beside >= 0.5).float().mean().item() > 0.55  # 0.31 with the blur's whole reach
+    beside = torch.cat([seen[27:29, 40:90], seen[34:36, 40:90]])  # the next row either side stays: a margin
+    assert (beside >= 0.5).float().mean().item() > 0.8  # 0.56 with the blur's whole reach
     patch = (slice(62, 84), slice(34, 56))
     hand = moving_mouth(0.1)
     hand[patch] = (face[patch] * 0.9).astype(np.uint8)

@@ -72,9 +72,10 @@ TOLERANCE_BINS, TOLERANCE_SCALE, TOLERANCE_MARGIN, EXCESS_QUANTILE = 64, 1.5, 0.
 GROW_SEED, GROW_CELLS, GROW_TONE, FLAT, FLAT_CELLS = 0.3, 10, 0.02, 0.015, 1.5
 # The blur spreads what a thin occluder (a strand of hair) disagrees over the face beside it:
 # a covered region's cells within TRIM_CELLS of its edge are shown where their own colour
-# agrees with the prediction (unblurred, below TRIM_AGREEMENT of where covering starts) and
-# lies further than TRIM_APART (in some RGB channel, in [0, 1]) from the region's own colour;
-# the edge of a hand in the face's own tone looks like the hand and stays covered
+# agrees with the prediction (unblurred, below TRIM_AGREEMENT of where covering starts), no
+# neighbour's disagrees by itself (a cell's margin stays around what the occluder covers),
+# and it lies further than TRIM_APART (in some RGB channel, in [0, 1]) from the region's own
+# colour: the edge of a hand in the face's own tone looks like the hand and stays covered
 # (``_edges_trimmed``).
 TRIM_CELLS, TRIM_AGREEMENT, TRIM_APART = 2, 0.5, 0.08
 # The face's own moving parts (``_moving_parts``): the outlines of the eyes and lips scaled
@@ -237,7 +238,7 @@ class Occlusion:
             # the prediction failed (a model that has not learnt this face), not the face
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
-        visibility = _edges_trimmed(1 - np.clip((disagreement - start) / RAMP, 0, 1), own < TRIM_AGREEMENT * start, crop)
+        visibility = _edges_trimmed(1 - np.clip((disagreement - start) / RAMP, 0, 1), own, start, crop)
         if moving_parts is not None:
             lips, eyes = moving_parts > 0.5
             moving = lips | eyes
@@ -413,11 +414,14 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return grown
 
 
-def _edges_trimmed(visibility: np.ndarray, agrees: np.ndarray, crop: np.ndarray) -> np.ndarray:
+def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, crop: np.ndarray) -> np.ndarray:
     """``visibility`` (h, w) with the cells of each covered region within ``TRIM_CELLS`` of its
-    edge shown where they ``agree`` (h, w bool: their own colour with the prediction) and their
-    colour in the frame's face ``crop`` (h, w, 3 uint8) is not the region's own (its other
-    cells' median, ``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
+    edge shown where their ``own`` (h, w) colour disagreement is under ``TRIM_AGREEMENT`` of
+    where covering ``start``s and no neighbour's is over it, and their colour in the frame's
+    face ``crop`` (h, w, 3 uint8) is not the region's own (its other cells' median,
+    ``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
+    disagreeing = cv2.dilate((own >= start).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    agrees = (own < TRIM_AGREEMENT * start) & ~disagreeing
     covered = visibility < 0.5
     edge = (cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3) <= TRIM_CELLS) & covered & agrees
     if not edge.any():
