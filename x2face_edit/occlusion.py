@@ -420,9 +420,11 @@ def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, c
     where covering ``start``s and no neighbour's is over it, and their colour in the frame's
     face ``crop`` (h, w, 3 uint8) is not the region's own (its other cells' median,
     ``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
+    covered = visibility < 0.5
+    if not covered.any():
+        return visibility
     disagreeing = cv2.dilate((own >= start).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     agrees = (own < TRIM_AGREEMENT * start) & ~disagreeing
-    covered = visibility < 0.5
     edge = (cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3) <= TRIM_CELLS) & covered & agrees
     if not edge.any():
         return visibility
