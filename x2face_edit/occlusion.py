@@ -238,10 +238,10 @@ class Occlusion:
             # the prediction failed (a model that has not learnt this face), not the face
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
-        visibility = _edges_trimmed(1 - np.clip((disagreement - start) / RAMP, 0, 1), own, start, crop)
+        moving = None if moving_parts is None else (moving_parts > 0.5).any(axis=0)
+        visibility = _edges_trimmed(1 - np.clip((disagreement - start) / RAMP, 0, 1), own, start, crop, moving)
         if moving_parts is not None:
             lips, eyes = moving_parts > 0.5
-            moving = lips | eyes
             surrounded = _from_surroundings(visibility, moving & on_face, on_face & ~moving)
             visibility = np.where(eyes & darker, np.minimum(visibility, surrounded), surrounded)
         grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
@@ -414,18 +414,22 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return grown
 
 
-def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, crop: np.ndarray) -> np.ndarray:
+def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, crop: np.ndarray,
+                   moving: np.ndarray | None = None) -> np.ndarray:
     """``visibility`` (h, w) with the cells of each covered region within ``TRIM_CELLS`` of its
     edge shown where their ``own`` (h, w) colour disagreement is under ``TRIM_AGREEMENT`` of
     where covering ``start``s and no neighbour's is over it, and their colour in the frame's
     face ``crop`` (h, w, 3 uint8) is not the region's own (its other cells' median,
-    ``TRIM_APART``): what the blur carried from the occluder onto the face beside it."""
+    ``TRIM_APART``): what the blur carried from the occluder onto the face beside it. Not on
+    the face's ``moving`` parts (h, w bool), where a dark strand agrees with a dark eye."""
     covered = visibility < 0.5
     if not covered.any():
         return visibility
     disagreeing = cv2.dilate((own >= start).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     agrees = (own < TRIM_AGREEMENT * start) & ~disagreeing
     edge = (cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3) <= TRIM_CELLS) & covered & agrees
+    if moving is not None:
+        edge &= ~moving
     if not edge.any():
         return visibility
     regions = cv2.connectedComponents(covered.astype(np.uint8), connectivity=8)[1].reshape(-1)
