@@ -238,12 +238,15 @@ class Occlusion:
             # the prediction failed (a model that has not learnt this face), not the face
             # covered; nothing is hidden.
             return torch.ones(grid.shape[:2])
+        judged = 1 - np.clip((disagreement - start) / RAMP, 0, 1)
         moving = None if moving_parts is None else (moving_parts > 0.5).any(axis=0)
-        visibility = _edges_trimmed(1 - np.clip((disagreement - start) / RAMP, 0, 1), own, start, crop, moving)
+        visibility = _edges_trimmed(judged, own, start, crop, moving)
         if moving_parts is not None:
             lips, eyes = moving_parts > 0.5
-            surrounded = _from_surroundings(visibility, moving & on_face, on_face & ~moving)
-            visibility = np.where(eyes & darker, np.minimum(visibility, surrounded), surrounded)
+            # From the surroundings as judged before the trimming: a hand or a strand that
+            # covers them covers the eyes and lips as far as it did.
+            surrounded = _from_surroundings(judged, moving & on_face, on_face & ~moving)
+            visibility = np.where(moving & on_face, np.where(eyes & darker, np.minimum(judged, surrounded), surrounded), visibility)
         grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
         visibility = np.minimum(visibility, 1 - grown).astype(np.float32)
         return torch.from_numpy(visibility if in_frame is None else _edges_repeated(visibility, in_frame))
