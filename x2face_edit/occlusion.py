@@ -240,14 +240,16 @@ class Occlusion:
             return torch.ones(grid.shape[:2])
         judged = 1 - np.clip((disagreement - start) / RAMP, 0, 1)
         moving = None if moving_parts is None else (moving_parts > 0.5).any(axis=0)
-        visibility = _edges_trimmed(judged, own, start, crop, moving)
+        # The frame's colours, a little blurred, as the trimming and the growing compare them.
+        colour = _blurred_image(crop.astype(np.float32) / 255, 1.0)
+        visibility = _edges_trimmed(judged, own, start, colour, moving)
         if moving_parts is not None:
-            lips, eyes = moving_parts > 0.5
+            eyes = moving_parts[1] > 0.5
             # From the surroundings as judged before the trimming: a hand or a strand that
             # covers them covers the eyes and lips as far as it did.
             surrounded = _from_surroundings(judged, moving & on_face, on_face & ~moving)
             visibility = np.where(moving & on_face, np.where(eyes & darker, np.minimum(judged, surrounded), surrounded), visibility)
-        grown = _grown_over_flat(crop, (visibility < GROW_SEED) & on_face)
+        grown = _grown_over_flat(crop, colour, (visibility < GROW_SEED) & on_face)
         visibility = np.minimum(visibility, 1 - grown).astype(np.float32)
         return torch.from_numpy(visibility if in_frame is None else _edges_repeated(visibility, in_frame))
 
@@ -391,11 +393,12 @@ def _tolerance_bins(grid: np.ndarray) -> np.ndarray:
     return bins[..., 1] * TOLERANCE_BINS + bins[..., 0]
 
 
-def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
+def _grown_over_flat(crop: np.ndarray, colour: np.ndarray, covered: np.ndarray) -> np.ndarray:
     """(h, w) bool: each region of the ``covered`` cells (h, w bool) of the frame's face
-    ``crop`` (h, w, 3 uint8) large enough to be an occluder's, with the cells connected to it
-    through the frame's flat cells of the region's own colour: what lies within the edges
-    that were found (a palm's inside, where it hides a cheek as flat)."""
+    ``crop`` (h, w, 3 uint8; ``colour``, its (h, w, 3) colours in [0, 1] blurred by a cell)
+    large enough to be an occluder's, with the cells connected to it through the frame's flat
+    cells of the region's own colour: what lies within the edges that were found (a palm's
+    inside, where it hides a cheek as flat)."""
     _, regions, stats, _ = cv2.connectedComponentsWithStats(covered.astype(np.uint8), connectivity=8)
     grown = np.zeros(covered.shape, bool)
     large = [region for region in range(1, len(stats)) if stats[region, cv2.CC_STAT_AREA] >= GROW_CELLS]
@@ -405,7 +408,7 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
     brightness = _channel_mean(seen)
     mean, square = (_blurred_image(values, FLAT_CELLS) for values in (brightness, brightness * brightness))
     flat = square - mean * mean < FLAT * FLAT
-    colour = np.ascontiguousarray(_blurred_image(seen, 1.0).transpose(2, 0, 1))
+    colour = np.ascontiguousarray(colour.transpose(2, 0, 1))
     for region in large:
         inside = regions == region
         tone = np.median(colour[:, inside], axis=1)
@@ -417,12 +420,12 @@ def _grown_over_flat(crop: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return grown
 
 
-def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, crop: np.ndarray,
+def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, colour: np.ndarray,
                    moving: np.ndarray | None = None) -> np.ndarray:
     """``visibility`` (h, w) with the cells of each covered region within ``TRIM_CELLS`` of its
     edge shown where their ``own`` (h, w) colour disagreement is under ``TRIM_AGREEMENT`` of
-    where covering ``start``s and no neighbour's is over it, and their colour in the frame's
-    face ``crop`` (h, w, 3 uint8) is not the region's own (its other cells' median,
+    where covering ``start``s and no neighbour's is over it, and their ``colour`` in the frame
+    (h, w, 3, blurred by a cell) is not the region's own (its other cells' median,
     ``TRIM_APART``): what the blur carried from the occluder onto the face beside it. Not on
     the face's ``moving`` parts (h, w bool), where a dark strand agrees with a dark eye."""
     covered = visibility < 0.5
@@ -436,7 +439,7 @@ def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, c
     if not edge.any():
         return visibility
     regions = cv2.connectedComponents(covered.astype(np.uint8), connectivity=8)[1].reshape(-1)
-    colour = _blurred_image(crop.astype(np.float32) / 255, 1.0).reshape(-1, 3)
+    colour = colour.reshape(-1, 3)
     edge_cells = np.flatnonzero(edge)
     rest_cells = np.flatnonzero(covered.reshape(-1) & ~edge.reshape(-1))
     edge_regions, rest_regions = regions[edge_cells], regions[rest_cells]
