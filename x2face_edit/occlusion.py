@@ -251,7 +251,7 @@ class Occlusion:
             visibility = np.where(moving & on_face, np.where(eyes & darker, np.minimum(judged, surrounded), surrounded), visibility)
         grown = _grown_over_flat(crop, colour, (visibility < GROW_SEED) & on_face)
         visibility = np.minimum(visibility, 1 - grown).astype(np.float32)
-        return torch.from_numpy(visibility if in_frame is None else _edges_repeated(visibility, in_frame))
+        return torch.from_numpy(visibility if in_frame is None or in_frame.all() else _edges_repeated(visibility, in_frame))
 
     def _on_face(self, grid: torch.Tensor) -> np.ndarray:
         """(h, w) bool: the central cells of the (h, w, 2) ``grid`` that sample the embedded face."""
@@ -455,15 +455,18 @@ def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, c
 
 def _medians_by_group(values: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
     """(count, C): the median (as ``np.median``: of an even number, the mean of the two middle
-    values) of the (N, C) ``values`` in each of ``count`` ``groups`` (N ints); 0 where empty."""
+    values) of the (N, C) ``values`` (within -1 and 1) in each of ``count`` ``groups`` (N
+    ints); 0 where empty."""
     sizes = np.bincount(groups, minlength=count)
     starts = np.cumsum(sizes) - sizes
     filled = sizes > 0
     lower, upper = (starts + (sizes - 1) // 2)[filled], (starts + sizes // 2)[filled]
     medians = np.zeros((count, values.shape[1]), values.dtype)
-    for channel in range(values.shape[1]):
-        ordered = values[np.lexsort((values[:, channel], groups)), channel]
-        medians[filled, channel] = (ordered[lower] + ordered[upper]) / 2
+    # One sort of every channel at once, by group and then value: each value (within -1 and 1)
+    # halved and added to its group's number, exactly (float64 holds both), apart per group.
+    keys = np.sort(groups[:, None] + values.astype(np.float64) / 2, axis=0)
+    ordered = ((keys - np.sort(groups)[:, None]) * 2).astype(values.dtype)
+    medians[filled] = (ordered[lower] + ordered[upper]) / 2
     return medians
 
 
