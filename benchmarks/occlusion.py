@@ -10,11 +10,7 @@ the clean clip's render paints there), the paint kept where the face shows (agai
 clean clip's render), the same in the covered frames alone, the same again forgiving paint
 that moved by up to ``NEAR`` pixels (what the matte hid, apart from where the warp moved
 the paint), and the frames where the face went unpainted; and what ``auto`` keeps of the
-paint on the clean clip. The occluded copies are H.264 re-encodes of the clip, and a
-re-encode alone moves some paint by a pixel (dlib and the network see its compression
-noise): "copy cov." is the paint kept beside the occluder in the covered frames against the
-render of a plain re-encode of the clean clip (written as the copies are, nothing in front),
-the occluder then the one difference.
+paint on the clean clip.
 
     python benchmarks/occlusion.py [--clips a.mp4 b.mp4] [--kinds hand phone object] [--paint discs|features] [--model CKPT]
     python benchmarks/occlusion.py --cost [--size 1280x720] [--frames 150] [--repeat 3] [--occluder strand] [--clip CLIP]
@@ -50,7 +46,7 @@ from x2face_edit.paint import Paint, PaintOptions
 from x2face_edit.render import RenderOptions, render
 from x2face_edit.synthetic import OCCLUDERS, write_moving_face_video, write_occluded_copy
 from x2face_edit.tracking import track_video
-from x2face_edit.video import VideoWriter, iter_frames, probe
+from x2face_edit.video import iter_frames
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips-eval"
 # Where paint goes on the embedded face: cheeks, forehead, chin (fractions of its side).
@@ -85,16 +81,6 @@ def shares(got: list[np.ndarray], clean: list[np.ndarray], masks: list[np.ndarra
         "kept near, covered frames": total(got_near[i] & clean[i] & ~masks[i] for i in covered) / max(1, total(clean[i] & ~masks[i] for i in covered)),
         "frames unpainted": sum(1 for g, c in zip(got, clean) if c.any() and not g.any()),
     }
-
-
-def plain_copy(clip: Path, out: Path) -> Path:
-    """``clip`` re-encoded frame for frame as ``synthetic.write_occluded_copy`` writes its
-    copies, with nothing in front of the face."""
-    info = probe(clip)
-    with VideoWriter(out, fps=info.fps, width=info.width, height=info.height) as writer:
-        for frame in iter_frames(clip):
-            writer.write(frame.rgb)
-    return out
 
 
 def painted_layer(layer_path: Path, features: np.ndarray | None = None) -> Paint:
@@ -153,8 +139,7 @@ def main() -> None:
         cost(args.size, args.frames, args.repeat, args.occluder, args.clip)
         return
     model, info = load_model_with_info(args.model)
-    print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'near cov.':>10}{'copy cov.':>10}"
-          f"{'unpainted':>10}")
+    print(f"{'clip':<44}{'occluder':<11}{'mode':<6}{'on occluder':>12}{'kept':>7}{'kept cov.':>10}{'near cov.':>10}{'unpainted':>10}")
     with tempfile.TemporaryDirectory() as scratch:
         for clip in args.clips:
             work = Path(scratch) / clip.stem
@@ -167,16 +152,13 @@ def main() -> None:
             kept = painted_masks(model, info, paint, clip, work / "clean_auto.mkv", "auto")
             share = sum((a & c).sum() for a, c in zip(kept, clean)) / max(1, sum(c.sum() for c in clean))
             print(f"{clip.name:<44}{'none':<11}{'auto':<6}{'':>12}{share:>7.1%}", flush=True)
-            copied = painted_masks(model, info, paint, plain_copy(clip, work / "copy.mp4"), work / "copy.mkv", "off")
             for kind in args.kinds:
                 masks: list[np.ndarray] = []
                 occluded = write_occluded_copy(clip, clean_track.face_boxes, kind, work / f"{kind}.mp4", masks=masks)
                 for mode in ("off", "auto"):
-                    got = painted_masks(model, info, paint, occluded, work / f"{kind}_{mode}.mkv", mode)
-                    row, against_copy = shares(got, clean, masks), shares(got, copied, masks)
+                    row = shares(painted_masks(model, info, paint, occluded, work / f"{kind}_{mode}.mkv", mode), clean, masks)
                     print(f"{clip.name:<44}{kind:<11}{mode:<6}{row['on occluder']:>12.1%}{row['kept']:>7.1%}"
-                          f"{row['kept, covered frames']:>10.1%}{row['kept near, covered frames']:>10.1%}"
-                          f"{against_copy['kept, covered frames']:>10.1%}{row['frames unpainted']:>10d}", flush=True)
+                          f"{row['kept, covered frames']:>10.1%}{row['kept near, covered frames']:>10.1%}{row['frames unpainted']:>10d}", flush=True)
 
 
 if __name__ == "__main__":
