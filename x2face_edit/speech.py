@@ -65,6 +65,10 @@ NARROW_BAND, EMPTY_BAND, BAND_FILL = 4200.0, 1e-4, 0.02
 DECODED_PIECE, CUT_SEARCH = 30.0, 2.0  # seconds
 VOWELS = frozenset(("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"))
 VOWEL_SHARE = 2.0  # a vowel's time against a consonant's within an aligned word
+# How much the phone decoder heeds its US-English phone language model against the sound:
+# little, for speakers of any language (chosen by the pooled model's cross-validation on the
+# training clips, benchmarks/README.md, "How much the phone decoder heeds its language model").
+PHONE_LANGUAGE_WEIGHT = 0.5
 # Less speech than this is not speech: pocketsphinx hears a phone or two in a pure tone.
 HEARD_SPEECH = 0.1
 ENVELOPE_BAND = (2.0, 7.0)  # Hz: syllables
@@ -81,8 +85,8 @@ def _pocketsphinx(*, phones: bool):
         raise X2FaceError("driving by speech needs pocketsphinx: pip install pocketsphinx==5.1.1") from None
     folder = Path(get_model_path()) / "en-us"
     if phones:
-        return Decoder(hmm=str(folder / "en-us"), allphone=str(folder / "en-us-phone.lm.bin"), lm=None, lw=2.0,
-                       beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+        return Decoder(hmm=str(folder / "en-us"), allphone=str(folder / "en-us-phone.lm.bin"), lm=None,
+                       lw=PHONE_LANGUAGE_WEIGHT, beam=1e-20, pbeam=1e-20, loglevel="FATAL")
     return Decoder(hmm=str(folder / "en-us"), dict=str(folder / "cmudict-en-us.dict"), lm=None, loglevel="FATAL")
 
 
