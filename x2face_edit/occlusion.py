@@ -455,15 +455,15 @@ def _edges_trimmed(visibility: np.ndarray, own: np.ndarray, start: np.ndarray, c
 
 def _medians_by_group(values: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
     """(count, C): the median (as ``np.median``: of an even number, the mean of the two middle
-    values) of the (N, C) ``values`` (within -1 and 1) in each of ``count`` ``groups`` (N
+    values) of the (N, C) ``values`` (colours, from 0 to 1) in each of ``count`` ``groups`` (N
     ints); 0 where empty."""
     sizes = np.bincount(groups, minlength=count)
     starts = np.cumsum(sizes) - sizes
     filled = sizes > 0
     lower, upper = (starts + (sizes - 1) // 2)[filled], (starts + sizes // 2)[filled]
     medians = np.zeros((count, values.shape[1]), values.dtype)
-    # One sort of every channel at once, by group and then value: each value (within -1 and 1)
-    # halved and added to its group's number, exactly (float64 holds both), apart per group.
+    # One sort of every channel at once, by group and then value: each value halved (0 to 0.5)
+    # and added to its group's number, exactly (float64 holds both), so groups stay apart.
     keys = np.sort(groups[:, None] + values.astype(np.float64) / 2, axis=0)
     ordered = ((keys - np.sort(groups)[:, None]) * 2).astype(values.dtype)
     medians[filled] = (ordered[lower] + ordered[upper]) / 2
