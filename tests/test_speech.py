@@ -109,6 +109,24 @@ def test_a_speech_model_of_the_opening_alone_still_loads(tmp_path):
     assert np.allclose(old.predict(unseen.track, unseen.times, 25), model.predict(unseen.track, unseen.times, 25), atol=1e-6)
 
 
+def test_a_speech_model_says_when_it_learnt_from_phones_decoded_otherwise(tmp_path):
+    """A model fitted before the phone decoder's language weight was stored with it heard
+    phones at the former weight: it says so in one line (``audio`` warns); one fitted now,
+    and the shipped one, hear them as they are decoded now."""
+    from x2face_edit.model.checkpoint import default_model_path
+    from x2face_edit.speech import FORMER_PHONE_LANGUAGE_WEIGHT, PHONE_LANGUAGE_WEIGHT, default_speech_path
+
+    model = fit_speech_model([synthetic_talking_clip(seed, f"s{seed}") for seed in range(4)])
+    assert model.decoded_otherwise() is None
+    model.save(tmp_path / "speech.pt")
+    assert SpeechModel.load(tmp_path / "speech.pt").decoded_otherwise() is None
+    del model.meta["phone_language_weight"]
+    assert FORMER_PHONE_LANGUAGE_WEIGHT != PHONE_LANGUAGE_WEIGHT
+    why = model.decoded_otherwise()
+    assert why is not None and f"{FORMER_PHONE_LANGUAGE_WEIGHT:g}" in why and "fit-speech" in why and "\n" not in why
+    assert SpeechModel.load(default_speech_path(default_model_path())).decoded_otherwise() is None
+
+
 def test_a_file_that_is_not_a_speech_model_is_refused(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(X2FaceError, match="not a speech model"):

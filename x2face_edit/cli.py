@@ -796,6 +796,8 @@ def audio(sources, speech, out, out_fps, count, size, audio_map, speech_model, t
     pooled = None
     if audio_map is None and (speech_model or default_speech_path(info.path).is_file()):
         pooled = SpeechModel.load(speech_model or default_speech_path(info.path))
+        if (why := pooled.decoded_otherwise()) is not None:
+            click.echo(f"warning: {why}", err=True)
     source = _source(model, sources, count, size, face)
     if audio_map is None:
         speech_map, which = source_audio_map(model, source, lambda: _maps(info, "audio", None), face=face, speech_model=pooled,

@@ -69,6 +69,8 @@ VOWEL_SHARE = 2.0  # a vowel's time against a consonant's within an aligned word
 # little, for speakers of any language (chosen by the pooled model's cross-validation on the
 # training clips, benchmarks/README.md, "How much the phone decoder heeds its language model").
 PHONE_LANGUAGE_WEIGHT = 0.5
+# The weight speech models fitted before it was stored with them heard their phones at.
+FORMER_PHONE_LANGUAGE_WEIGHT = 2.0
 # Less speech than this is not speech: pocketsphinx hears a phone or two in a pure tone.
 HEARD_SPEECH = 0.1
 ENVELOPE_BAND = (2.0, 7.0)  # Hz: syllables
@@ -328,6 +330,15 @@ class SpeechModel:
         raw = track.features(np.asarray(times) - self.lag, self.parts) @ self.weights + self.bias
         return np.stack([smoothed(column, self.smoothing * fps) for column in raw.T], axis=1)
 
+    def decoded_otherwise(self) -> str | None:
+        """A line saying that this model learnt from phones decoded otherwise than they are now
+        (it then reads features unlike those it was fitted on); None where alike."""
+        weight = self.meta.get("phone_language_weight", FORMER_PHONE_LANGUAGE_WEIGHT)
+        if weight == PHONE_LANGUAGE_WEIGHT:
+            return None
+        return (f"this speech model learnt from phones decoded at language weight {weight:g}, now {PHONE_LANGUAGE_WEIGHT:g}: "
+                "it follows speech less well until refitted (x2face-edit fit-speech)")
+
     def rest(self) -> np.ndarray:
         """(K,) the z-scored shapes the model gives silence."""
         silent = SpeechTrack(np.full(100, SILENCE), np.zeros(100))
@@ -453,6 +464,7 @@ def fit_speech_model(clips: list[TalkingClip], options: SpeechFitOptions = Speec
         keep[motion_points] = True
         motion[:, ~keep] = 0
     meta = {"clips": [c.name for c in clips], "cross_validated_score": scores[lag, smoothing], "folds": folds,
+            "phone_language_weight": PHONE_LANGUAGE_WEIGHT,
             "scores": {f"{k[0]:+.2f}s,{k[1]:.2f}s": round(v, 4) for k, v in scores.items()}, "ridge": options.ridge}
     model = SpeechModel(weights, bias, lag, smoothing, spread, motion, options.parts, np.ones(shapes), meta)
     spreads = np.concatenate([model.predict(c.track, c.times, c.fps) for c in clips]).std(axis=0)
