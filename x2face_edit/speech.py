@@ -69,7 +69,7 @@ VOWEL_SHARE = 2.0  # a vowel's time against a consonant's within an aligned word
 # little, for speakers of any language (chosen by the pooled model's cross-validation on the
 # training clips, benchmarks/README.md, "How much the phone decoder heeds its language model").
 PHONE_LANGUAGE_WEIGHT = 0.5
-# The weight speech models fitted before it was stored with them heard their phones at.
+# Speech models fitted before the weight was stored with them heard their phones at this one.
 FORMER_PHONE_LANGUAGE_WEIGHT = 2.0
 # Less speech than this is not speech: pocketsphinx hears a phone or two in a pure tone.
 HEARD_SPEECH = 0.1
