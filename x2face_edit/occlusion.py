@@ -251,7 +251,7 @@ class Occlusion:
             visibility = np.where(moving & on_face, np.where(eyes & darker, np.minimum(judged, surrounded), surrounded), visibility)
         grown = _grown_over_flat(crop, colour, (visibility < GROW_SEED) & on_face)
         visibility = np.minimum(visibility, 1 - grown).astype(np.float32)
-        return torch.from_numpy(visibility if in_frame is None or in_frame.all() else _edges_repeated(visibility, in_frame))
+        return torch.from_numpy(visibility if in_frame is None else _edges_repeated(visibility, in_frame))
 
     def _on_face(self, grid: torch.Tensor) -> np.ndarray:
         """(h, w) bool: the central cells of the (h, w, 2) ``grid`` that sample the embedded face."""
@@ -472,7 +472,9 @@ def _medians_by_group(values: np.ndarray, groups: np.ndarray, count: int) -> np.
 
 def _edges_repeated(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """(h, w) ``values`` with the cells outside the rectangle of ``kept`` (h, w bool) cells
-    given those of the nearest cell within it."""
+    given those of the nearest cell within it (``values`` itself where all are kept)."""
+    if kept.all():
+        return values
     rows, columns = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
     if rows.size == 0:
         return values
