@@ -240,8 +240,9 @@ class Occlusion:
             return torch.ones(grid.shape[:2])
         judged = 1 - np.clip((disagreement - start) / RAMP, 0, 1)
         moving = None if moving_parts is None else (moving_parts > 0.5).any(axis=0)
-        # The frame's colours, a little blurred, as the trimming and the growing compare them.
-        colour = _blurred_image(crop.astype(np.float32) / 255, 1.0)
+        # The frame's colours, and a little blurred, as the trimming and the growing compare them.
+        seen = crop.astype(np.float32) / 255
+        colour = _blurred_image(seen, 1.0)
         visibility = _edges_trimmed(judged, own, start, colour, moving)
         if moving_parts is not None:
             eyes = moving_parts[1] > 0.5
@@ -249,7 +250,7 @@ class Occlusion:
             # covers them covers the eyes and lips as far as it did.
             surrounded = _from_surroundings(judged, moving & on_face, on_face & ~moving)
             visibility = np.where(moving & on_face, np.where(eyes & darker, np.minimum(judged, surrounded), surrounded), visibility)
-        grown = _grown_over_flat(crop, colour, (visibility < GROW_SEED) & on_face)
+        grown = _grown_over_flat(seen, colour, (visibility < GROW_SEED) & on_face)
         visibility = np.minimum(visibility, 1 - grown).astype(np.float32)
         return torch.from_numpy(visibility if in_frame is None else _edges_repeated(visibility, in_frame))
 
@@ -393,9 +394,9 @@ def _tolerance_bins(grid: np.ndarray) -> np.ndarray:
     return bins[..., 1] * TOLERANCE_BINS + bins[..., 0]
 
 
-def _grown_over_flat(crop: np.ndarray, colour: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """(h, w) bool: each region of the ``covered`` cells (h, w bool) of the frame's face
-    ``crop`` (h, w, 3 uint8; ``colour``, its (h, w, 3) colours in [0, 1] blurred by a cell)
+def _grown_over_flat(seen: np.ndarray, colour: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """(h, w) bool: each region of the ``covered`` cells (h, w bool) of the frame's face as
+    ``seen`` (h, w, 3 colours in [0, 1]; ``colour``, the same blurred by a cell)
     large enough to be an occluder's, with the cells connected to it through the frame's flat
     cells of the region's own colour: what lies within the edges that were found (a palm's
     inside, where it hides a cheek as flat)."""
@@ -404,7 +405,6 @@ def _grown_over_flat(crop: np.ndarray, colour: np.ndarray, covered: np.ndarray) 
     large = [region for region in range(1, len(stats)) if stats[region, cv2.CC_STAT_AREA] >= GROW_CELLS]
     if not large:
         return grown
-    seen = crop.astype(np.float32) / 255
     brightness = _channel_mean(seen)
     mean, square = (_blurred_image(values, FLAT_CELLS) for values in (brightness, brightness * brightness))
     flat = square - mean * mean < FLAT * FLAT
